@@ -1,0 +1,113 @@
+"""The `Study`: one CT perfusion acquisition in memory, whatever it was read from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Study", "SOURCE_KINDS"]
+
+#: Where a study can come from.
+SOURCE_KINDS = ("dicom", "nifti", "unitobrain", "array")
+
+
+@dataclass
+class Study:
+    """A CT perfusion study: HU frames on a voxel grid, with their times.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (x, y, z, t), float32
+        Attenuation in Hounsfield units. ``x`` runs along image columns, ``y`` along image
+        rows, ``z`` along the slice normal (ascending position), ``t`` over time.
+    affine : ndarray, shape (4, 4)
+        Voxel index ``(i, j, k)`` to world position in mm, RAS+ (NIfTI/nibabel convention;
+        DICOM's LPS is converted on reading).
+    times : ndarray, shape (t,), float64
+        Acquisition time of each frame in s, from the first frame (``times[0] == 0``),
+        strictly increasing.
+    source : str
+        One of `SOURCE_KINDS`.
+    path : Path or None
+        The file or folder the study was read from.
+    metadata : dict
+        Source metadata, missing items absent: ``series_description``, ``patient_id``,
+        ``study_instance_uid``, ``series_instance_uid``, ``modality``, ``kvp``,
+        ``exposure_mas``, ``manufacturer``, ``transfer_syntax`` ...
+    problems : list of str
+        Non-fatal problems found while reading (each one sentence).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = Study(np.zeros((4, 4, 2, 3), np.float32), np.eye(4), np.array([0.0, 1.0, 2.0]))
+    >>> s.shape, s.n_frames, s.spacing
+    ((4, 4, 2), 3, (1.0, 1.0, 1.0))
+    """
+
+    frames: np.ndarray
+    affine: np.ndarray
+    times: np.ndarray
+    source: str = "array"
+    path: Path | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.frames = np.asarray(self.frames)
+        if self.frames.ndim != 4:
+            raise ValueError(f"frames: expected 4 dimensions (x, y, z, t), got shape {self.frames.shape}")
+        if self.frames.dtype != np.float32:
+            self.frames = self.frames.astype(np.float32)
+        self.affine = np.asarray(self.affine, dtype=np.float64)
+        if self.affine.shape != (4, 4):
+            raise ValueError(f"affine: expected shape (4, 4), got {self.affine.shape}")
+        self.times = np.asarray(self.times, dtype=np.float64)
+        if self.times.shape != (self.frames.shape[3],):
+            raise ValueError(
+                f"times: expected {self.frames.shape[3]} values (one per frame), got shape {self.times.shape}"
+            )
+        if self.source not in SOURCE_KINDS:
+            raise ValueError(f"source: expected one of {SOURCE_KINDS}, got {self.source!r}")
+        if self.path is not None:
+            self.path = Path(self.path)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """Spatial shape ``(x, y, z)``."""
+        return tuple(int(n) for n in self.frames.shape[:3])  # type: ignore[return-value]
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames (time points)."""
+        return int(self.frames.shape[3])
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size in mm along ``(x, y, z)``, from the affine."""
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def frame_interval(self) -> float:
+        """Median time between frames in s."""
+        return float(np.median(np.diff(self.times))) if self.n_frames > 1 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """What was read, as plain JSON-ready values (used by ``ctpmaps info``)."""
+        return {
+            "source": self.source,
+            "path": str(self.path) if self.path is not None else None,
+            "shape": list(self.shape),
+            "n_frames": self.n_frames,
+            "spacing_mm": [round(v, 4) for v in self.spacing],
+            "times_s": [round(float(t), 4) for t in self.times],
+            "duration_s": round(float(self.times[-1]), 4),
+            "frame_interval_s": round(self.frame_interval, 4),
+            "hu_range": [float(np.min(self.frames)), float(np.max(self.frames))],
+            "series_description": self.metadata.get("series_description"),
+            "metadata": self.metadata,
+            "problems": list(self.problems),
+        }
