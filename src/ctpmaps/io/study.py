@@ -59,7 +59,9 @@ class Study:
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames)
         if self.frames.ndim != 4:
-            raise ValueError(f"frames: expected 4 dimensions (x, y, z, t), got shape {self.frames.shape}")
+            raise ValueError(
+                f"frames: expected 4 dimensions (x, y, z, t), got shape {self.frames.shape}"
+            )
         if self.frames.dtype != np.float32:
             self.frames = self.frames.astype(np.float32)
         self.affine = np.asarray(self.affine, dtype=np.float64)
@@ -68,7 +70,8 @@ class Study:
         self.times = np.asarray(self.times, dtype=np.float64)
         if self.times.shape != (self.frames.shape[3],):
             raise ValueError(
-                f"times: expected {self.frames.shape[3]} values (one per frame), got shape {self.times.shape}"
+                f"times: expected {self.frames.shape[3]} values (one per frame), "
+                f"got shape {self.times.shape}"
             )
         if self.source not in SOURCE_KINDS:
             raise ValueError(f"source: expected one of {SOURCE_KINDS}, got {self.source!r}")
