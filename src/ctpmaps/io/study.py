@@ -69,10 +69,8 @@ class Study:
             raise ValueError(f"affine: expected shape (4, 4), got {self.affine.shape}")
         self.times = np.asarray(self.times, dtype=np.float64)
         if self.times.shape != (self.frames.shape[3],):
-            raise ValueError(
-                f"times: expected {self.frames.shape[3]} values (one per frame), "
-                f"got shape {self.times.shape}"
-            )
+            n = self.frames.shape[3]
+            raise ValueError(f"times: expected {n} values (one per frame), got {self.times.shape}")
         if self.source not in SOURCE_KINDS:
             raise ValueError(f"source: expected one of {SOURCE_KINDS}, got {self.source!r}")
         if self.path is not None:
