@@ -9,12 +9,15 @@ slice averages the anatomy over its thickness (partial volume).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from ..io.atomic import atomic_path
 from .config import Acquisition
 
 __all__ = [
@@ -55,9 +58,37 @@ class Template:
     affine: np.ndarray
 
 
+def _cache_dir() -> Path:
+    """Where derived template data is kept: ``$CTPMAPS_CACHE`` or ``~/.cache/ctpmaps``."""
+    return Path(os.environ.get("CTPMAPS_CACHE", Path.home() / ".cache" / "ctpmaps"))
+
+
+def _signed_distance(brain: np.ndarray, key: str) -> np.ndarray:
+    """Signed distance (mm) to the brain mask, cached on disk (it takes seconds)."""
+    path = _cache_dir() / f"mni152_signed_distance_{key}.npy"
+    if path.exists():
+        try:
+            cached = np.load(path)
+            if cached.shape == brain.shape:
+                return cached.astype(np.float32)
+        except (OSError, ValueError):
+            pass
+    outside = ndimage.distance_transform_edt(~brain)
+    inside = ndimage.distance_transform_edt(brain)
+    signed = np.where(brain, -inside + 0.5, outside - 0.5).astype(np.float32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            np.save(tmp, signed.astype(np.float16))
+    except OSError:  # a read-only home is fine: compute again next time
+        pass
+    return signed
+
+
 @lru_cache(maxsize=1)
 def load_template() -> Template:
     """Load (once per process) the MNI152 templates shipped with nilearn (no download)."""
+    import nilearn
     from nilearn.datasets import (
         load_mni152_brain_mask,
         load_mni152_gm_template,
@@ -69,9 +100,7 @@ def load_template() -> Template:
     wm = np.asarray(load_mni152_wm_template(resolution=1).get_fdata(), dtype=np.float32)
     brain = np.asarray(load_mni152_brain_mask(resolution=1).get_fdata()) > 0.5
     brain = ndimage.binary_fill_holes(brain)
-    outside = ndimage.distance_transform_edt(~brain)
-    inside = ndimage.distance_transform_edt(brain)
-    signed = np.where(brain, -inside + 0.5, outside - 0.5).astype(np.float32)
+    signed = _signed_distance(brain, f"nilearn{nilearn.__version__}")
     return Template(gm=gm, wm=wm, signed_distance=signed, affine=np.asarray(gm_img.affine))
 
 

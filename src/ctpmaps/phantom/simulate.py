@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,10 @@ class Truth:
         AIF before any partial volume: what the perfusion model uses).
     noise_free : ndarray (x, y, z, t) float32 or None
         Frames before noise (kept only on request).
+    motion : ndarray (t, 6)
+        Head motion per frame: tx, ty, tz (mm), rx, ry, rz (degrees), about the slab centre.
+    registered : ndarray (x, y, z, t) float32 or None
+        With motion: the frames without it but with the same noise (ideal registration).
     params : dict
         Every parameter of the simulation (JSON-ready).
     """
@@ -86,7 +90,8 @@ class Truth:
     vof: np.ndarray
     params: dict[str, Any]
     noise_free: np.ndarray | None = None
-    motion: np.ndarray | None = field(default=None)
+    motion: np.ndarray | None = None
+    registered: np.ndarray | None = None
 
     @property
     def volumes_ml(self) -> dict[str, float]:
@@ -159,12 +164,18 @@ def _noise_filter(shape: tuple[int, int], pixel_mm: float) -> np.ndarray:
 
 
 def add_ct_noise(
-    frames: np.ndarray, sigma_hu: float, pixel_mm: float, rng: np.random.Generator
+    frames: np.ndarray,
+    sigma_hu: float,
+    pixel_mm: float,
+    rng: np.random.Generator,
+    *,
+    also: np.ndarray | None = None,
 ) -> None:
     """Add spatially correlated CT noise of standard deviation ``sigma_hu`` in place.
 
     Noise is independent between frames and slices and correlated in-plane like
-    filtered back-projection noise (see `_noise_filter`).
+    filtered back-projection noise (see `_noise_filter`). ``also`` (same shape) receives
+    the same noise realisation.
     """
     if sigma_hu <= 0:
         return
@@ -174,7 +185,10 @@ def add_ct_noise(
         white = rng.standard_normal((nx, ny, nz), dtype=np.float32)
         spec = scipy.fft.rfft2(white, axes=(0, 1), workers=-1)
         spec *= filt[:, :, None] * sigma_hu
-        frames[..., k] += scipy.fft.irfft2(spec, s=(nx, ny), axes=(0, 1), workers=-1)
+        noise = scipy.fft.irfft2(spec, s=(nx, ny), axes=(0, 1), workers=-1)
+        frames[..., k] += noise
+        if also is not None:
+            also[..., k] += noise
 
 
 def simulate_patient(
@@ -413,13 +427,13 @@ def simulate_patient(
     }
 
     # --- acquisition effects ---------------------------------------------------------------
-    noise_free = None
     motion = _rigid_motion(rng, len(times), cfg.motion_mm, cfg.motion_deg)
+    # With motion, the motion-free frames (same noise) are what an ideal registration gives.
+    registered = frames.copy() if np.any(motion) else None
     _apply_motion(frames, affine, motion)
-    if keep_noise_free:
-        noise_free = frames.copy()
+    noise_free = frames.copy() if keep_noise_free else None
     if noise:
-        add_ct_noise(frames, acq.noise_sigma_hu, acq.pixel_mm, rng)
+        add_ct_noise(frames, acq.noise_sigma_hu, acq.pixel_mm, rng, also=registered)
 
     volumes = {
         k: float(masks[k].sum() * voxel_ml)
