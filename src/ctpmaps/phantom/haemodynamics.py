@@ -80,8 +80,9 @@ class InputFunction:
 def random_input_function(rng: np.random.Generator, *, duration_s: float) -> InputFunction:
     """Random AIF parameters: arrival 1–9 s (early boluses included, capped at 20 % of the
     acquisition), time to peak 3–7 s after arrival, peak 250–550 HU at 80 kV."""
+    latest = min(9.0, 0.2 * duration_s)
     return InputFunction(
-        arrival_s=float(rng.uniform(1.0, min(9.0, 0.2 * duration_s))),
+        arrival_s=float(rng.uniform(min(1.0, latest), latest)),
         alpha=float(rng.uniform(2.5, 4.5)),
         beta_s=float(rng.uniform(0.9, 1.6)),
         peak_hu=float(rng.uniform(250.0, 550.0)),
@@ -123,8 +124,19 @@ def delayed_input(aif: np.ndarray, dt: float, delay_s: float, dispersion_s: floa
     shifted = np.interp(t - delay_s, t, aif, left=0.0)
     if dispersion_s <= 0:
         return shifted
-    kernel = np.exp(-t / dispersion_s) / dispersion_s
-    return _convolve(shifted, kernel, dt)
+    return _convolve(shifted, _unit_kernel(np.exp(-t / dispersion_s), dt), dt)
+
+
+def _unit_kernel(k: np.ndarray, dt: float) -> np.ndarray:
+    """Scale a sampled kernel so its discrete integral (sum * dt) is exactly 1."""
+    return k / (k.sum() * dt)
+
+
+def _cell_residue(t: np.ndarray, mtt_s: float, shape: str, dt: float, n: int = 16) -> np.ndarray:
+    """Residue averaged over each time cell [t, t + dt): its discrete integral equals MTT
+    to within dt / n (a point-sampled box would be off by up to one cell)."""
+    sub = (np.arange(n) + 0.5) / n * dt
+    return residue(t[:, None] + sub[None, :], mtt_s, shape).mean(axis=1)
 
 
 def venous_output(aif: np.ndarray, dt: float, transit_s: float) -> np.ndarray:
@@ -133,8 +145,7 @@ def venous_output(aif: np.ndarray, dt: float, transit_s: float) -> np.ndarray:
     t = np.arange(len(aif)) * dt
     k = 4.0
     h = t ** (k - 1) * np.exp(-t * k / transit_s)
-    h /= np.trapezoid(h, dx=dt)
-    return _convolve(aif, h, dt)
+    return _convolve(aif, _unit_kernel(h, dt), dt)
 
 
 def tissue_curve(
@@ -152,7 +163,7 @@ def tissue_curve(
     """Tissue enhancement in HU on the fine grid, for CBF in mL/100 g/min and MTT in s."""
     t = np.arange(len(aif)) * dt
     a = delayed_input(aif, dt, delay_s, dispersion_s)
-    r = residue(t, mtt_s, shape)
+    r = _cell_residue(t, mtt_s, shape, dt)
     scale = tissue_scale(hematocrit_factor=hematocrit_factor, density=density)
     return scale * cbf * _convolve(a, r, dt)
 
@@ -163,9 +174,9 @@ def impulse_response(
     """What deconvolution by the undelayed AIF recovers: ``CBF * (d ⊛ R)(t - delay)``,
     with ``d`` the dispersion kernel (mL/100 g/min)."""
     dt = float(t[1] - t[0])
-    r = residue(t, mtt_s, shape)
+    r = _cell_residue(t, mtt_s, shape, dt)
     if dispersion_s > 0:
-        r = _convolve(r, np.exp(-t / dispersion_s) / dispersion_s, dt)
+        r = _convolve(r, _unit_kernel(np.exp(-t / dispersion_s), dt), dt)
     return cbf * np.interp(t - delay_s, t, r, left=0.0)
 
 

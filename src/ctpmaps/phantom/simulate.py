@@ -251,14 +251,12 @@ def simulate_patient(
     mni_to_ct = np.linalg.inv(affine) @ pose.matrix()
     vessels = vessel_tree(template, rng)
     vessel_frac = {v.name: voxelise(v, mni_to_ct, shape, spacing) for v in vessels}
-    artery = np.clip(
-        sum(f for v, f in zip(vessels, vessel_frac.values(), strict=True) if v.kind == "artery"),
-        0,
-        1,
-    ).astype(np.float32)
-    vein = np.clip(
-        sum(f for v, f in zip(vessels, vessel_frac.values(), strict=True) if v.kind == "vein"), 0, 1
-    ).astype(np.float32)
+    artery = _union(
+        [f for v, f in zip(vessels, vessel_frac.values(), strict=True) if v.kind == "artery"], shape
+    )
+    vein = _union(
+        [f for v, f in zip(vessels, vessel_frac.values(), strict=True) if v.kind == "vein"], shape
+    )
     keep = np.clip(1.0 - artery - vein, 0.0, 1.0)
     for name in ("gm", "wm", "csf", "bone", "scalp"):
         setattr(anat, name, getattr(anat, name) * keep)
@@ -496,6 +494,7 @@ def simulate_patient(
         params=params,
         noise_free=noise_free,
         motion=motion,
+        registered=registered,
     )
     metadata = {
         "patient_id": patient_id,
@@ -508,6 +507,14 @@ def simulate_patient(
     }
     study = Study(frames, affine, times, source="array", metadata=metadata)
     return PhantomStudy(study, truth)
+
+
+def _union(fractions: list[np.ndarray], shape: tuple[int, ...]) -> np.ndarray:
+    """Fraction of a voxel inside any of several tubes (branches share their start point,
+    so the largest, not the sum, avoids counting the junction twice)."""
+    if not fractions:
+        return np.zeros(shape, np.float32)
+    return np.maximum.reduce(fractions).astype(np.float32)
 
 
 def _tmax_map(levels, level_map, flow_gm, flow_wm, mtt_ratio, shape_name) -> np.ndarray:

@@ -139,7 +139,8 @@ def voxelise(
     """Fraction of each CT voxel inside the tube, shape ``shape``, float32.
 
     ``mni_to_ct_vox`` maps MNI mm to CT voxel indices. Distances are measured in CT mm,
-    sampled at ``n_sub`` positions across each slice and averaged; the result is blurred
+    sampled at ``n_sub`` positions across each slice and about every 0.3 mm in-plane, and
+    averaged; the result is blurred
     in-plane with a Gaussian PSF of ``psf_fwhm_mm``.
     """
     pts_vox = (mni_to_ct_vox @ np.c_[vessel.points, np.ones(len(vessel.points))].T).T[:, :3]
@@ -147,20 +148,24 @@ def voxelise(
     pts_mm = pts_vox * sp
     out = np.zeros(shape, np.float32)
     reach = vessel.radius_mm + 2 * psf_fwhm_mm
-    offsets = (np.arange(n_sub) + 0.5) / n_sub - 0.5
+    # Sub-voxel sample points: n_sub across the slice, about every 0.3 mm in-plane.
+    n_xy = max(2, int(np.ceil(sp[0] / 0.3)))
+    oxy = (np.arange(n_xy) + 0.5) / n_xy - 0.5
+    oz = (np.arange(n_sub) + 0.5) / n_sub - 0.5
+    offsets = np.stack(np.meshgrid(oxy, oxy, oz, indexing="ij"), axis=-1).reshape(-1, 3)
     for a, b in zip(pts_mm[:-1], pts_mm[1:], strict=True):
         lo = np.floor((np.minimum(a, b) - reach) / sp).astype(int)
         hi = np.ceil((np.maximum(a, b) + reach) / sp).astype(int) + 1
         lo, hi = np.maximum(lo, 0), np.minimum(hi, shape)
         if np.any(hi <= lo):
             continue
-        ii, jj, kk = np.meshgrid(*(np.arange(lo[d], hi[d]) for d in range(3)), indexing="ij")
-        frac = np.zeros(ii.shape, np.float32)
+        grid = np.meshgrid(*(np.arange(lo[d], hi[d]) for d in range(3)), indexing="ij")
+        centres = np.stack([g.ravel() for g in grid], axis=1).astype(np.float64)
+        frac = np.zeros(len(centres), np.float32)
         for off in offsets:
-            p = np.stack([ii.ravel(), jj.ravel(), kk.ravel() + off], axis=1) * sp
-            inside = _segment_distance(p, a, b) <= vessel.radius_mm
-            frac += inside.reshape(ii.shape).astype(np.float32) / n_sub
+            inside = _segment_distance((centres + off) * sp, a, b) <= vessel.radius_mm
+            frac += inside.astype(np.float32) / len(offsets)
         box = out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        np.maximum(box, frac, out=box)
+        np.maximum(box, frac.reshape(grid[0].shape), out=box)
     sigma_px = psf_fwhm_mm / 2.3548 / sp[:2]
     return ndimage.gaussian_filter(out, sigma=(sigma_px[0], sigma_px[1], 0), mode="constant")
