@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ctpmaps.physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
+from ctpmaps.physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 
 
 def _pure_tissue(ph) -> np.ndarray:

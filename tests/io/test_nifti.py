@@ -1,0 +1,111 @@
+"""4D NIfTI studies: frame times from the sidecar or the header, and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from ctpmaps.errors import InputError
+from ctpmaps.io import Study, load_study, read_nifti_study, write_nifti_study
+from ctpmaps.io.nifti import sidecar_path
+
+
+def _study(nt: int = 5, dtype=np.float32) -> Study:
+    rng = np.random.default_rng(0)
+    frames = (rng.normal(30, 10, (6, 5, 3, nt))).astype(dtype)
+    aff = np.diag([-0.5, -0.5, 5.0, 1.0])
+    aff[:3, 3] = [10, 20, -7.5]
+    return Study(frames, aff, np.array([0.0, 0.5, 1.0, 2.0, 3.5])[:nt])
+
+
+@pytest.mark.parametrize("dtype", ["int16", "float32"])
+def test_round_trip(tmp_path, dtype):
+    s = _study()
+    path = write_nifti_study(s, tmp_path / "ctp.nii.gz", dtype=dtype)
+    assert sidecar_path(path).name == "ctp.json"
+    back = load_study(path)
+    assert back.source == "nifti"
+    atol = 0.5 if dtype == "int16" else 0
+    np.testing.assert_allclose(back.frames, s.frames, atol=atol)
+    np.testing.assert_allclose(back.times, s.times)
+    np.testing.assert_allclose(back.affine, s.affine, atol=1e-5)
+    assert json.loads(sidecar_path(path).read_text())["FrameTimes"] == list(s.times)
+
+
+def test_times_from_header_without_sidecar(tmp_path):
+    data = np.zeros((4, 4, 2, 6), np.int16)
+    img = nib.Nifti1Image(data, np.eye(4))
+    img.header.set_xyzt_units("mm", "msec")
+    img.header.set_zooms((1, 1, 1, 500))
+    nib.save(img, tmp_path / "x.nii")
+    s = read_nifti_study(tmp_path / "x.nii")
+    np.testing.assert_allclose(s.times, np.arange(6) * 0.5)
+    assert "header" in s.metadata["times_from"]
+
+
+def _save(tmp_path, data, zooms=(1, 1, 1, 0)):
+    img = nib.Nifti1Image(data, np.eye(4))
+    img.header.set_zooms(zooms[: data.ndim])
+    path = tmp_path / "bad.nii.gz"
+    nib.save(img, path)
+    return path
+
+
+def test_nan_is_named(tmp_path):
+    data = np.zeros((4, 4, 2, 3), np.float32)
+    data[1, 2, 0, 2] = np.nan
+    path = _save(tmp_path, data, (1, 1, 1, 1))
+    with pytest.raises(InputError, match=r"bad\.nii\.gz: 1 NaN.*\(1, 2, 0\), frame 2"):
+        read_nifti_study(path)
+
+
+def test_3d_image_rejected(tmp_path):
+    with pytest.raises(InputError, match="expected a 4D image"):
+        read_nifti_study(_save(tmp_path, np.zeros((4, 4, 2), np.float32)))
+
+
+def test_no_times_rejected(tmp_path):
+    with pytest.raises(InputError, match="no frame times"):
+        read_nifti_study(_save(tmp_path, np.zeros((4, 4, 2, 3), np.float32)))
+
+
+def test_sidecar_mismatch_rejected(tmp_path):
+    path = _save(tmp_path, np.zeros((4, 4, 2, 3), np.float32))
+    sidecar_path(path).write_text(json.dumps({"FrameTimes": [0, 1]}))
+    with pytest.raises(InputError, match="FrameTimes has 2 values, the image has 3 frames"):
+        read_nifti_study(path)
+    sidecar_path(path).write_text(json.dumps({"FrameTimes": [0, 2, 1]}))
+    with pytest.raises(InputError, match="not strictly increasing"):
+        read_nifti_study(path)
+    sidecar_path(path).write_text("{not json")
+    with pytest.raises(InputError, match="bad.json: cannot read the JSON sidecar"):
+        read_nifti_study(path)
+
+
+def test_truncated_file_rejected(tmp_path):
+    path = write_nifti_study(_study(), tmp_path / "ctp.nii.gz")
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(InputError, match="ctp.nii.gz: not a readable NIfTI"):
+        read_nifti_study(path)
+
+
+def test_load_study_rejects_other_files(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError, match="notes.txt: expected a NIfTI file"):
+        load_study(tmp_path / "notes.txt")
+    with pytest.raises(InputError, match="no such file or folder"):
+        load_study(tmp_path / "missing")
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(nib, "save", boom)
+    with pytest.raises(OSError, match="disk full"):
+        write_nifti_study(_study(), tmp_path / "ctp.nii.gz")
+    assert list(tmp_path.iterdir()) == []
