@@ -1,0 +1,426 @@
+"""DICOM headers: where, when and how each image of a folder was acquired.
+
+The header model shared by the reader (`dicom_read`): one `Image` per 2D image (a
+single-frame file or one frame of an enhanced multi-frame CT file) with its position,
+orientation, pixel spacing, candidate times and rescale; the folder listing; decoder checks
+and series metadata. The public functions live in `dicom_read` and `dicom_write` and are
+re-exported here: ``from ctpmaps.io.dicom import read_dicom_study, write_dicom_study``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+from pydicom.pixels import get_decoder
+from pydicom.uid import UID
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .dicom_read import Volume, read_dicom_study, read_dicom_volume
+    from .dicom_write import COMPRESSIONS, write_dicom_study, write_dicom_volume
+
+__all__ = [
+    "read_dicom_study",
+    "read_dicom_volume",
+    "Volume",
+    "write_dicom_study",
+    "write_dicom_volume",
+    "COMPRESSIONS",
+]
+
+_PUBLIC = {
+    "read_dicom_study": ".dicom_read",
+    "read_dicom_volume": ".dicom_read",
+    "Volume": ".dicom_read",
+    "write_dicom_study": ".dicom_write",
+    "write_dicom_volume": ".dicom_write",
+    "COMPRESSIONS": ".dicom_write",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy re-export: dicom_read imports this module, so it cannot be imported eagerly here.
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name], __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: Files that may sit in a DICOM folder and are skipped (recorded in ``Study.problems``).
+HARMLESS_NAMES = frozenset({"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"})
+HARMLESS_SUFFIXES = frozenset({".txt", ".json"})
+
+#: Slice positions along the normal closer than this (mm) are one slice.
+POSITION_TOL_MM = 0.05
+
+#: What to install for each compressed transfer syntax (pydicom's decoder plugins).
+DECODER_PACKAGES = {
+    "1.2.840.10008.1.2.4.50": "pylibjpeg and pylibjpeg-libjpeg (or pillow)",
+    "1.2.840.10008.1.2.4.51": "pylibjpeg and pylibjpeg-libjpeg (or pillow)",
+    "1.2.840.10008.1.2.4.57": "pylibjpeg and pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.70": "pylibjpeg and pylibjpeg-libjpeg",
+    "1.2.840.10008.1.2.4.80": "pyjpegls (or pylibjpeg and pylibjpeg-libjpeg)",
+    "1.2.840.10008.1.2.4.81": "pyjpegls (or pylibjpeg and pylibjpeg-libjpeg)",
+    "1.2.840.10008.1.2.4.90": "pylibjpeg and pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.4.91": "pylibjpeg and pylibjpeg-openjpeg",
+    "1.2.840.10008.1.2.5": "pylibjpeg and pylibjpeg-rle",
+}
+
+TIME_SOURCES = ("acquisition", "content", "trigger")
+TIME_NAMES = {
+    "acquisition": "AcquisitionDateTime/AcquisitionTime",
+    "content": "ContentTime",
+    "trigger": "TriggerTime",
+}
+
+
+@dataclass
+class Image:
+    """One 2D image: a single-frame file, or one frame of an enhanced multi-frame file."""
+
+    path: Path
+    frame: int | None  # index in a multi-frame file
+    position: np.ndarray  # ImagePositionPatient (LPS, mm)
+    orientation: np.ndarray  # ImageOrientationPatient (6,)
+    spacing: np.ndarray  # PixelSpacing (row, column) mm
+    size: tuple[int, int]  # (rows, columns)
+    times: dict[str, float | None]  # source -> seconds (absolute, per source)
+    dated: bool  # times carry a date (no midnight ambiguity)
+    instance: int | None
+    temporal_index: int | None
+    rescale: Dataset  # holds the modality LUT / rescale of this image
+    slice_pos: float = 0.0  # position along the series' slice normal (mm)
+    slice_index: int = -1
+
+
+# ----------------------------------------------------------------------------- times
+# a recent epoch keeps float64 seconds at sub-microsecond resolution
+_EPOCH_DAY = _dt.date(2000, 1, 1).toordinal()
+_TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d+)?$")
+_DT = re.compile(r"^(\d{8})(\d{2,6}(?:\.\d+)?)?([+-]\d{4})?$")
+
+
+def _tm_seconds(value: Any) -> float | None:
+    """Seconds since midnight of a DICOM TM (``HHMMSS.FFFFFF``, also ``HH:MM:SS``)."""
+    text = str(value or "").strip().replace(":", "")
+    m = _TM.match(text)
+    if not m:
+        return None
+    hh, mm, ss, frac = m.groups()
+    return int(hh) * 3600 + int(mm or 0) * 60 + int(ss or 0) + float(frac or 0.0)
+
+
+def _da_seconds(value: Any) -> float | None:
+    """Seconds from 2000-01-01 to the start of a DICOM DA (``YYYYMMDD``)."""
+    text = str(value or "").strip().replace(".", "")
+    if not re.fullmatch(r"\d{8}", text):
+        return None
+    try:
+        day = _dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
+    except ValueError:
+        return None
+    return (day.toordinal() - _EPOCH_DAY) * 86400.0
+
+
+def _dt_seconds(value: Any) -> float | None:
+    """Seconds from 2000-01-01 of a DICOM DT (``YYYYMMDDHHMMSS.FFFFFF&ZZXX``)."""
+    m = _DT.match(str(value or "").strip())
+    if not m:
+        return None
+    day = _da_seconds(m.group(1))
+    clock = _tm_seconds(m.group(2) or "00")
+    return None if day is None or clock is None else day + clock
+
+
+def _date_time(date: Any, time: Any) -> tuple[float | None, bool]:
+    """Seconds of a DA + TM pair (the date may be absent); whether a date was used."""
+    clock = _tm_seconds(time)
+    if clock is None:
+        return None, False
+    day = _da_seconds(date)
+    return (clock if day is None else day + clock), day is not None
+
+
+def _classic_times(ds: Dataset) -> tuple[dict[str, float | None], bool]:
+    dated = True
+    acq = _dt_seconds(ds.get("AcquisitionDateTime"))
+    if acq is None:
+        acq, dated = _date_time(ds.get("AcquisitionDate"), ds.get("AcquisitionTime"))
+    content, content_dated = _date_time(ds.get("ContentDate"), ds.get("ContentTime"))
+    trigger = ds.get("TriggerTime")
+    trigger_s = float(trigger) / 1000.0 if trigger not in (None, "") else None
+    times = {"acquisition": acq, "content": content, "trigger": trigger_s}
+    return times, (dated if acq is not None else content_dated)
+
+
+# ----------------------------------------------------------------------------- headers
+def _floats(value: Any, n: int) -> np.ndarray | None:
+    try:
+        out = np.array([float(v) for v in value], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return out if out.shape == (n,) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _classic_image(path: Path, ds: Dataset) -> Image | None:
+    position = _floats(ds.get("ImagePositionPatient"), 3)
+    orientation = _floats(ds.get("ImageOrientationPatient"), 6)
+    spacing = _floats(ds.get("PixelSpacing"), 2)
+    if position is None or orientation is None or spacing is None:
+        return None
+    times, dated = _classic_times(ds)
+    return Image(
+        path,
+        None,
+        position,
+        orientation,
+        spacing,
+        (int(ds.get("Rows", 0)), int(ds.get("Columns", 0))),
+        times,
+        dated,
+        _int_or_none(ds.get("InstanceNumber")),
+        _int_or_none(ds.get("TemporalPositionIndex")),
+        ds,
+    )
+
+
+def _group(ds: Dataset, i: int, name: str) -> Dataset | None:
+    """Functional group ``name`` of frame ``i``: per-frame first, then shared."""
+    for seq in (ds.PerFrameFunctionalGroupsSequence[i], shared_group(ds)):
+        if seq is not None and name in seq and len(seq[name].value):
+            return seq[name].value[0]
+    return None
+
+
+def shared_group(ds: Dataset) -> Dataset | None:
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    return shared[0] if shared else None
+
+
+def _enhanced_images(path: Path, ds: Dataset) -> list[Image]:
+    """One `Image` per frame of an enhanced multi-frame CT file (functional groups)."""
+    n = int(ds.get("NumberOfFrames", 1))
+    if len(ds.PerFrameFunctionalGroupsSequence) != n:
+        raise InputError(
+            path,
+            f"NumberOfFrames is {n} but there are "
+            f"{len(ds.PerFrameFunctionalGroupsSequence)} per-frame functional groups",
+        )
+    images = []
+    for i in range(n):
+        plane = _group(ds, i, "PlanePositionSequence")
+        orient = _group(ds, i, "PlaneOrientationSequence")
+        measures = _group(ds, i, "PixelMeasuresSequence")
+        content = _group(ds, i, "FrameContentSequence") or Dataset()
+        pvt = _group(ds, i, "PixelValueTransformationSequence")
+        position = _floats(plane.get("ImagePositionPatient") if plane else None, 3)
+        orientation = _floats(orient.get("ImageOrientationPatient") if orient else None, 6)
+        spacing = _floats(measures.get("PixelSpacing") if measures else None, 2)
+        if position is None or orientation is None or spacing is None:
+            raise InputError(
+                path,
+                f"frame {i + 1} lacks its plane position, orientation or "
+                "pixel spacing (functional groups)",
+            )
+        acq = _dt_seconds(content.get("FrameAcquisitionDateTime"))
+        ref = _dt_seconds(content.get("FrameReferenceDateTime"))
+        rescale = Dataset()
+        for key in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
+            value = pvt.get(key) if pvt is not None and key in pvt else ds.get(key)
+            if value is not None:
+                setattr(rescale, key, value)
+        images.append(
+            Image(
+                path,
+                i,
+                position,
+                orientation,
+                spacing,
+                (int(ds.get("Rows", 0)), int(ds.get("Columns", 0))),
+                {"acquisition": acq, "content": ref, "trigger": None},
+                True,
+                _int_or_none(ds.get("InstanceNumber")),
+                _int_or_none(content.get("TemporalPositionIndex")),
+                rescale,
+            )
+        )
+    return images
+
+
+@dataclass
+class DicomFile:
+    """Header of one DICOM file and its images (empty when it has no usable geometry)."""
+
+    path: Path
+    ds: Dataset
+    images: list[Image]
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.ds.get("SeriesInstanceUID", "(no SeriesInstanceUID)"))
+
+
+def read_header(path: Path) -> DicomFile:
+    """Header pass over one file (no pixel data read); its images, if it holds any."""
+    try:
+        with open(path, "rb") as fp:
+            ds = pydicom.dcmread(fp, stop_before_pixels=True)
+            ended = fp.tell() >= os.fstat(fp.fileno()).st_size
+    except InvalidDicomError:
+        raise InputError(
+            path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)"
+        ) from None
+    except Exception as exc:  # pydicom raises many kinds on damaged files
+        raise InputError(path, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
+    if ended and _is_image_storage(ds):
+        # pydicom stops silently at the end of a file cut short: an image must go on to pixels
+        raise InputError(path, "truncated: the file ends before its pixel data")
+    if "PerFrameFunctionalGroupsSequence" in ds:
+        images = _enhanced_images(path, ds)
+    elif int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InputError(
+            path,
+            "multi-frame image without per-frame functional groups: the "
+            "positions and times of its frames are unknown",
+        )
+    else:
+        image = _classic_image(path, ds)
+        images = [] if image is None else [image]
+    return DicomFile(path, ds, images)
+
+
+def _is_image_storage(ds: Dataset) -> bool:
+    meta = getattr(ds, "file_meta", None)
+    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
+    return bool(sop) and "Image Storage" in UID(str(sop)).name
+
+
+def list_files(folder: Path, problems: list[str]) -> list[Path]:
+    """Every file under ``folder`` (sorted); harmless non-image files are skipped."""
+    if not folder.exists():
+        raise InputError(folder, "does not exist")
+    if folder.is_file():
+        return [folder]
+    paths = []
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root) / name
+            low = name.lower()
+            if (
+                low in HARMLESS_NAMES
+                or Path(low).suffix in HARMLESS_SUFFIXES
+                or low.startswith("._")
+            ):
+                problems.append(f"skipped {path.relative_to(folder)}: not image data")
+                continue
+            paths.append(path)
+    if not paths:
+        raise InputError(
+            folder, "no DICOM files found (the folder is empty or holds only DICOMDIR/text files)"
+        )
+    return paths
+
+
+def map_threads(fn, items, workers: int | None) -> list:
+    workers = workers or min(4, os.cpu_count() or 1)
+    if workers <= 1 or len(items) < 8:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def normal_of(orientation: np.ndarray) -> np.ndarray:
+    normal = np.cross(orientation[:3], orientation[3:])
+    return normal / (np.linalg.norm(normal) or 1.0)
+
+
+def label(im: Image) -> str:
+    return im.path.name + (f" frame {im.frame + 1}" if im.frame is not None else "")
+
+
+def check_decoders(files: list[DicomFile]) -> None:
+    """Fail before the pixel pass when a transfer syntax has no installed decoder."""
+    seen: set[str] = set()
+    for f in files:
+        ts = str(f.ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(f.ds, "file_meta") else ""
+        if not ts or ts in seen:
+            continue
+        seen.add(ts)
+        uid = UID(ts)
+        if not uid.is_compressed:
+            continue
+        try:
+            decoder = get_decoder(uid)
+        except NotImplementedError:
+            raise InputError(
+                f.path,
+                f"pixel data use the transfer syntax {uid.name} ({uid}), "
+                "which pydicom cannot decode",
+            ) from None
+        if not decoder.is_available:
+            package = DECODER_PACKAGES.get(str(uid), "a pydicom decoder plugin for it")
+            raise InputError(
+                f.path,
+                f"pixel data are compressed as {uid.name} ({uid}) and no "
+                f"decoder for it is installed: install {package}",
+            )
+
+
+def _value(ds: Dataset, key: str, *groups: str) -> Any:
+    """``key`` from the dataset, else from the named shared functional groups."""
+    if ds.get(key) not in (None, ""):
+        return ds.get(key)
+    shared = shared_group(ds)
+    for name in groups:
+        if shared is not None and name in shared and len(shared[name].value):
+            item = shared[name].value[0]
+            if item.get(key) not in (None, ""):
+                return item.get(key)
+    return None
+
+
+def series_metadata(ds: Dataset) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    for key, tag in (
+        ("series_description", "SeriesDescription"),
+        ("patient_id", "PatientID"),
+        ("study_instance_uid", "StudyInstanceUID"),
+        ("series_instance_uid", "SeriesInstanceUID"),
+        ("frame_of_reference_uid", "FrameOfReferenceUID"),
+        ("modality", "Modality"),
+        ("manufacturer", "Manufacturer"),
+    ):
+        if ds.get(tag) not in (None, ""):
+            meta[key] = str(ds.get(tag))
+    for key, tag, groups in (
+        ("kvp", "KVP", ("CTXRayDetailsSequence",)),
+        ("exposure_mas", "Exposure", ()),
+        ("exposure_mas", "ExposureInmAs", ("CTExposureSequence",)),
+        ("slice_thickness_mm", "SliceThickness", ("PixelMeasuresSequence",)),
+    ):
+        value = _value(ds, tag, *groups)
+        if key not in meta and value is not None:
+            meta[key] = float(value)
+    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
+    if ts:
+        meta["transfer_syntax"] = str(ts)
+    return meta

@@ -1,0 +1,595 @@
+"""Writing a `Study` as a scanner-like CT DICOM series (one file per slice and frame).
+
+The layout follows what CT perfusion scanners export: one *CT Image Storage* instance per
+slice and time point, signed or unsigned 16-bit pixels with *Rescale Intercept/Slope*
+giving HU, geometry in LPS (converted from the study's RAS+ affine), and per-frame
+acquisition and content times with fractional seconds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    RLELossless,
+    generate_uid,
+)
+
+from ..errors import InputError
+from .study import Study
+
+__all__ = ["write_dicom_study", "write_dicom_volume", "write_tree_atomically", "COMPRESSIONS"]
+
+log = logging.getLogger(__name__)
+
+#: ``compression`` names accepted by `write_dicom_study` and their transfer syntaxes.
+COMPRESSIONS = {
+    None: ExplicitVRLittleEndian,
+    "jpeg-lossless": JPEGLosslessSV1,
+    "jpeg-ls": JPEGLSLossless,
+    "jpeg2000": JPEG2000Lossless,
+    "rle": RLELossless,
+}
+
+#: Voxel -> world: DICOM LPS <-> NIfTI RAS+ (its own inverse).
+LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+_DEFAULT_START = _dt.datetime(2024, 1, 1, 9, 0, 0)
+
+
+@dataclass(frozen=True)
+class _Geometry:
+    """Per-slice DICOM geometry derived from a RAS+ affine."""
+
+    orientation: list[float]  # ImageOrientationPatient: row then column direction cosines
+    spacing: list[float]  # PixelSpacing: [between rows, between columns] in mm
+    positions: np.ndarray  # (z, 3) ImagePositionPatient (LPS, mm)
+    locations: np.ndarray  # (z,) position along the slice normal (mm)
+    slice_gap: float  # spacing between slice centres along the normal (mm)
+
+
+def _geometry(affine: np.ndarray, n_slices: int) -> _Geometry:
+    """DICOM geometry of the slices of a study with voxel->RAS+ ``affine``."""
+    lps = LPS_RAS @ np.asarray(affine, dtype=np.float64)
+    col_step, row_step, slice_step = lps[:3, 0], lps[:3, 1], lps[:3, 2]
+    dx, dy = float(np.linalg.norm(col_step)), float(np.linalg.norm(row_step))
+    if dx == 0 or dy == 0 or float(np.linalg.norm(slice_step)) == 0:
+        raise InputError("study.affine", f"expected a non-singular affine, got {affine.tolist()}")
+    row_cos, col_cos = col_step / dx, row_step / dy
+    normal = np.cross(row_cos, col_cos)
+    positions = lps[:3, 3][None, :] + np.arange(n_slices)[:, None] * slice_step[None, :]
+    return _Geometry(
+        orientation=[float(v) for v in (*row_cos, *col_cos)],
+        spacing=[dy, dx],
+        positions=positions,
+        locations=positions @ normal,
+        slice_gap=float(abs(slice_step @ normal)),
+    )
+
+
+def _ds_number(value: float) -> str:
+    """A DICOM decimal string (at most 16 characters) for ``value``."""
+    text = f"{value:.10g}"
+    return text if len(text) <= 16 else f"{value:.6e}"
+
+
+def _encode_jpeg_lossless(arr: np.ndarray) -> bytes:
+    """JPEG Lossless process 14, selection value 1 (1.2.840.10008.1.2.4.70) of one frame.
+
+    pydicom has no encoder for this transfer syntax. ``imagecodecs.jpeg8_encode`` (libjpeg-turbo
+    3) writes lossless JPEG (SOF3) with a chosen predictor: predictor 1 and no point transform
+    is exactly "first-order prediction" (SV1), and pydicom's decoders (pylibjpeg-libjpeg) read
+    it back bit-exactly. ``imagecodecs.ljpeg_encode`` (liblj92) is not used: it always writes
+    predictor 6, which is only valid for 1.2.840.10008.1.2.4.57.
+    """
+    import imagecodecs
+
+    data = np.ascontiguousarray(arr).view(np.uint16)  # the codec sees the stored bit patterns
+    return bytes(imagecodecs.jpeg8_encode(data, lossless=True, predictor=1, bitspersample=16))
+
+
+def _check_encoder(compression: str | None) -> None:
+    """Fail before writing anything when ``compression`` cannot be encoded here."""
+    if compression not in COMPRESSIONS:
+        raise InputError(
+            "compression", f"expected one of {list(COMPRESSIONS)}, got {compression!r}"
+        )
+    if compression is None:
+        return
+    if compression == "jpeg-lossless":
+        try:
+            import imagecodecs
+        except ImportError:
+            raise InputError(
+                "compression",
+                "'jpeg-lossless' needs the imagecodecs package (pip install imagecodecs); "
+                "use compression=None, 'jpeg-ls', 'jpeg2000' or 'rle' instead",
+            ) from None
+        if not imagecodecs.JPEG8.available:
+            raise InputError("compression", "'jpeg-lossless': imagecodecs lacks its JPEG8 codec")
+        return
+    from pydicom.pixels import get_encoder
+
+    encoder = get_encoder(COMPRESSIONS[compression])
+    if not encoder.is_available:
+        missing = "; ".join(encoder.missing_dependencies)
+        raise InputError("compression", f"{compression!r}: no encoder available ({missing})")
+
+
+def _plugin(compression: str) -> str:
+    """Preferred pydicom encoding plugin: the compiled RLE encoder when present."""
+    if compression == "rle":
+        from pydicom.pixels import get_encoder
+
+        return "pylibjpeg" if "pylibjpeg" in get_encoder(RLELossless).available_plugins else ""
+    return ""
+
+
+def _stored_values(
+    frames: np.ndarray, *, slope: float, intercept: float, signed: bool
+) -> tuple[np.dtype, float, float]:
+    """Stored dtype and the HU range it can hold; warns once about values it will clip."""
+    dtype = np.dtype(np.int16 if signed else np.uint16)
+    info = np.iinfo(dtype)
+    lo, hi = info.min * slope + intercept, info.max * slope + intercept
+    n_clip = int(np.count_nonzero((frames < lo) | (frames > hi)))
+    if n_clip:
+        log.warning(
+            "%d voxels outside the storable range [%g, %g] HU (%s, slope %g, intercept %g) "
+            "are clipped",
+            n_clip,
+            lo,
+            hi,
+            dtype.name,
+            slope,
+            intercept,
+        )
+    return dtype, lo, hi
+
+
+def _new_uid(seed: str | None, prefix: str | None, *parts: object) -> str:
+    """A fresh UID, or a deterministic one derived from ``seed`` and ``parts``."""
+    if seed is None:
+        return generate_uid(prefix=prefix or "1.2.826.0.1.3680043.8.498.")
+    return generate_uid(
+        prefix=prefix or "1.2.826.0.1.3680043.8.498.",
+        entropy_srcs=[str(seed), *[str(p) for p in parts]],
+    )
+
+
+def write_tree_atomically(
+    out_dir: str | Path, fill: Callable[[Path], None], *, overwrite: bool
+) -> Path:
+    """Fill a temporary sibling folder with ``fill(tmp)``, then rename it to ``out_dir``.
+
+    A crash (or an exception from ``fill``) leaves no partial ``out_dir``. An existing empty
+    ``out_dir`` is replaced; a non-empty one only with ``overwrite=True``.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError(out_dir, "exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        raise InputError(out_dir, "exists and is not empty; pass overwrite=True to replace it")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tag = uuid.uuid4().hex[:8]
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{tag}"
+    tmp.mkdir()
+    try:
+        fill(tmp)
+        if out_dir.is_dir():
+            old = out_dir.parent / f".{out_dir.name}.old-{tag}"
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+@dataclass(frozen=True)
+class _SeriesOptions:
+    """Everything `_write_series` needs besides the pixels, the affine and the times."""
+
+    compression: str | None = None
+    patient_id: str = "CTPMAPS-0001"
+    patient_name: str | None = None
+    study_description: str = "CT perfusion"
+    series_description: str = "CT perfusion"
+    series_number: int = 1
+    manufacturer: str = "ctpmaps"
+    kvp: float | None = 80.0
+    exposure_mas: float | None = 150.0
+    slice_thickness: float | None = None
+    signed: bool = True
+    rescale_slope: float = 1.0
+    rescale_intercept: float = -1024.0
+    rescale_type: str = "HU"
+    window: tuple[float, float] = (40.0, 400.0)
+    image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL")
+    file_pattern: str = "IM{instance:05d}.dcm"
+    start: _dt.datetime = _DEFAULT_START
+    uid_seed: str | None = None
+    uid_prefix: str | None = None
+    study_uid: str | None = None
+    series_uid: str | None = None
+    frame_of_reference_uid: str | None = None
+    workers: int | None = None
+
+
+def _base_attributes(
+    shape: tuple[int, ...], geo: _Geometry, uids: dict[str, str], o: _SeriesOptions
+) -> dict[str, object]:
+    """Attributes shared by every file of the series."""
+    day, clock = o.start.strftime("%Y%m%d"), o.start.strftime("%H%M%S")
+    attrs: dict[str, object] = {
+        "SOPClassUID": CTImageStorage,
+        "StudyInstanceUID": uids["study"],
+        "SeriesInstanceUID": uids["series"],
+        "FrameOfReferenceUID": uids["frame_of_reference"],
+        "Modality": "CT",
+        "ImageType": list(o.image_type),
+        "PatientName": o.patient_name or o.patient_id,
+        "PatientID": o.patient_id,
+        "PatientBirthDate": "",
+        "PatientSex": "",
+        "StudyDate": day,
+        "StudyTime": clock,
+        "SeriesDate": day,
+        "SeriesTime": clock,
+        "AccessionNumber": "",
+        "ReferringPhysicianName": "",
+        "StudyID": "1",
+        "StudyDescription": o.study_description,
+        "SeriesDescription": o.series_description,
+        "SeriesNumber": o.series_number,
+        "Manufacturer": o.manufacturer,
+        "ManufacturerModelName": "ctpmaps",
+        "BodyPartExamined": "HEAD",
+        "ScanOptions": "AXIAL MODE",
+        "SliceThickness": _ds_number(o.slice_thickness or geo.slice_gap),
+        "SpacingBetweenSlices": _ds_number(geo.slice_gap),
+        "PositionReferenceIndicator": "",
+        "ImageOrientationPatient": [_ds_number(v) for v in geo.orientation],
+        "PixelSpacing": [_ds_number(v) for v in geo.spacing],
+        "SamplesPerPixel": 1,
+        "PhotometricInterpretation": "MONOCHROME2",
+        "Rows": int(shape[1]),
+        "Columns": int(shape[0]),
+        "BitsAllocated": 16,
+        "BitsStored": 16,
+        "HighBit": 15,
+        "PixelRepresentation": int(o.signed),
+        "RescaleIntercept": _ds_number(o.rescale_intercept),
+        "RescaleSlope": _ds_number(o.rescale_slope),
+        "RescaleType": o.rescale_type,
+        "WindowCenter": _ds_number(o.window[0]),
+        "WindowWidth": _ds_number(o.window[1]),
+    }
+    if o.kvp is not None:
+        attrs["KVP"] = _ds_number(o.kvp)
+    if o.exposure_mas is not None:
+        attrs["Exposure"] = int(round(o.exposure_mas))
+    if o.compression is not None:
+        attrs["LossyImageCompression"] = "00"
+    return attrs
+
+
+def _dataset(base: dict[str, object], sop_uid: str) -> Dataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationVersionName = "CTPMAPS"
+    ds = Dataset()
+    ds.file_meta = meta
+    for key, value in base.items():
+        setattr(ds, key, value)
+    ds.SOPInstanceUID = sop_uid
+    return ds
+
+
+def _set_pixels(ds: Dataset, stored: np.ndarray, compression: str | None) -> None:
+    """Put ``stored`` (rows, columns) into ``ds``, encoded as ``compression`` asks."""
+    if compression is None:
+        ds.PixelData = np.ascontiguousarray(stored).tobytes()
+        ds["PixelData"].VR = "OW"
+    elif compression == "jpeg-lossless":
+        ds.PixelData = encapsulate([_encode_jpeg_lossless(stored)])
+        ds["PixelData"].VR = "OB"
+        ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    else:
+        ds.compress(
+            COMPRESSIONS[compression],
+            np.ascontiguousarray(stored),
+            encoding_plugin=_plugin(compression),
+            generate_instance_uid=False,
+        )
+
+
+def _write_series(
+    frames: np.ndarray,
+    affine: np.ndarray,
+    times: np.ndarray | None,
+    out_dir: Path,
+    o: _SeriesOptions,
+    *,
+    overwrite: bool,
+) -> Path:
+    """Write ``frames`` (x, y, z, t) as one file per slice and frame; see `write_dicom_study`."""
+    _check_encoder(o.compression)
+    n_bad = int(np.count_nonzero(~np.isfinite(frames)))
+    if n_bad:
+        raise InputError("frames", f"expected finite values, found {n_bad} NaN or infinite")
+    nx, ny, nz, nt = frames.shape
+    if o.compression == "jpeg2000" and min(nx, ny) < 32:
+        # pylibjpeg-openjpeg always encodes 6 wavelet resolutions: 2**5 pixels at least
+        raise InputError(
+            "compression", f"'jpeg2000' needs images of at least 32 x 32 pixels, got {nx} x {ny}"
+        )
+    geo = _geometry(affine, nz)
+    dtype, lo, hi = _stored_values(
+        frames, slope=o.rescale_slope, intercept=o.rescale_intercept, signed=o.signed
+    )
+    uids = {
+        "study": o.study_uid or _new_uid(o.uid_seed, o.uid_prefix, "study"),
+        "frame_of_reference": o.frame_of_reference_uid
+        or _new_uid(o.uid_seed, o.uid_prefix, "frame-of-reference"),
+    }
+    uids["series"] = o.series_uid or _new_uid(o.uid_seed, o.uid_prefix, "series", o.series_number)
+    base = _base_attributes(frames.shape, geo, uids, o)
+
+    def write_one(tmp: Path, k: int, s: int) -> None:
+        instance = k * nz + s + 1
+        ds = _dataset(base, _new_uid(o.uid_seed, o.uid_prefix, uids["series"], instance))
+        ds.InstanceNumber = instance
+        ds.ImagePositionPatient = [_ds_number(v) for v in geo.positions[s]]
+        ds.SliceLocation = _ds_number(float(geo.locations[s]))
+        if times is not None:
+            when = o.start + _dt.timedelta(seconds=float(times[k]))
+            ds.AcquisitionNumber = k + 1
+            ds.TemporalPositionIndex = k + 1
+            ds.AcquisitionDate = ds.ContentDate = when.strftime("%Y%m%d")
+            ds.AcquisitionTime = ds.ContentTime = when.strftime("%H%M%S.%f")
+            ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S.%f")
+        hu = np.clip(frames[:, :, s, k].T, lo, hi)
+        stored = np.rint((hu - o.rescale_intercept) / o.rescale_slope).astype(dtype)
+        _set_pixels(ds, stored, o.compression)
+        name = o.file_pattern.format(instance=instance, slice=s + 1, frame=k + 1)
+        ds.save_as(tmp / name, enforce_file_format=True)
+
+    def fill(tmp: Path) -> None:
+        jobs = [(k, s) for k in range(nt) for s in range(nz)]
+        workers = o.workers or min(4, os.cpu_count() or 1)
+        if workers <= 1:
+            for k, s in jobs:
+                write_one(tmp, k, s)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            for future in [pool.submit(write_one, tmp, k, s) for k, s in jobs]:
+                future.result()
+
+    out = write_tree_atomically(out_dir, fill, overwrite=overwrite)
+    log.info("wrote %d DICOM files (%s) to %s", nz * nt, o.compression or "uncompressed", out)
+    return out
+
+
+def write_dicom_study(
+    study: Study,
+    out_dir: str | Path,
+    *,
+    compression: str | None = None,
+    patient_id: str = "CTPMAPS-0001",
+    patient_name: str | None = None,
+    study_description: str = "CT perfusion",
+    series_description: str = "CT perfusion",
+    series_number: int = 1,
+    kvp: float | None = 80.0,
+    exposure_mas: float | None = 150.0,
+    manufacturer: str = "ctpmaps",
+    slice_thickness: float | None = None,
+    signed: bool = True,
+    rescale_intercept: float = -1024.0,
+    rescale_slope: float = 1.0,
+    start: _dt.datetime | None = None,
+    uid_seed: str | None = None,
+    uid_prefix: str | None = None,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    file_pattern: str = "IM{instance:05d}.dcm",
+    overwrite: bool = False,
+    workers: int | None = None,
+) -> Path:
+    """Write a study as a scanner-like CT DICOM series, one file per slice and frame.
+
+    Parameters
+    ----------
+    study : Study
+        Frames (x, y, z, t) in HU, RAS+ affine (converted to LPS here), times in s.
+    out_dir : str or Path
+        Folder to create. Files go to a temporary sibling folder renamed into place at the
+        end, so a failure leaves nothing behind.
+    compression : {None, 'jpeg-lossless', 'jpeg-ls', 'jpeg2000', 'rle'}
+        Transfer syntax: explicit VR little endian, JPEG Lossless SV1 (needs imagecodecs),
+        JPEG-LS lossless (pyjpegls), JPEG 2000 lossless (pylibjpeg-openjpeg) or RLE.
+    patient_id, patient_name, study_description, series_description : str
+        Identification written to every file (*PatientName* defaults to ``patient_id``).
+    series_number : int
+        *SeriesNumber*.
+    kvp : float or None
+        Tube voltage in kV (*KVP*); None leaves it out.
+    exposure_mas : float or None
+        Tube current-time product in mAs (*Exposure*); None leaves it out.
+    manufacturer : str
+        *Manufacturer*.
+    slice_thickness : float or None
+        Nominal slice thickness in mm; default the spacing between slices.
+    signed : bool
+        Store int16 (True) or uint16 (False) values.
+    rescale_intercept, rescale_slope : float
+        HU = stored * slope + intercept; HU are rounded to the stored grid and values outside
+        the storable range are clipped (with a logged warning).
+    start : datetime or None
+        Date and time of the first frame (default 2024-01-01 09:00:00).
+    uid_seed, uid_prefix : str or None
+        With a seed every UID is derived deterministically from it; the prefix (default
+        pydicom's) roots generated UIDs.
+    study_uid, series_uid, frame_of_reference_uid : str or None
+        Use these UIDs instead of generated ones (to link several series of one study).
+    file_pattern : str
+        File name; ``{instance}``, ``{slice}`` and ``{frame}`` (all from 1) are filled in.
+        Instance numbers run over slices within a frame, frame after frame.
+    overwrite : bool
+        Replace an existing non-empty ``out_dir``.
+    workers : int or None
+        Threads writing files (default up to 4).
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+
+    Raises
+    ------
+    InputError
+        Unknown compression or one whose encoder is missing, non-finite frames, a singular
+        affine, or an existing non-empty ``out_dir`` without ``overwrite``.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, pathlib
+    >>> s = Study(np.zeros((8, 8, 2, 3), np.float32), np.eye(4), np.array([0.0, 1.0, 2.0]))
+    >>> out = write_dicom_study(s, pathlib.Path(tempfile.mkdtemp()) / "ctp")
+    >>> len(list(out.iterdir()))
+    6
+    """
+    opts = _SeriesOptions(
+        compression=compression,
+        patient_id=patient_id,
+        patient_name=patient_name,
+        study_description=study_description,
+        series_description=series_description,
+        series_number=series_number,
+        manufacturer=manufacturer,
+        kvp=kvp,
+        exposure_mas=exposure_mas,
+        slice_thickness=slice_thickness,
+        signed=signed,
+        rescale_slope=rescale_slope,
+        rescale_intercept=rescale_intercept,
+        file_pattern=file_pattern,
+        start=start or _DEFAULT_START,
+        uid_seed=uid_seed,
+        uid_prefix=uid_prefix,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        frame_of_reference_uid=frame_of_reference_uid,
+        workers=workers,
+    )
+    return _write_series(
+        study.frames, study.affine, study.times, Path(out_dir), opts, overwrite=overwrite
+    )
+
+
+def write_dicom_volume(
+    volume: np.ndarray,
+    affine: np.ndarray,
+    out_dir: str | Path,
+    *,
+    rescale_slope: float = 1.0,
+    rescale_intercept: float = 0.0,
+    signed: bool = False,
+    rescale_type: str = "US",
+    window: tuple[float, float] = (40.0, 400.0),
+    series_description: str = "derived map",
+    file_pattern: str = "IM{instance:05d}.dcm",
+    overwrite: bool = False,
+    **ids: object,
+) -> Path:
+    """Write one 3D volume (e.g. a perfusion map) as a derived CT series, one file per slice.
+
+    Parameters
+    ----------
+    volume : ndarray, shape (x, y, z)
+        Values in physical units; stored as ``round((v - intercept) / slope)``.
+    affine : ndarray, shape (4, 4)
+        Voxel -> RAS+ world (mm).
+    out_dir : str or Path
+        Folder to create (atomically, as in `write_dicom_study`).
+    rescale_slope, rescale_intercept : float
+        Stored-to-physical mapping; values outside the storable range are clipped (warned).
+    signed : bool
+        int16 (True) or uint16 (False) storage.
+    rescale_type : str
+        *RescaleType* (units of the rescaled values, e.g. ``"US"`` unspecified).
+    window : (float, float)
+        Display *WindowCenter* and *WindowWidth* in physical units.
+    series_description, file_pattern : str
+        As in `write_dicom_study` (``{slice}`` and ``{instance}`` coincide here).
+    overwrite : bool
+        Replace an existing non-empty ``out_dir``.
+    **ids
+        ``patient_id``, ``study_uid``, ``frame_of_reference_uid``, ``series_number``,
+        ``uid_seed``, ``uid_prefix``, ``start``, ``manufacturer``: as in `write_dicom_study`.
+
+    Returns
+    -------
+    Path
+        ``out_dir``.
+    """
+    volume = np.asarray(volume)
+    if volume.ndim != 3:
+        raise InputError("volume", f"expected shape (x, y, z), got {volume.shape}")
+    allowed = {
+        "patient_id",
+        "patient_name",
+        "study_uid",
+        "frame_of_reference_uid",
+        "series_uid",
+        "series_number",
+        "uid_seed",
+        "uid_prefix",
+        "start",
+        "manufacturer",
+        "study_description",
+        "compression",
+        "workers",
+    }
+    unknown = set(ids) - allowed
+    if unknown:
+        raise TypeError(f"write_dicom_volume: unexpected keyword arguments {sorted(unknown)}")
+    opts = _SeriesOptions(
+        rescale_slope=rescale_slope,
+        rescale_intercept=rescale_intercept,
+        signed=signed,
+        rescale_type=rescale_type,
+        window=window,
+        series_description=series_description,
+        file_pattern=file_pattern,
+        image_type=("DERIVED", "SECONDARY", "AXIAL"),
+        kvp=None,
+        exposure_mas=None,
+        **ids,  # type: ignore[arg-type]
+    )
+    if opts.start is None:
+        opts = replace(opts, start=_DEFAULT_START)
+    return _write_series(volume[..., None], affine, None, Path(out_dir), opts, overwrite=overwrite)

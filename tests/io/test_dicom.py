@@ -1,0 +1,554 @@
+"""Tests of `ctpmaps.io.dicom`: writing scanner-like CT series and reading them back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from ctpmaps.errors import InputError
+from ctpmaps.io.dicom import (
+    read_dicom_study,
+    read_dicom_volume,
+    write_dicom_study,
+    write_dicom_volume,
+)
+from ctpmaps.io.study import Study
+
+TIMES = np.array([0.0, 1.0, 2.5, 3.0, 4.75])  # as in conftest.make_study
+
+
+# ----------------------------------------------------------------------------- helpers
+def dicom_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+def edit(path: Path, change: Callable[[Dataset], None]) -> None:
+    """Rewrite one DICOM file after ``change(ds)``."""
+    ds = pydicom.dcmread(path)
+    change(ds)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def edit_all(folder: Path, change: Callable[[Dataset], None]) -> None:
+    for path in dicom_files(folder):
+        edit(path, change)
+
+
+def file_of(folder: Path, *, slice_index: int, frame_index: int, n_slices: int = 3) -> Path:
+    """The file of one slice and frame (both from 0) written by `write_dicom_study`."""
+    return folder / f"IM{frame_index * n_slices + slice_index + 1:05d}.dcm"
+
+
+def write_enhanced_ct(study: Study, path: Path, *, intercepts=(-1024.0, -1000.0)) -> Path:
+    """``study`` as one Enhanced CT Image Storage file with per-frame functional groups.
+
+    Frames are stored in reverse order and alternate between two rescale intercepts, so
+    that the reader must use the per-frame groups for position, time and rescale.
+    """
+    from ctpmaps.io.dicom_write import _geometry
+
+    nx, ny, nz, nt = study.frames.shape
+    geo = _geometry(study.affine, nz)
+    start = dt.datetime(2024, 3, 1, 10, 0, 0)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
+    ds.SOPClassUID = EnhancedCTImageStorage
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.FrameOfReferenceUID = generate_uid()
+    ds.Modality, ds.PatientID, ds.SeriesDescription = "CT", "ENH-1", "enhanced CTP"
+    ds.InstanceNumber = 1
+    ds.Rows, ds.Columns, ds.NumberOfFrames = ny, nx, nz * nt
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    shared = Dataset()
+    shared.PlaneOrientationSequence = [Dataset()]
+    shared.PlaneOrientationSequence[0].ImageOrientationPatient = geo.orientation
+    shared.PixelMeasuresSequence = [Dataset()]
+    shared.PixelMeasuresSequence[0].PixelSpacing = geo.spacing
+    shared.PixelMeasuresSequence[0].SliceThickness = geo.slice_gap
+    ds.SharedFunctionalGroupsSequence = [shared]
+    per_frame, pixels = [], []
+    order = [(k, s) for k in range(nt) for s in range(nz)][::-1]
+    for i, (k, s) in enumerate(order):
+        intercept = intercepts[i % len(intercepts)]
+        item = Dataset()
+        item.PlanePositionSequence = [Dataset()]
+        item.PlanePositionSequence[0].ImagePositionPatient = [float(v) for v in geo.positions[s]]
+        item.FrameContentSequence = [Dataset()]
+        when = start + dt.timedelta(seconds=float(study.times[k]))
+        item.FrameContentSequence[0].FrameAcquisitionDateTime = when.strftime("%Y%m%d%H%M%S.%f")
+        item.FrameContentSequence[0].TemporalPositionIndex = k + 1
+        item.PixelValueTransformationSequence = [Dataset()]
+        pvt = item.PixelValueTransformationSequence[0]
+        pvt.RescaleIntercept, pvt.RescaleSlope, pvt.RescaleType = intercept, 1.0, "HU"
+        per_frame.append(item)
+        pixels.append(np.rint(study.frames[:, :, s, k].T - intercept).astype(np.int16))
+    ds.PerFrameFunctionalGroupsSequence = per_frame
+    ds.PixelData = np.stack(pixels).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def assert_same(read: Study, written: Study) -> None:
+    np.testing.assert_array_equal(read.frames, np.rint(written.frames))
+    np.testing.assert_allclose(read.times, written.times, atol=1e-5)
+    np.testing.assert_allclose(read.affine, written.affine, atol=1e-5)
+    assert read.frames.dtype == np.float32
+    assert read.frames.flags.c_contiguous
+
+
+# ----------------------------------------------------------------------------- round trips
+@pytest.mark.parametrize("compression", [None, "jpeg-lossless", "jpeg-ls", "jpeg2000", "rle"])
+def test_round_trip_every_compression(tmp_path, make_study, compression):
+    if compression == "jpeg-lossless":
+        pytest.importorskip("imagecodecs", reason="jpeg-lossless encoding needs imagecodecs")
+    study = make_study(nx=32, ny=36, nz=2, times=TIMES[:4])  # jpeg2000 needs >= 32 pixels
+    out = write_dicom_study(study, tmp_path / "s", compression=compression)
+    read = read_dicom_study(out)
+    assert_same(read, study)
+    ts = str(
+        pydicom.dcmread(dicom_files(out)[0], stop_before_pixels=True).file_meta.TransferSyntaxUID
+    )
+    assert read.metadata["transfer_syntax"] == ts
+    expected = {
+        None: "1.2.840.10008.1.2.1",
+        "jpeg-lossless": "1.2.840.10008.1.2.4.70",
+        "jpeg-ls": "1.2.840.10008.1.2.4.80",
+        "jpeg2000": "1.2.840.10008.1.2.4.90",
+        "rle": "1.2.840.10008.1.2.5",
+    }
+    assert ts == expected[compression]
+    assert read.source == "dicom" and read.problems == []
+
+
+def test_jpeg_lossless_is_first_order_prediction(tmp_path, study):
+    """Transfer syntax .70 demands predictor 1 (SV1) in the JPEG start-of-scan header."""
+    pytest.importorskip("imagecodecs")
+    out = write_dicom_study(study, tmp_path / "s", compression="jpeg-lossless")
+    ds = pydicom.dcmread(dicom_files(out)[0])
+    from pydicom.encaps import generate_fragments
+
+    stream = b"".join(generate_fragments(ds.PixelData))
+    sos = stream.index(b"\xff\xda")
+    n_components = stream[sos + 4]
+    predictor = stream[sos + 5 + 2 * n_components]
+    assert stream.find(b"\xff\xc3") >= 0  # SOF3: lossless
+    assert predictor == 1
+
+
+@pytest.mark.parametrize("signed", [True, False])
+def test_round_trip_unsigned_and_slope(tmp_path, make_study, signed):
+    study = make_study()
+    study.frames[:] = np.clip(study.frames, -1024, None) / 2  # half-HU values need slope 0.5
+    out = write_dicom_study(study, tmp_path / "s", signed=signed, rescale_slope=0.5)
+    read = read_dicom_study(out)
+    np.testing.assert_array_equal(read.frames, study.frames)
+
+
+def test_oblique_geometry_and_any_file_order(tmp_path, make_study):
+    study = make_study()
+    angle = np.deg2rad(20)
+    rot = np.array(
+        [[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]]
+    )
+    study.affine[:3, :3] = rot @ study.affine[:3, :3]
+    out = write_dicom_study(study, tmp_path / "s")
+    scrambled = tmp_path / "scrambled"
+    files = dicom_files(out)
+    random.Random(1).shuffle(files)
+    for i, path in enumerate(files):  # any names, nested folders
+        target = scrambled / f"sub{i % 3}" / f"x{i * 7919 % 1000:03d}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    assert_same(read_dicom_study(scrambled), study)
+
+
+def test_metadata(ctp_folder):
+    read = read_dicom_study(ctp_folder)
+    meta = read.metadata
+    assert meta["modality"] == "CT" and meta["kvp"] == 80.0 and meta["exposure_mas"] == 150.0
+    assert meta["patient_id"] == "CTPMAPS-0001" and meta["slice_thickness_mm"] == 5.0
+    assert meta["series_description"] == "CT perfusion" and meta["manufacturer"] == "ctpmaps"
+    for key in ("study_instance_uid", "series_instance_uid", "frame_of_reference_uid"):
+        assert meta[key].startswith("1.2.")
+    assert meta["transfer_syntax"] == "1.2.840.10008.1.2.1"
+    assert read.path == ctp_folder
+
+
+def test_written_tags_are_scanner_like(ctp_folder):
+    ds = pydicom.dcmread(file_of(ctp_folder, slice_index=1, frame_index=2))
+    assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.2" and ds.Modality == "CT"
+    assert ds.InstanceNumber == 2 * 3 + 1 + 1 and ds.TemporalPositionIndex == 3
+    assert ds.AcquisitionNumber == 3
+    assert ds.AcquisitionTime == "090002.500000" and ds.ContentTime == "090002.500000"
+    assert float(ds.WindowCenter) == 40 and float(ds.WindowWidth) == 400
+    assert ds.ImageOrientationPatient == [1, 0, 0, 0, 1, 0]  # from RAS diag(-x, -y, z)
+    assert [float(v) for v in ds.PixelSpacing] == [0.6, 0.5]  # rows, columns
+    assert float(ds.SpacingBetweenSlices) == 5.0 and float(ds.SliceThickness) == 5.0
+    assert [float(v) for v in ds.ImagePositionPatient] == [-4.0, -3.5, -5.0]  # LPS
+    assert (ds.Rows, ds.Columns) == (12, 16)
+
+
+def test_deterministic_uids_with_seed(tmp_path, study):
+    a = write_dicom_study(study, tmp_path / "a", uid_seed="p1")
+    b = write_dicom_study(study, tmp_path / "b", uid_seed="p1")
+    c = write_dicom_study(study, tmp_path / "c", uid_seed="p2")
+    uid = [pydicom.dcmread(dicom_files(f)[0]).SOPInstanceUID for f in (a, b, c)]
+    assert uid[0] == uid[1] != uid[2]
+    series = {pydicom.dcmread(p).SeriesInstanceUID for p in dicom_files(a)}
+    assert len(series) == 1
+
+
+def test_enhanced_multiframe_ct(tmp_path, study):
+    path = write_enhanced_ct(study, tmp_path / "enh" / "ctp.dcm")
+    read = read_dicom_study(path.parent)
+    assert_same(read, study)
+    assert read.metadata["series_description"] == "enhanced CTP"
+    assert_same(read_dicom_study(path), study)  # a single file is accepted too
+
+
+# ----------------------------------------------------------------------------- time sources
+def _drop(*keys):
+    def change(ds):
+        for key in keys:
+            if key in ds:
+                delattr(ds, key)
+
+    return change
+
+
+def test_content_time_when_no_acquisition_time(ctp_folder, study):
+    edit_all(ctp_folder, _drop("AcquisitionDateTime", "AcquisitionTime", "AcquisitionDate"))
+    assert_same(read_dicom_study(ctp_folder), study)
+
+
+def test_trigger_time_last(ctp_folder, study):
+    def change(ds):
+        ds.TriggerTime = 1000.0 * float(study.times[ds.TemporalPositionIndex - 1]) + 7.0
+
+    edit_all(ctp_folder, change)
+    edit_all(ctp_folder, _drop("AcquisitionDateTime", "AcquisitionTime", "ContentTime"))
+    assert_same(read_dicom_study(ctp_folder), study)
+
+
+def test_constant_acquisition_time_falls_back_to_content_time(ctp_folder, study):
+    def change(ds):
+        ds.AcquisitionTime = "090000"
+        del ds.AcquisitionDateTime
+
+    edit_all(ctp_folder, change)
+    read = read_dicom_study(ctp_folder)
+    assert_same(read, study)
+    assert any("repeats within a slice" in p for p in read.problems)
+
+
+def test_midnight_without_dates(tmp_path, study):
+    out = write_dicom_study(study, tmp_path / "s", start=dt.datetime(2024, 1, 1, 23, 59, 58))
+    assert_same(read_dicom_study(out), study)  # with dates
+    edit_all(out, _drop("AcquisitionDateTime", "AcquisitionDate", "ContentDate"))
+    read = read_dicom_study(out)
+    assert_same(read, study)
+    assert any("midnight" in p for p in read.problems)
+
+
+def test_no_times_needs_frame_interval(ctp_folder, study):
+    edit_all(ctp_folder, _drop("AcquisitionDateTime", "AcquisitionTime", "ContentTime"))
+    with pytest.raises(InputError, match="frame_interval") as err:
+        read_dicom_study(ctp_folder)
+    assert str(ctp_folder) in str(err.value)
+    edit_all(ctp_folder, _drop("TemporalPositionIndex"))  # instance numbers only
+    read = read_dicom_study(ctp_folder, frame_interval=2.0)
+    np.testing.assert_allclose(read.times, 2.0 * np.arange(study.n_frames))
+    np.testing.assert_array_equal(read.frames, study.frames)
+    assert any("InstanceNumber" in p for p in read.problems)
+
+
+def test_time_missing_in_one_file(ctp_folder):
+    bad = file_of(ctp_folder, slice_index=2, frame_index=1)
+    edit_all(ctp_folder, _drop("AcquisitionDateTime", "ContentTime"))
+    edit(bad, _drop("AcquisitionTime"))
+    with pytest.raises(InputError, match="AcquisitionTime") as err:
+        read_dicom_study(ctp_folder)
+    assert err.value.source == str(bad)
+
+
+def test_bad_frame_interval(ctp_folder):
+    with pytest.raises(InputError, match="frame_interval"):
+        read_dicom_study(ctp_folder, frame_interval=0)
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no DICOM files") as err:
+        read_dicom_study(tmp_path / "empty")
+    assert err.value.source == str(tmp_path / "empty")
+    with pytest.raises(InputError, match="does not exist"):
+        read_dicom_study(tmp_path / "nowhere")
+
+
+def test_harmless_files_are_skipped(ctp_folder, study):
+    for name in ("DICOMDIR", ".DS_Store", "Thumbs.db", "notes.txt", "info.json"):
+        (ctp_folder / name).write_bytes(b"not image data")
+    read = read_dicom_study(ctp_folder)
+    assert_same(read, study)
+    assert sum("skipped" in p for p in read.problems) == 5
+
+
+def test_non_dicom_file(ctp_folder):
+    junk = ctp_folder / "scan.bin"
+    junk.write_bytes(b"\x00" * 300)
+    with pytest.raises(InputError, match="not a DICOM file") as err:
+        read_dicom_study(ctp_folder)
+    assert err.value.source == str(junk)
+
+
+def test_truncated_file(ctp_folder):
+    bad = file_of(ctp_folder, slice_index=0, frame_index=3)
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) - 100])
+    with pytest.raises(InputError, match="pixel data") as err:
+        read_dicom_study(ctp_folder)
+    assert err.value.source == str(bad)
+
+
+def test_truncated_header(ctp_folder):
+    bad = file_of(ctp_folder, slice_index=0, frame_index=3)
+    bad.write_bytes(bad.read_bytes()[:600])  # pydicom itself reads this without complaint
+    with pytest.raises(InputError, match="truncated") as err:
+        read_dicom_study(ctp_folder)
+    assert err.value.source == str(bad)
+
+
+def test_mixed_series(tmp_path, study):
+    folder = tmp_path / "mixed"
+    write_dicom_study(study, folder / "a", series_description="CTP A", uid_seed="a")
+    write_dicom_study(study, folder / "b", series_description="CTP B", uid_seed="b")
+    with pytest.raises(InputError, match="series_uid") as err:
+        read_dicom_study(folder)
+    assert "CTP A" in str(err.value) and "CTP B" in str(err.value) and "15 files" in str(err.value)
+    uid_b = pydicom.dcmread(dicom_files(folder / "b")[0]).SeriesInstanceUID
+    read = read_dicom_study(folder, series_uid=uid_b)
+    assert read.metadata["series_description"] == "CTP B"
+    assert any("CTP A" in p for p in read.problems)
+    with pytest.raises(InputError, match="no series"):
+        read_dicom_study(folder, series_uid="1.2.3")
+
+
+def test_perfusion_series_beside_other_series(tmp_path, study):
+    folder = tmp_path / "mixed"
+    write_dicom_study(study, folder / "ctp", series_description="CTP", uid_seed="a")
+    volume = study.frames[..., 0]
+    write_dicom_volume(
+        volume,
+        study.affine,
+        folder / "plain",
+        series_description="plain CT",
+        uid_seed="b",
+        signed=True,
+        rescale_intercept=-1024,
+    )
+    read = read_dicom_study(folder)
+    assert_same(read, study)
+    assert any("plain CT" in p for p in read.problems)
+
+
+def test_single_time_point_is_not_perfusion(tmp_path, study):
+    out = write_dicom_volume(
+        study.frames[..., 0], study.affine, tmp_path / "v", signed=True, rescale_intercept=-1024
+    )
+    with pytest.raises(InputError, match="one frame per slice"):
+        read_dicom_study(out)
+
+
+def test_wrong_modality(ctp_folder):
+    def change(ds):
+        ds.Modality = "MR"
+
+    edit_all(ctp_folder, change)
+    with pytest.raises(InputError, match="modality is 'MR'"):
+        read_dicom_study(ctp_folder)
+
+
+def test_missing_frame(ctp_folder):
+    file_of(ctp_folder, slice_index=1, frame_index=2).unlink()
+    with pytest.raises(
+        InputError, match=r"has 4 frames, the other slices 5: missing frame at t = 2.50 s"
+    ):
+        read_dicom_study(ctp_folder)
+
+
+def test_duplicate_frame(ctp_folder):
+    original = file_of(ctp_folder, slice_index=1, frame_index=2)
+    copy = ctp_folder / "copy.dcm"
+    shutil.copy(original, copy)
+    with pytest.raises(InputError, match="duplicate frame") as err:
+        read_dicom_study(ctp_folder)
+    assert original.name in str(err.value) and copy.name in str(err.value)
+
+
+def test_slices_with_different_frame_counts(ctp_folder):
+    for s in (1, 2):  # only slice 0 keeps the last frame
+        file_of(ctp_folder, slice_index=s, frame_index=4).unlink()
+    extra = file_of(ctp_folder, slice_index=0, frame_index=4)
+    with pytest.raises(InputError, match="has 5 frames, the other slices 4") as err:
+        read_dicom_study(ctp_folder)
+    assert err.value.source == str(extra)
+
+
+def test_non_monotonic_times_across_slices(ctp_folder):
+    def shift(ds):  # slice 2 acquired 1.2 s late: its frames interleave with the others'
+        if float(ds.SliceLocation) > -1:
+            t = dt.datetime.strptime(ds.AcquisitionDateTime, "%Y%m%d%H%M%S.%f")
+            ds.AcquisitionDateTime = (t + dt.timedelta(seconds=1.2)).strftime("%Y%m%d%H%M%S.%f")
+
+    edit_all(ctp_folder, shift)
+    with pytest.raises(InputError, match="not monotonic"):
+        read_dicom_study(ctp_folder)
+
+
+def test_slices_disagreeing_within_half_an_interval_are_noted(tmp_path, make_study):
+    study = make_study(times=np.arange(5.0))
+    out = write_dicom_study(study, tmp_path / "s")
+
+    def shift(ds):  # the top slice acquired 0.6 s late
+        if float(ds.SliceLocation) > -1:
+            t = dt.datetime.strptime(ds.AcquisitionDateTime, "%Y%m%d%H%M%S.%f")
+            ds.AcquisitionDateTime = (t + dt.timedelta(seconds=0.6)).strftime("%Y%m%d%H%M%S.%f")
+
+    edit_all(out, shift)
+    read = read_dicom_study(out)
+    np.testing.assert_array_equal(read.frames, study.frames)
+    np.testing.assert_allclose(read.times, study.times, atol=1e-5)  # median over slices
+    assert any("0.60 s apart" in p for p in read.problems)
+
+
+@pytest.mark.parametrize(
+    ("tag", "value", "message"),
+    [
+        ("ImageOrientationPatient", [1, 0, 0, 0, 0.9, 0.43589], "ImageOrientationPatient"),
+        ("PixelSpacing", [0.6, 0.55], "PixelSpacing"),
+        ("Rows", 10, "image size"),
+    ],
+)
+def test_inconsistent_geometry(ctp_folder, tag, value, message):
+    bad = file_of(ctp_folder, slice_index=2, frame_index=3)
+
+    def change(ds):
+        setattr(ds, tag, value)
+
+    edit(bad, change)
+    with pytest.raises(InputError, match=message) as err:
+        read_dicom_study(ctp_folder)
+    assert err.value.source == str(bad)
+
+
+def test_compression_without_decoder(tmp_path, study, monkeypatch):
+    out = write_dicom_study(study, tmp_path / "s", compression="jpeg-ls")
+    from pydicom.pixels.decoders.base import Decoder
+
+    monkeypatch.setattr(Decoder, "is_available", property(lambda self: False))
+    with pytest.raises(InputError, match="JPEG-LS Lossless") as err:
+        read_dicom_study(out)
+    assert "1.2.840.10008.1.2.4.80" in str(err.value) and "pyjpegls" in str(err.value)
+    assert err.value.source.startswith(str(out))
+
+
+def test_decoder_failure_names_the_file(tmp_path, study, monkeypatch):
+    out = write_dicom_study(study, tmp_path / "s", compression="rle")
+    import ctpmaps.io.dicom_read as reader
+
+    def broken(path):
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(reader, "pixel_array", broken)
+    with pytest.raises(InputError, match="decoder exploded") as err:
+        read_dicom_study(out, workers=1)
+    assert err.value.source.startswith(str(out))
+
+
+# ----------------------------------------------------------------------------- writer
+def test_writer_refuses_existing_folder_and_overwrites(tmp_path, study):
+    out = write_dicom_study(study, tmp_path / "s")
+    with pytest.raises(InputError, match="overwrite"):
+        write_dicom_study(study, out)
+    study.frames += 1
+    write_dicom_study(study, out, overwrite=True)
+    assert_same(read_dicom_study(out), study)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s"]  # no temporary left
+
+
+def test_writer_writes_nothing_on_bad_input(tmp_path, study, make_study):
+    study.frames[0, 0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        write_dicom_study(study, tmp_path / "s")
+    with pytest.raises(InputError, match="compression"):
+        write_dicom_study(make_study(), tmp_path / "s", compression="zip")
+    with pytest.raises(InputError, match="32 x 32"):
+        write_dicom_study(make_study(), tmp_path / "s", compression="jpeg2000")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_failure_midway_leaves_nothing(tmp_path, study, monkeypatch):
+    import ctpmaps.io.dicom_write as writer
+
+    calls = []
+
+    def flaky(ds, stored, compression):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError("disk full")
+        ds.PixelData = stored.tobytes()
+
+    monkeypatch.setattr(writer, "_set_pixels", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        write_dicom_study(study, tmp_path / "s", workers=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_clips_with_warning(tmp_path, make_study, caplog):
+    study = make_study()
+    study.frames[0, 0, 0, 0] = -3000.0
+    with caplog.at_level(logging.WARNING, logger="ctpmaps.io.dicom_write"):
+        out = write_dicom_study(study, tmp_path / "s", signed=False)
+    assert "1 voxels outside" in caplog.text
+    assert read_dicom_study(out).frames[0, 0, 0, 0] == -1024.0
+
+
+def test_volume_round_trip(tmp_path, study):
+    volume = np.round(np.abs(study.frames[..., 0]) / 100, 2)
+    out = write_dicom_volume(volume, study.affine, tmp_path / "v", rescale_slope=0.01)
+    read = read_dicom_volume(out)
+    np.testing.assert_allclose(read.data, volume, atol=1e-4)
+    np.testing.assert_allclose(read.affine, study.affine, atol=1e-6)
+    ds = pydicom.dcmread(dicom_files(out)[0])
+    assert ds.PixelRepresentation == 0 and float(ds.RescaleSlope) == 0.01
+
+
+def test_volume_rejects_two_images_at_one_position(tmp_path, study):
+    out = write_dicom_volume(
+        study.frames[..., 0], study.affine, tmp_path / "v", signed=True, rescale_intercept=-1024
+    )
+    shutil.copy(dicom_files(out)[0], out / "again.dcm")
+    with pytest.raises(InputError, match="both at slice position"):
+        read_dicom_volume(out)
+
+
+def test_paths_accept_strings(tmp_path, study):
+    out = write_dicom_study(study, str(tmp_path / "s"))
+    assert isinstance(out, Path)
+    assert_same(read_dicom_study(str(out)), study)
