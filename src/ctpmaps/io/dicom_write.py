@@ -11,9 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import os
-import shutil
-import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,9 +29,10 @@ from pydicom.uid import (
 )
 
 from ..errors import InputError
+from .atomic import atomic_dir
 from .study import Study
 
-__all__ = ["write_dicom_study", "write_dicom_volume", "write_tree_atomically", "COMPRESSIONS"]
+__all__ = ["write_dicom_study", "write_dicom_volume", "COMPRESSIONS"]
 
 log = logging.getLogger(__name__)
 
@@ -173,36 +171,13 @@ def _new_uid(seed: str | None, prefix: str | None, *parts: object) -> str:
     )
 
 
-def write_tree_atomically(
-    out_dir: str | Path, fill: Callable[[Path], None], *, overwrite: bool
-) -> Path:
-    """Fill a temporary sibling folder with ``fill(tmp)``, then rename it to ``out_dir``.
-
-    A crash (or an exception from ``fill``) leaves no partial ``out_dir``. An existing empty
-    ``out_dir`` is replaced; a non-empty one only with ``overwrite=True``.
-    """
-    out_dir = Path(out_dir)
+def check_out_dir(out_dir: Path, *, overwrite: bool) -> bool:
+    """Refuse an existing non-empty ``out_dir`` unless ``overwrite``; whether to replace it."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "exists and is not a folder")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
         raise InputError(out_dir, "exists and is not empty; pass overwrite=True to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{tag}"
-    tmp.mkdir()
-    try:
-        fill(tmp)
-        if out_dir.is_dir():
-            old = out_dir.parent / f".{out_dir.name}.old-{tag}"
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out_dir
+    return out_dir.exists()
 
 
 @dataclass(frozen=True)
@@ -376,20 +351,18 @@ def _write_series(
         name = o.file_pattern.format(instance=instance, slice=s + 1, frame=k + 1)
         ds.save_as(tmp / name, enforce_file_format=True)
 
-    def fill(tmp: Path) -> None:
-        jobs = [(k, s) for k in range(nt) for s in range(nz)]
-        workers = o.workers or min(4, os.cpu_count() or 1)
+    jobs = [(k, s) for k in range(nt) for s in range(nz)]
+    workers = o.workers or min(4, os.cpu_count() or 1)
+    with atomic_dir(out_dir, overwrite=check_out_dir(out_dir, overwrite=overwrite)) as tmp:
         if workers <= 1:
             for k, s in jobs:
                 write_one(tmp, k, s)
-            return
-        with ThreadPoolExecutor(workers) as pool:
-            for future in [pool.submit(write_one, tmp, k, s) for k, s in jobs]:
-                future.result()
-
-    out = write_tree_atomically(out_dir, fill, overwrite=overwrite)
-    log.info("wrote %d DICOM files (%s) to %s", nz * nt, o.compression or "uncompressed", out)
-    return out
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                for future in [pool.submit(write_one, tmp, k, s) for k, s in jobs]:
+                    future.result()
+    log.info("wrote %d DICOM files (%s) to %s", nz * nt, o.compression or "uncompressed", out_dir)
+    return out_dir
 
 
 def write_dicom_study(
