@@ -11,8 +11,9 @@ from .study import Study
 __all__ = ["load_study"]
 
 
-def load_study(path: str | Path, *, series_uid: str | None = None,
-               frame_interval: float | None = None) -> Study:
+def load_study(
+    path: str | Path, *, series_uid: str | None = None, frame_interval: float | None = None
+) -> Study:
     """Read a CTP study from a NIfTI file, a DICOM folder or a UniToBrain patient folder.
 
     Parameters

@@ -13,8 +13,14 @@ from ..errors import InputError
 from .atomic import atomic_path
 from .study import Study
 
-__all__ = ["read_nifti_study", "write_nifti_study", "write_nifti_map", "read_nifti_map",
-           "sidecar_path", "is_nifti"]
+__all__ = [
+    "read_nifti_study",
+    "write_nifti_study",
+    "write_nifti_map",
+    "read_nifti_map",
+    "sidecar_path",
+    "is_nifti",
+]
 
 _TIME_UNITS = {"sec": 1.0, "msec": 1e-3, "usec": 1e-6}
 
@@ -43,15 +49,19 @@ def _frame_times(path: Path, img: nib.Nifti1Image, n_frames: int) -> tuple[np.nd
         if "FrameTimes" in meta:
             times = np.asarray(meta["FrameTimes"], dtype=np.float64)
             if times.shape != (n_frames,):
-                raise InputError(side, f"FrameTimes has {times.size} values, the image has "
-                                       f"{n_frames} frames")
+                raise InputError(
+                    side, f"FrameTimes has {times.size} values, the image has {n_frames} frames"
+                )
             return times, "sidecar FrameTimes"
     zooms = img.header.get_zooms()
     unit = img.header.get_xyzt_units()[1]
     dt = float(zooms[3]) if len(zooms) > 3 else 0.0
     if dt <= 0 or unit not in _TIME_UNITS:
-        raise InputError(path, f"no frame times: no sidecar {side.name} with FrameTimes, and "
-                               f"the header's time step is {dt} {unit!r}")
+        raise InputError(
+            path,
+            f"no frame times: no sidecar {side.name} with FrameTimes, and "
+            f"the header's time step is {dt} {unit!r}",
+        )
     return np.arange(n_frames) * dt * _TIME_UNITS[unit], f"header time step ({unit})"
 
 
@@ -75,13 +85,17 @@ def read_nifti_study(path: str | Path) -> Study:
     except Exception as exc:  # nibabel raises many kinds on corrupt files
         raise InputError(path, f"not a readable NIfTI file ({exc})") from exc
     if data.ndim != 4 or data.shape[3] < 2:
-        raise InputError(path, f"expected a 4D image (x, y, z, t) with >= 2 frames, "
-                               f"got shape {data.shape}")
+        raise InputError(
+            path, f"expected a 4D image (x, y, z, t) with >= 2 frames, got shape {data.shape}"
+        )
     bad = ~np.isfinite(data)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise InputError(path, f"{int(bad.sum())} NaN or infinite values (first at voxel "
-                               f"{first[:3]}, frame {first[3]})")
+        raise InputError(
+            path,
+            f"{int(bad.sum())} NaN or infinite values (first at voxel "
+            f"{first[:3]}, frame {first[3]})",
+        )
     times, origin = _frame_times(path, img, data.shape[3])
     if np.any(np.diff(times) <= 0):
         raise InputError(path, f"frame times are not strictly increasing ({origin})")
@@ -93,8 +107,9 @@ def read_nifti_study(path: str | Path) -> Study:
     return Study(data, img.affine, times - times[0], source="nifti", path=path, metadata=meta)
 
 
-def write_nifti_study(study: Study, path: str | Path, *, dtype: str = "int16",
-                      extra: dict[str, Any] | None = None) -> Path:
+def write_nifti_study(
+    study: Study, path: str | Path, *, dtype: str = "int16", extra: dict[str, Any] | None = None
+) -> Path:
     """Write a study as a 4D NIfTI plus ``name.json`` with ``FrameTimes`` (s) and units.
 
     ``dtype="int16"`` rounds HU to integers (as scanners store them); ``"float32"`` keeps
@@ -125,8 +140,14 @@ def write_nifti_study(study: Study, path: str | Path, *, dtype: str = "int16",
     return path
 
 
-def write_nifti_map(array: np.ndarray, affine: np.ndarray, path: str | Path, *,
-                    units: str = "", description: str = "") -> Path:
+def write_nifti_map(
+    array: np.ndarray,
+    affine: np.ndarray,
+    path: str | Path,
+    *,
+    units: str = "",
+    description: str = "",
+) -> Path:
     """Write a 3D map (float32, or uint8 for masks) with its units in the header.
 
     The header's ``descrip`` holds ``"{description} [{units}]"`` (80 characters at most);
