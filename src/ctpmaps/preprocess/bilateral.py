@@ -1,0 +1,442 @@
+"""Guided (joint) 3D bilateral filter of CT perfusion frames, as in the seed pipeline.
+
+The seed filtered every frame with a 3D bilateral filter whose range weights come from the
+mean of all frames (Klein et al.), spatial sigma 3 mm, range sigma 20 HU. No installable
+library does a 3D *joint* bilateral filter with one guide shared by many frames (scikit-image
+and SimpleITK filter one image by itself; OpenCV's ximgproc is 2D), so it is written here.
+
+Method: a sparse bilateral grid (Paris & Durand 2009) in which the range kernel is factorised
+exactly instead of blurred. With levels ``l_k`` spaced ``h`` apart,
+
+    exp(-(g - g')**2 / (2 s**2))  ~=  c * sum_k a(g - l_k) * a(g' - l_k),   a(u) = exp(-u**2 / s**2)
+
+(a Gaussian of standard deviation ``s / 2`` sampled at spacing ``h``; by Poisson summation
+the relative ripple is ``2 exp(-pi**2 s**2 / (2 h**2))``, 1.4 % for ``h = s``, and it mostly
+cancels in the normalisation). Each voxel is splatted with weight ``a(G(q) - l_k)`` to the
+levels within ``3 s`` of its guide value and, in space, with linear (tent) weights to a grid of
+step ``sigma / 2`` in-plane; every level is blurred by a separable Gaussian in space only
+(no blur along the range axis, so a level touches only the cells its voxels occupy, and the
+grid stays sparse even over the skull's 2,000 HU); the result is sliced back with the same
+weights and normalised. Splat, blur and slice are sparse matrices built once from the guide
+and applied to all frames in batches of columns, on several threads (SciPy's sparse
+products release the GIL). The cost grows with voxels x frames and not with the kernel
+volume. Against a direct sum over the kernel truncated at 4 sigmas, the largest difference on
+head-like volumes with skull (frames jumping by 1,000 HU) is 0.6 HU at 0.49 x 0.49 x 5 mm and
+0.8 HU at 1 mm isotropic (``tests/preprocess/test_bilateral.py`` prints it).
+
+Anisotropic voxels: the spatial kernel is the physical Gaussian ``exp(-|p - q|**2 / (2
+sigma**2))`` in mm sampled at voxel centres. With 5 mm slices and ``sigma = 3`` mm it is 0.6
+slices wide: the neighbouring slices weigh ``exp(-25 / 18) = 0.25`` of the centre slice and
+the next ones 0.004, so along z the filter is nearly in-plane. That is what a 3 mm filter
+means on 5 mm slices; it is neither widened to a whole slice nor corrected for the slice
+thickness. Along an axis whose sigma is under 2 voxels the grid keeps every voxel (exact
+positions, no tent); finer axes are down-sampled to ``sigma / 2`` (``0.4 sigma`` when all
+three are, as with isotropic voxels: the tent errors add up per axis).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from itertools import product
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sps
+from scipy import ndimage
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from ..io.study import Study
+
+__all__ = ["guided_bilateral_filter", "filter_study"]
+
+log = logging.getLogger(__name__)
+
+#: Grid step along a spatial axis, as a fraction of that axis' sigma (in voxels), when one or
+#: two axes are down-sampled (thick slices) and when all three are (errors add per axis).
+_SPATIAL_STEP = (0.5, 0.4)
+#: Spacing of the range levels, as a fraction of the range sigma.
+_LEVEL_STEP = 1.0
+#: Range half-width of the splat, in range sigmas (weights beyond are below exp(-9)).
+_RANGE_RADIUS = 3.0
+#: Truncation of the spatial Gaussian on the grid, in sigmas.
+_TRUNCATE = 3.0
+#: Memory for the products' temporaries, all threads together (bytes); sets the batch size.
+_WORK_BYTES = 768 * 2**20
+#: Largest number of frames per product.
+_MAX_BATCH = 16
+
+
+def guided_bilateral_filter(
+    frames: np.ndarray,
+    spacing: tuple[float, float, float] | np.ndarray,
+    *,
+    sigma_spatial_mm: float = 3.0,
+    sigma_range_hu: float = 20.0,
+    guide: np.ndarray | None = None,
+    threads: int | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Filter every frame with a 3D bilateral filter whose range weights come from a guide.
+
+    ``out[p, t] = sum_q w_s(p - q) w_r(G(p) - G(q)) I[q, t] / sum_q w_s(p - q) w_r(G(p) - G(q))``
+    with Gaussian ``w_s`` (``sigma_spatial_mm``, physical distance) and ``w_r``
+    (``sigma_range_hu``), the same weights for every frame ``t``.
+
+    Parameters
+    ----------
+    frames : ndarray, shape (x, y, z, t)
+        Attenuation in HU. float32 stays float32 (float64 stays float64; integers give
+        float32). Computation is in float32.
+    spacing : sequence of 3 floats
+        Voxel size in mm along (x, y, z), e.g. ``Study.spacing``.
+    sigma_spatial_mm : float, optional
+        Standard deviation of the spatial Gaussian in mm (seed: 3 mm).
+    sigma_range_hu : float, optional
+        Standard deviation of the range Gaussian in HU (seed: 20 HU).
+    guide : ndarray, shape (x, y, z), optional
+        Image whose values set the range weights; default the mean of all frames (seed).
+    threads : int, optional
+        Worker threads for the sparse products; default all CPUs this process may use.
+    out : ndarray, shape (x, y, z, t), optional
+        Where to write the result (float32 or float64, C-contiguous); may be ``frames``
+        itself, which filters in place and saves one copy of the study.
+
+    Returns
+    -------
+    ndarray, shape (x, y, z, t)
+        The filtered frames, same dtype as ``frames`` (float32 for integer input).
+
+    Raises
+    ------
+    InputError
+        Wrong number of dimensions, a guide or spacing of the wrong shape, non-positive or
+        non-finite sigmas or spacing, or a guide with non-finite values.
+
+    Notes
+    -----
+    Sparse bilateral grid with an exactly factorised range kernel (see the module
+    docstring): cost proportional to voxels x frames. Along z with 5 mm slices the 3 mm
+    kernel is the Gaussian sampled at slice centres (neighbour slices weigh 0.25). Largest
+    difference from the direct sum: under 1 HU on head-like volumes with skull.
+
+    References
+    ----------
+    S. Paris, F. Durand, "A fast approximation of the bilateral filter using a signal
+    processing approach", IJCV 81 (2009) 24-52.
+    S. Klein et al., "elastix: a toolbox for intensity-based medical image registration",
+    IEEE TMI 29 (2010) 196-205 (the seed's reference for its filtered pipeline).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> frames = (40 + 15 * rng.standard_normal((32, 32, 4, 5))).astype(np.float32)
+    >>> out = guided_bilateral_filter(frames, (0.5, 0.5, 5.0))
+    >>> out.dtype, out.shape, bool(out.std() < frames.std() / 3)
+    (dtype('float32'), (32, 32, 4, 5), True)
+    """
+    frames, spacing, guide = _validate(frames, spacing, sigma_spatial_mm, sigma_range_hu, guide)
+    out = _output(frames, out)
+    t0 = time.perf_counter()
+    grid = _BilateralGrid.build(guide, spacing, sigma_spatial_mm, sigma_range_hu)
+    t1 = time.perf_counter()
+    grid.apply(frames, out, threads=_n_threads(threads))
+    log.info(
+        "bilateral filter: %d frames of %s, grid %d vertices, build %.1f s, apply %.1f s",
+        frames.shape[3],
+        frames.shape[:3],
+        grid.n_vertices,
+        t1 - t0,
+        time.perf_counter() - t1,
+    )
+    return out
+
+
+def filter_study(
+    study: Study,
+    *,
+    sigma_spatial_mm: float = 3.0,
+    sigma_range_hu: float = 20.0,
+    threads: int | None = None,
+) -> Study:
+    """Return a copy of `study` whose frames went through `guided_bilateral_filter`.
+
+    The guide is the mean of the study's frames; affine, times and metadata are kept.
+    """
+    from dataclasses import replace
+
+    frames = guided_bilateral_filter(
+        study.frames,
+        study.spacing,
+        sigma_spatial_mm=sigma_spatial_mm,
+        sigma_range_hu=sigma_range_hu,
+        threads=threads,
+    )
+    return replace(
+        study, frames=frames, metadata=dict(study.metadata), problems=list(study.problems)
+    )
+
+
+def _n_threads(threads: int | None) -> int:
+    if threads is None:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
+    if int(threads) < 1:
+        raise InputError("threads", f"expected a positive number of threads, got {threads}")
+    return int(threads)
+
+
+def _output(frames: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        dtype = frames.dtype if frames.dtype in (np.float32, np.float64) else np.float32
+        return np.empty(frames.shape, dtype=dtype)
+    if not isinstance(out, np.ndarray) or out.shape != frames.shape:
+        found = getattr(out, "shape", type(out).__name__)
+        raise InputError("out", f"expected an array of shape {frames.shape}, got {found}")
+    flags = out.flags
+    if out.dtype not in (np.float32, np.float64) or not (flags.c_contiguous and flags.writeable):
+        raise InputError("out", "expected a writeable C-contiguous float32 or float64 array")
+    return out
+
+
+def _validate(frames, spacing, sigma_spatial_mm, sigma_range_hu, guide):
+    frames = np.asarray(frames)
+    if frames.ndim != 4:
+        raise InputError("frames", f"expected 4 dimensions (x, y, z, t), got shape {frames.shape}")
+    if frames.size == 0:
+        raise InputError("frames", f"expected a non-empty array, got shape {frames.shape}")
+    if not (np.issubdtype(frames.dtype, np.floating) or np.issubdtype(frames.dtype, np.integer)):
+        raise InputError("frames", f"expected real numbers in HU, got dtype {frames.dtype}")
+    spacing = np.asarray(spacing, dtype=np.float64)
+    if spacing.shape != (3,) or not np.all(np.isfinite(spacing)) or np.any(spacing <= 0):
+        raise InputError(
+            "spacing", f"expected 3 positive voxel sizes in mm (x, y, z), got {spacing.tolist()}"
+        )
+    for name, value in (("sigma_spatial_mm", sigma_spatial_mm), ("sigma_range_hu", sigma_range_hu)):
+        if not (np.isscalar(value) and np.isfinite(value) and value > 0):
+            raise InputError(name, f"expected a positive finite number, got {value!r}")
+    if guide is None:
+        guide = frames.mean(axis=3, dtype=np.float64).astype(np.float32)
+        source = "frames (their mean, the default guide)"
+    else:
+        guide = np.asarray(guide, dtype=np.float32)
+        source = "guide"
+        if guide.shape != frames.shape[:3]:
+            raise InputError(
+                "guide",
+                f"expected shape {frames.shape[:3]} (the frames' x, y, z), got {guide.shape}",
+            )
+    if not np.all(np.isfinite(guide)):
+        raise InputError(source, "contains NaN or infinite values")
+    return frames, tuple(float(s) for s in spacing), guide
+
+
+@dataclass
+class _BilateralGrid:
+    """Splat (``splat``: vertices x voxels, CSC), per-axis blurs (CSR) and normaliser."""
+
+    splat: sps.csc_matrix
+    blurs: list[sps.csr_matrix]
+    inv_norm: np.ndarray  # (voxels,) float32, 1 / (slice . blur . splat . 1)
+
+    @property
+    def n_vertices(self) -> int:
+        return int(self.splat.shape[0])
+
+    @classmethod
+    def build(cls, guide, spacing, sigma_spatial_mm, sigma_range_hu) -> _BilateralGrid:
+        sigma_vox = np.array([sigma_spatial_mm / s for s in spacing])
+        fraction = _SPATIAL_STEP[int(np.all(sigma_vox * _SPATIAL_STEP[1] >= 1.0))]
+        step = np.where(sigma_vox * fraction >= 1.0, sigma_vox * fraction, 1.0)
+        # Grid blur: the tent splat and slice add step**2 / 6 of variance each.
+        sigma_grid = np.where(step > 1.0, np.sqrt(sigma_vox**2 - step**2 / 3.0) / step, sigma_vox)
+        radius = np.maximum(1, (_TRUNCATE * sigma_grid + 0.5).astype(int))
+        splat, keys, dims = _splat_matrix(guide, step, radius, sigma_range_hu)
+        blurs = _blur_matrices(keys, dims, sigma_grid, radius)
+        grid = cls(splat, blurs, np.empty(0, np.float32))
+        norm = grid._chain(np.ones((guide.size, 1), np.float32))[:, 0]
+        grid.inv_norm = (1.0 / norm).astype(np.float32)
+        return grid
+
+    def _chain(self, columns: np.ndarray) -> np.ndarray:
+        data = self.splat @ columns
+        for blur in self.blurs:
+            data = blur @ data
+        return self.splat.T @ data
+
+    def apply(self, frames: np.ndarray, out: np.ndarray, *, threads: int) -> None:
+        """Filter ``frames`` into ``out`` (may be the same array: a batch of frames is read
+        whole before it is written, and batches do not overlap)."""
+        n_t = frames.shape[3]
+        flat = frames.reshape(-1, n_t)
+        out_flat = out.reshape(-1, n_t)
+        # Two temporaries of the largest pass are alive per thread at a time.
+        largest = max(m.shape[0] for m in (self.splat, *self.blurs))
+        batch = int(np.clip(_WORK_BYTES // (threads * 2 * 4 * largest), 1, _MAX_BATCH))
+        threads = min(threads, -(-n_t // batch))
+
+        def run(t0: int) -> None:
+            cols = np.ascontiguousarray(flat[:, t0 : t0 + batch], dtype=np.float32)
+            out_flat[:, t0 : t0 + batch] = self._chain(cols) * self.inv_norm[:, None]
+
+        starts = range(0, n_t, batch)
+        if threads == 1:
+            for t0 in starts:
+                run(t0)
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(run, starts))
+
+
+def _splat_matrix(guide, step, radius, sigma_range):
+    """Splat weights (tent in space x factorised Gaussian in range) as a CSC matrix.
+
+    Returns the matrix (vertices x voxels), the vertices' sorted keys (flat indices into
+    the padded grid of shape ``dims``) and ``dims`` = (cx, cy, cz, levels).
+    """
+    shape = guide.shape
+    n_vox = guide.size
+    h = sigma_range * _LEVEL_STEP
+    reach = sigma_range * _RANGE_RADIUS
+    n_levels_vox = int(np.floor(2 * reach / h)) + 1  # levels within +-reach of any value
+    g_min, g_max = float(guide.min()), float(guide.max())
+    l0 = g_min - reach
+    n_levels = int(np.ceil((g_max - g_min + 2 * reach) / h)) + n_levels_vox + 1
+
+    index, frac, dims = [], [], []
+    for a in range(3):
+        c = np.arange(shape[a]) / step[a]
+        i = np.floor(c).astype(np.int64)
+        f = (c - i).astype(np.float32) if step[a] > 1.0 else np.zeros(shape[a], np.float32)
+        index.append(i + radius[a])  # padded by the blur radius on each side
+        frac.append(f)
+        dims.append(int(i[-1]) + 2 + 2 * int(radius[a]))
+    dims.append(n_levels)
+    dims = np.array(dims, dtype=np.int64)
+    strides = np.array([dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1])
+    key_dtype = np.int32 if int(np.prod(dims)) < 2**31 - 1 else np.int64
+
+    corners = []
+    for offset in product(*[(0, 1) if step[a] > 1.0 else (0,) for a in range(3)]):
+        key = np.zeros(shape, np.int64)
+        weight = np.ones(shape, np.float32)
+        for a in range(3):
+            view = [1, 1, 1]
+            view[a] = -1
+            key = key + ((index[a] + offset[a]) * strides[a]).reshape(view)
+            weight = weight * (frac[a] if offset[a] else 1.0 - frac[a]).reshape(view)
+        corners.append((key.ravel().astype(key_dtype), weight.ravel()))
+
+    g = guide.ravel()
+    k_first = np.ceil((g - reach - l0) / h).astype(key_dtype)
+    # A voxel's levels are consecutive keys, so it suffices to mark its first level and
+    # dilate forwards along the level axis; and since every key between a voxel's first and
+    # last level is occupied, their vertex numbers are consecutive too.
+    n_total = int(np.prod(dims))
+    occupied = np.zeros(n_total, np.uint8)
+    for ckey, _ in corners:
+        occupied[ckey + k_first] = 1
+    occupied = ndimage.maximum_filter1d(
+        occupied.reshape(-1, dims[3]),
+        n_levels_vox,
+        axis=1,
+        origin=(n_levels_vox - 1) // 2,
+        mode="constant",
+    ).ravel()
+    vertex_keys = np.flatnonzero(occupied).astype(key_dtype)
+    del occupied
+    lut = np.full(n_total, -1, np.int32)
+    lut[vertex_keys] = np.arange(vertex_keys.size, dtype=np.int32)
+
+    per_vox = len(corners) * n_levels_vox
+    rows = np.empty((n_vox, len(corners), n_levels_vox), np.int32)
+    weights = np.empty((n_vox, len(corners), n_levels_vox), np.float32)
+    inv_s2 = np.float32(1.0 / sigma_range**2)
+    steps = np.arange(n_levels_vox, dtype=np.int32)
+    for c, (ckey, _) in enumerate(corners):
+        np.add(lut[ckey + k_first][:, None], steps[None, :], out=rows[:, c, :])
+    del lut
+    for j in range(n_levels_vox):
+        u = g - (l0 + (k_first + j).astype(np.float32) * np.float32(h))
+        a_range = np.exp(-u * u * inv_s2)
+        for c, (_, cweight) in enumerate(corners):
+            np.multiply(cweight, a_range, out=weights[:, c, j])
+    index_dtype = np.int32 if n_vox * per_vox < 2**31 - 1 else np.int64
+    indptr = np.arange(0, n_vox * per_vox + 1, per_vox, dtype=index_dtype)
+    splat = sps.csc_matrix(
+        (weights.ravel(), rows.ravel(), indptr), shape=(vertex_keys.size, n_vox), copy=False
+    )
+    return splat, vertex_keys, dims
+
+
+def _blur_matrices(vertex_keys, dims, sigma_grid, radius):
+    """Separable spatial Gaussian over the sparse grid: x, then y, then z, as sparse matrices.
+
+    A pass must produce values wherever a later pass reads them, so the x pass writes to the
+    vertices dilated along y and z, the y pass to those dilated along z, the z pass to the
+    vertices themselves. Levels never mix. The x pass reads only the (fewer) occupied
+    vertices, so it is built from its sources (CSC); the others from their targets (CSR).
+    """
+    dims = tuple(int(d) for d in dims)
+    strides = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3]]
+    occupied = np.zeros(int(np.prod(dims)), np.uint8)
+    occupied[vertex_keys] = 1
+    occupied = occupied.reshape(dims)
+    targets = [None, None, vertex_keys]
+    for a in (2, 1):
+        if radius[a] > 0:
+            occupied = ndimage.maximum_filter1d(
+                occupied, 2 * radius[a] + 1, axis=a, mode="constant"
+            )
+        targets[a - 1] = np.flatnonzero(occupied).astype(vertex_keys.dtype)
+    del occupied
+    lut = np.full(int(np.prod(dims)), -1, np.int32)
+    sources = vertex_keys
+    blurs = []
+    for a in range(3):
+        offsets = np.arange(-radius[a], radius[a] + 1)
+        taps = np.exp(-0.5 * (offsets / sigma_grid[a]) ** 2).astype(np.float32)
+        offsets = offsets * strides[a]
+        if a == 0:  # scatter from the sources: row = target of (source + offset)
+            lut[targets[a]] = np.arange(targets[a].size, dtype=np.int32)
+            blur = _pass_matrix(lut, sources, offsets, taps, sps.csc_matrix, targets[a].size)
+            blur = blur.tocsr()  # products with CSR are about twice as fast as with CSC
+            blur.eliminate_zeros()  # in place: the missing neighbours all went to row 0
+            lut[targets[a]] = -1
+        else:  # gather into the targets: column = source at (target - offset)
+            lut[sources] = np.arange(sources.size, dtype=np.int32)
+            blur = _pass_matrix(lut, targets[a], -offsets, taps, sps.csr_matrix, sources.size)
+            lut[sources] = -1
+        blurs.append(blur)
+        sources = targets[a]
+    return blurs
+
+
+def _pass_matrix(lut, keys, offsets, taps, kind, n_other, chunk=1 << 20):
+    """One 1D blur as a sparse matrix laid out along ``keys`` (CSR rows or CSC columns).
+
+    Entry (key, lut[key + offset]) holds the tap of ``offset``. Every key keeps one entry
+    per tap, so the arrays are allocated once at their final size; a missing neighbour (a few
+    per cent of entries, at the edges of the occupied set) becomes an explicit zero.
+    """
+    n_taps = offsets.size
+    indices = np.empty((keys.size, n_taps), np.int32)
+    data = np.empty((keys.size, n_taps), np.float32)
+    for s in range(0, keys.size, chunk):
+        found = indices[s : s + chunk]
+        np.take(lut, keys[s : s + chunk, None] + offsets[None, :], out=found)
+        missing = found < 0
+        data[s : s + chunk] = np.where(missing, np.float32(0.0), taps[None, :])
+        found[missing] = 0
+    index_dtype = np.int32 if indices.size < 2**31 - 1 else np.int64
+    indptr = np.arange(0, indices.size + 1, n_taps, dtype=index_dtype)
+    shape = (keys.size, n_other) if kind is sps.csr_matrix else (n_other, keys.size)
+    return kind((data.ravel(), indices.ravel(), indptr), shape=shape, copy=False)
