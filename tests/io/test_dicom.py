@@ -391,9 +391,22 @@ def test_perfusion_series_beside_other_series(tmp_path, study):
         signed=True,
         rescale_intercept=-1024,
     )
+    report = folder / "dose" / "report.dcm"  # a screenshot-like image without geometry
+    report.parent.mkdir()
+    shutil.copy(dicom_files(folder / "ctp")[0], report)
+
+    def dose_report(ds):
+        ds.SeriesInstanceUID, ds.SeriesDescription = "1.2.3.4", "Dose report"
+        del ds.ImagePositionPatient, ds.ImageOrientationPatient
+
+    edit(report, dose_report)
     read = read_dicom_study(folder)
     assert_same(read, study)
     assert any("plain CT" in p for p in read.problems)
+    assert any("Dose report" in p for p in read.problems)
+    with pytest.raises(InputError, match="ImagePositionPatient") as err:
+        read_dicom_study(folder, series_uid="1.2.3.4")
+    assert err.value.source == str(report)
 
 
 def test_single_time_point_is_not_perfusion(tmp_path, study):
@@ -527,6 +540,8 @@ def test_writer_writes_nothing_on_bad_input(tmp_path, study, make_study):
         write_dicom_study(study, tmp_path / "s")
     with pytest.raises(InputError, match="compression"):
         write_dicom_study(make_study(), tmp_path / "s", compression="zip")
+    with pytest.raises(InputError, match="file_pattern"):
+        write_dicom_study(make_study(), tmp_path / "s", file_pattern="IM{slice}.dcm")
     with pytest.raises(InputError, match="32 x 32"):
         write_dicom_study(make_study(), tmp_path / "s", compression="jpeg2000")
     assert list(tmp_path.iterdir()) == []

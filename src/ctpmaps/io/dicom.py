@@ -273,6 +273,7 @@ class DicomFile:
     path: Path
     ds: Dataset
     images: list[Image]
+    defect: str | None = None  # why it has no images (an error only if its series is read)
 
     @property
     def series_uid(self) -> str:
@@ -294,21 +295,30 @@ def read_header(path: Path) -> DicomFile:
     if ended and _is_image_storage(ds):
         # pydicom stops silently at the end of a file cut short: an image must go on to pixels
         raise InputError(path, "truncated: the file ends before its pixel data")
+    images: list[Image] = []
+    defect = None
     if "PerFrameFunctionalGroupsSequence" in ds:
-        images = _enhanced_images(path, ds)
+        try:
+            images = _enhanced_images(path, ds)
+        except InputError as exc:
+            defect = exc.problem
     elif int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise InputError(
-            path,
-            "multi-frame image without per-frame functional groups: the "
-            "positions and times of its frames are unknown",
+        defect = (
+            "multi-frame image without per-frame functional groups: the positions and times "
+            "of its frames are unknown"
         )
     else:
         image = _classic_image(path, ds)
+        if image is None:
+            defect = (
+                "no ImagePositionPatient, ImageOrientationPatient or PixelSpacing: the image "
+                "cannot be placed"
+            )
         images = [] if image is None else [image]
     plugin = decoding_plugin(str(ds.file_meta.get("TransferSyntaxUID", "")))
     for image in images:
         image.plugin = plugin
-    return DicomFile(path, ds, images)
+    return DicomFile(path, ds, images, defect)
 
 
 def _is_image_storage(ds: Dataset) -> bool:

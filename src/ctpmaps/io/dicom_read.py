@@ -99,37 +99,38 @@ def _select_series(
             series[0].path, f"modality is {modality!r}, expected 'CT' (a CT perfusion series)"
         )
     for f in series:
-        if not f.images:
-            raise InputError(
-                f.path,
-                "no ImagePositionPatient, ImageOrientationPatient or "
-                "PixelSpacing: the image cannot be placed",
-            )
+        if f.defect:
+            raise InputError(f.path, f.defect)
     return series
 
 
 def _check_geometry(images: list[Image]) -> None:
-    """Every image has the first one's size, orientation and pixel spacing."""
-    ref = images[0]
-    for im in images[1:]:
-        where = f"{ref.path.name}" + (f" frame {ref.frame + 1}" if ref.frame is not None else "")
+    """Every image has the usual (most common) size, orientation and pixel spacing."""
+
+    def key(im: Image) -> tuple:
+        return im.size, tuple(np.round(im.orientation, 4)), tuple(np.round(im.spacing, 4))
+
+    usual = Counter(key(im) for im in images).most_common(1)[0][0]
+    ref = next(im for im in images if key(im) == usual)
+    where = label(ref)
+    for im in images:
         if im.size != ref.size:
             raise InputError(
                 im.path,
                 f"image size {im.size[0]} x {im.size[1]} (rows x columns) "
-                f"differs from {ref.size[0]} x {ref.size[1]} in {where}",
+                f"differs from {ref.size[0]} x {ref.size[1]} in {where} and most others",
             )
         if np.abs(im.orientation - ref.orientation).max() > 1e-4:
             raise InputError(
                 im.path,
                 f"ImageOrientationPatient {im.orientation.tolist()} differs "
-                f"from {ref.orientation.tolist()} in {where}",
+                f"from {ref.orientation.tolist()} in {where} and most others",
             )
         if np.abs(im.spacing - ref.spacing).max() > 1e-4 * float(ref.spacing.max()):
             raise InputError(
                 im.path,
                 f"PixelSpacing {im.spacing.tolist()} differs from "
-                f"{ref.spacing.tolist()} in {where}",
+                f"{ref.spacing.tolist()} in {where} and most others",
             )
 
 
@@ -552,12 +553,8 @@ def read_dicom_volume(folder: str | Path, *, workers: int | None = None) -> Volu
     if len(uids) > 1:
         raise InputError(folder, f"expected one series, found {len(uids)}: {sorted(uids)}")
     for f in files:
-        if not f.images:
-            raise InputError(
-                f.path,
-                "no ImagePositionPatient, ImageOrientationPatient or "
-                "PixelSpacing: the image cannot be placed",
-            )
+        if f.defect:
+            raise InputError(f.path, f.defect)
     images = [im for f in files for im in f.images]
     _check_geometry(images)
     centres = _assign_slices(images)

@@ -200,7 +200,7 @@ def _new_uid(seed: str | None, prefix: str | None, *parts: object) -> str:
     )
 
 
-def check_out_dir(out_dir: Path, *, overwrite: bool) -> bool:
+def _check_out_dir(out_dir: Path, *, overwrite: bool) -> bool:
     """Refuse an existing non-empty ``out_dir`` unless ``overwrite``; whether to replace it."""
     if out_dir.exists() and not out_dir.is_dir():
         raise InputError(out_dir, "exists and is not a folder")
@@ -355,6 +355,12 @@ def _write_series(
         raise InputError(
             "compression", f"'jpeg2000' needs images of at least 32 x 32 pixels, got {nx} x {ny}"
         )
+    names = {o.file_pattern.format(instance=k * nz + s + 1, slice=s + 1, frame=k + 1)
+             for k in range(nt) for s in range(nz)}  # fmt: skip
+    if len(names) != nz * nt:
+        raise InputError(
+            "file_pattern", f"{o.file_pattern!r} gives {len(names)} names for {nz * nt} files"
+        )
     geo = _geometry(affine, nz)
     dtype, lo, hi = _stored_values(
         frames, slope=o.rescale_slope, intercept=o.rescale_intercept, signed=o.signed
@@ -386,7 +392,7 @@ def _write_series(
 
     workers = o.workers or min(4, os.cpu_count() or 1)
     with (
-        atomic_dir(out_dir, overwrite=check_out_dir(out_dir, overwrite=overwrite)) as tmp,
+        atomic_dir(out_dir, overwrite=_check_out_dir(out_dir, overwrite=overwrite)) as tmp,
         ThreadPoolExecutor(workers) as pool,
     ):
         for s in range(nz):
