@@ -205,6 +205,90 @@ def info(
     out_console.print(table)
 
 
+class Method(str, Enum):
+    nlr = "nlr"
+    ssvd = "ssvd"
+    bsvd = "bsvd"
+    osvd = "osvd"
+
+
+@app.command()
+def maps(
+    study: Annotated[
+        Path, typer.Argument(help="NIfTI file, DICOM folder or UniToBrain patient folder.")
+    ],
+    out: Annotated[Path, typer.Argument(help="Output folder.")],
+    method: Annotated[Method, typer.Option(help="Deconvolution method.")] = Method.nlr,
+    mask: Annotated[
+        Path | None, typer.Option(help="Brain mask (NIfTI) instead of the automatic one.")
+    ] = None,
+    aif_mask: Annotated[Path | None, typer.Option(help="Arterial voxels (NIfTI mask).")] = None,
+    aif_csv: Annotated[Path | None, typer.Option(help="AIF as 'time_s, hu' rows.")] = None,
+    vof_mask: Annotated[Path | None, typer.Option(help="Venous voxels (NIfTI mask).")] = None,
+    hematocrit_factor: Annotated[
+        float, typer.Option(help="(1 - Hct large) / (1 - Hct small).")
+    ] = 0.55 / 0.75,
+    density: Annotated[float, typer.Option(help="Brain density, g/mL.")] = 1.05,
+    series_uid: Annotated[str | None, typer.Option(help="DICOM series to read.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing output folder.")] = False,
+) -> None:
+    """Perfusion maps (CBF, CBV, MTT, TTP, Tmax, delay) of a study, on its frames as given."""
+    from .io import load_study
+    from .pipeline import compute_maps, write_maps
+
+    if out.exists() and not overwrite:
+        _fail_usage(f"{out}: already exists (use --overwrite to replace it)")
+    t0 = time.perf_counter()
+    try:
+        s = load_study(study, series_uid=series_uid)
+        with console.status("loading") as status:
+            result = compute_maps(
+                s,
+                method=method.value,
+                mask=mask,
+                aif_mask=aif_mask,
+                aif_csv=aif_csv,
+                vof_mask=vof_mask,
+                hematocrit_factor=hematocrit_factor,
+                density=density,
+                progress=lambda stage: status.update(stage),
+            )
+            status.update("writing")
+            write_maps(
+                result,
+                s,
+                out,
+                overwrite=overwrite,
+                inputs={
+                    "mask": mask,
+                    "aif_mask": aif_mask,
+                    "aif_csv": aif_csv,
+                    "vof_mask": vof_mask,
+                },
+            )
+    except CtpmapsError as exc:
+        _fail(exc)
+    import numpy as np
+
+    b = result.brain
+    table = Table(
+        title=f"{method.value} maps of {study} → {out} ({time.perf_counter() - t0:.1f} s)"
+    )
+    for col in ("map", "median", "IQR", "unit"):
+        table.add_column(col)
+    for name, arr in result.maps.as_dict().items():
+        q = np.nanpercentile(arr[b], [25, 50, 75])
+        table.add_row(
+            name.upper(), f"{q[1]:.2f}", f"{q[0]:.2f}-{q[2]:.2f}", result.maps.units[name]
+        )
+    out_console.print(table)
+    out_console.print(
+        f"AIF: {result.aif.source}, {len(result.aif.voxels)} voxels, "
+        f"scale {result.aif.scale:.2f}; VOF: "
+        f"{result.vof.source if result.vof else 'none'}"
+    )
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Argument(help="Output folder.")] = Path("demo-out"),
