@@ -412,10 +412,10 @@ def write_dicom_study(
     out_dir: str | Path,
     *,
     compression: str | None = None,
-    patient_id: str = "CTPMAPS-0001",
+    patient_id: str | None = None,
     patient_name: str | None = None,
     study_description: str = "CT perfusion",
-    series_description: str = "CT perfusion",
+    series_description: str | None = None,
     series_number: int = 1,
     kvp: float | None = 80.0,
     exposure_mas: float | None = 150.0,
@@ -446,8 +446,10 @@ def write_dicom_study(
     compression : {None, 'jpeg-lossless', 'jpeg-ls', 'jpeg2000', 'rle'}
         Transfer syntax: explicit VR little endian, JPEG Lossless SV1 (needs imagecodecs),
         JPEG-LS lossless (pyjpegls), JPEG 2000 lossless (pylibjpeg-openjpeg) or RLE.
-    patient_id, patient_name, study_description, series_description : str
-        Identification written to every file (*PatientName* defaults to ``patient_id``).
+    patient_id, patient_name, study_description, series_description : str or None
+        Identification written to every file. ``patient_id`` and ``series_description``
+        default to the study's metadata, else ``"CTPMAPS-0001"`` and ``"CT perfusion"``;
+        *PatientName* defaults to the patient id.
     series_number : int
         *SeriesNumber*.
     kvp : float or None
@@ -499,10 +501,11 @@ def write_dicom_study(
     """
     opts = _SeriesOptions(
         compression=compression,
-        patient_id=patient_id,
+        patient_id=patient_id or str(study.metadata.get("patient_id") or "CTPMAPS-0001"),
         patient_name=patient_name,
         study_description=study_description,
-        series_description=series_description,
+        series_description=series_description
+        or str(study.metadata.get("series_description") or "CT perfusion"),
         series_number=series_number,
         manufacturer=manufacturer,
         kvp=kvp,
