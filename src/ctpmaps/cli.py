@@ -321,6 +321,10 @@ def demo(
     out_console.print(f"  truth maps and masks in {folder / 'truth'}")
 
 
+# Commands defined in their own modules register themselves on `app` when imported.
+from . import cli_clinical, cli_nn  # noqa: E402, F401
+
+
 def run() -> None:  # pragma: no cover - console entry for `python -m ctpmaps`
     app()
 
