@@ -86,6 +86,7 @@ def compute_maps(
     vof_mask: np.ndarray | str | Path | None = None,
     hematocrit_factor: float = HEMATOCRIT_FACTOR,
     density: float = BRAIN_DENSITY,
+    input_study: Study | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> MapsResult:
     """Perfusion maps of a study, on its frames as given.
@@ -105,6 +106,10 @@ def compute_maps(
         Manual VOF mask; the AIF is then scaled to its first-pass area.
     hematocrit_factor, density : float
         ``kappa`` and ``rho`` (see `ctpmaps.physics`).
+    input_study : Study, optional
+        Frames on which to measure the AIF and VOF when ``study`` was filtered: a spatial
+        filter blurs small arteries into their surroundings, so the input functions are
+        best taken before it (same grid and times). ``study`` itself by default.
     progress : callable, optional
         Called with the name of each stage as it starts.
 
@@ -138,7 +143,15 @@ def compute_maps(
     lap("brain_mask")
 
     say("input functions")
-    aif, vof = _input_functions(study, enh, aif_mask, aif_csv, vof_mask)
+    src = study if input_study is None else input_study
+    if src.frames.shape != study.frames.shape:
+        raise InputError(
+            "input_study", f"expected frames of shape {study.frames.shape}, got {src.frames.shape}"
+        )
+    src_enh = enh if src is study else enhancement(src.frames, src.times, n_baseline=n_base)
+    tissue_ttp = float(study.times[np.argmax(enh[brain].mean(axis=0))])
+    aif, vof = _input_functions(src, src_enh, aif_mask, aif_csv, vof_mask, tissue_ttp)
+    del src_enh
     lap("input_functions")
 
     say(f"deconvolution ({method})")
@@ -167,7 +180,7 @@ def _as_mask(m: np.ndarray | str | Path, study: Study) -> tuple[np.ndarray, str]
     return read_mask(m, study), str(m)
 
 
-def _input_functions(study, enh, aif_mask, aif_csv, vof_mask):
+def _input_functions(study, enh, aif_mask, aif_csv, vof_mask, tissue_ttp):
     times = study.times
     region = intracranial_mask(study.frames[..., :3].mean(axis=-1), study.spacing)
     if aif_csv is not None:
@@ -176,7 +189,9 @@ def _input_functions(study, enh, aif_mask, aif_csv, vof_mask):
         m, name = _as_mask(aif_mask, study)
         aif = curve_from_mask(enh, times, m, kind="aif", source=name)
     else:
-        aif = find_aif(enh, times, region, n_voxels=default_aif_voxels(study.spacing))
+        aif = find_aif(
+            enh, times, region, n_voxels=default_aif_voxels(study.spacing), tissue_ttp=tissue_ttp
+        )
     manual = aif.source != "automatic"
     if vof_mask is not None:
         m, name = _as_mask(vof_mask, study)

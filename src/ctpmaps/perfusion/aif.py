@@ -138,6 +138,7 @@ def find_aif(
     *,
     n_voxels: int = 100,
     top_fraction: float = 0.05,
+    tissue_ttp: float | None = None,
 ) -> InputFunction:
     """Automatic AIF from enhancement curves (x, y, z, t) inside ``region`` (x, y, z).
 
@@ -148,6 +149,9 @@ def find_aif(
     the earliest quartile (this leaves out the sinus and arteries behind an occlusion);
     (4) rank by peak over full width at half maximum (high and narrow) and average the
     unsmoothed curves of the best ``n_voxels`` (see `default_aif_voxels`).
+    With ``tissue_ttp`` (s, time to peak of the mean brain curve), candidates must peak at
+    least 1 s before the tissue does: arteries fill before the tissue they feed, the veins
+    after, so the sinus can never pass for the AIF even where small arteries are lost.
 
     Raises
     ------
@@ -163,6 +167,8 @@ def find_aif(
     n_top = max(4 * n_voxels, int(top_fraction * len(curves)))
     top = np.argsort(auc)[::-1][:n_top]
     top = top[peak[top] > 50.0]
+    if tissue_ttp is not None:
+        top = top[times[np.argmax(sm[top], axis=1)] <= tissue_ttp - 1.0]
     if top.size == 0:
         raise FitError(
             f"no voxel enhances like an artery (highest smoothed peak "
