@@ -1,0 +1,77 @@
+"""The U-Net: shapes, parameter count, presets, argument checks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ctpmaps.errors import InputError
+from ctpmaps.nn.unet import PRESETS, UNet, count_parameters
+
+
+def test_paper_preset_has_about_31m_parameters():
+    # 64..512 and a 1024 bottleneck: the classic U-Net count (31.04 M for 1 input channel).
+    n = count_parameters(UNet(1))
+    assert 30.5e6 < n < 31.5e6
+    assert n == 31_036_481
+    # frames as channels only change the first convolution: 64 * 9 weights per frame
+    assert count_parameters(UNet(89)) - n == 88 * 64 * 9
+
+
+def test_small_preset_is_16x_smaller():
+    n = count_parameters(UNet(1, features=PRESETS["small"]))
+    assert 1.8e6 < n < 2.1e6
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 32, 32), (1, 5, 64, 48), (3, 5, 16, 80)])
+def test_output_shape_and_range(shape):
+    torch.manual_seed(0)
+    net = UNet(5, features=(4, 8, 8, 16, 16))
+    y = net(torch.randn(shape) * 3)
+    assert y.shape == (shape[0], 1, *shape[2:])
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+
+
+def test_logits_without_sigmoid_and_several_outputs():
+    net = UNet(3, 2, features=(4, 4, 4, 4, 4), sigmoid=False).eval()
+    y = net(torch.full((1, 3, 16, 16), 50.0))
+    assert y.shape == (1, 2, 16, 16)
+    assert UNet(**net.config()).config() == net.config()
+
+
+def test_uses_average_pooling_and_transposed_convolutions():
+    net = UNet(2, features=(4, 4, 4, 4, 4))
+    kinds = {type(m).__name__ for m in net.modules()}
+    assert "AvgPool2d" in kinds and "MaxPool2d" not in kinds
+    assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in net.modules()) == 4
+    convs = [m for m in net.modules() if type(m) is torch.nn.Conv2d]
+    assert len(convs) == 19  # 9 blocks of two 3x3 convolutions + the 1x1 head
+    assert convs[-1].kernel_size == (1, 1)
+
+
+@pytest.mark.parametrize("hw", [(30, 32), (32, 40)])
+def test_size_not_divisible_by_16_is_a_clear_error(hw):
+    net = UNet(2, features=(4, 4, 4, 4, 4))
+    with pytest.raises(InputError, match="divisible by 16"):
+        net(torch.zeros(1, 2, *hw))
+
+
+def test_wrong_number_of_frames():
+    with pytest.raises(InputError, match=r"\(B, 3, H, W\)"):
+        UNet(3, features=(4, 4, 4, 4, 4))(torch.zeros(1, 4, 16, 16))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"in_channels": 0},
+        {"in_channels": 2.5},
+        {"in_channels": 2, "features": (4, 4, 4, 4)},
+        {"in_channels": 2, "features": (4, 4, 0, 4, 4)},
+        {"in_channels": 2, "features": "small"},
+        {"in_channels": 2, "out_channels": 0},
+    ],
+)
+def test_bad_arguments_fail_before_building(kwargs):
+    with pytest.raises(InputError):
+        UNet(**kwargs)
