@@ -1,0 +1,263 @@
+"""The batched least-squares solver behind `boxnlr.BoxNLRModel` (private).
+
+Parameters per voxel: ``theta = (delay, MTT)``, the box's two edges being ``delay`` and
+``delay + MTT`` (linear in theta, so the SSE is close to quadratic in it, also for very
+short boxes where it flattens towards MTT = 0); CBF is profiled out (closed form,
+``>= 0`` unless told otherwise). Steps are damped Newton steps on the SSE reduced to
+``theta`` (exact Hessian of the variable-projection problem: noise makes the residuals
+large, so their second-order terms matter; Gauss-Newton alone zig-zags), with the
+Gauss-Newton matrix where the Hessian is not positive definite, capped to a trust box
+and projected on the bounds. A step is kept only where it lowers the SSE
+(Levenberg-Marquardt control of the damping), so a voxel never ends worse than its start.
+A voxel stops when the Newton decrement (the decrease the quadratic model still
+promises) falls below its SSE's resolution.
+
+Everything a step needs is a handful of dot products over time between the residual,
+the model curve ``g`` and the AIF values and slopes at the two box edges: no derivative
+curve is formed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .timing import is_uniform
+
+__all__ = ["ShiftTable", "solve"]
+
+#: Largest step per iteration: delay (s), and MTT (s, or half the MTT if more).
+STEP_CAP = (2.0, 2.0)
+#: Damping at the start, and the limit past which a voxel counts as converged.
+LAMBDA_START = 1e-3
+LAMBDA_STOP = 1e4
+
+
+class ShiftTable:
+    """``s Ā(t_k - x)``, ``s a(t_k - x)`` and its slope for any shift ``x`` (s).
+
+    Tabulated at ``x = x0 + j h`` over ``[x_lo, x_hi]``; between nodes ``a`` is linear in
+    ``x`` and ``Ā`` quadratic, exact when frames are uniform (nodes then fall on knots).
+
+    Parameters
+    ----------
+    times : ndarray, shape (t,)
+        Frame times in s.
+    knots : (ndarray, ndarray)
+        AIF knots (times, values), linear in between.
+    x_lo, x_hi : float
+        Range of shifts in s.
+    scale : float
+        Factor ``s`` applied to everything (the tissue scale).
+    dtype : numpy dtype
+        Of the tables and results.
+    """
+
+    def __init__(
+        self,
+        times: np.ndarray,
+        knots: tuple[np.ndarray, np.ndarray],
+        x_lo: float,
+        x_hi: float,
+        scale: float,
+        dtype: Any,
+    ) -> None:
+        from .boxnlr import aif_integral
+
+        self.h = float(np.diff(knots[0]).min())
+        if not is_uniform(times):
+            self.h /= 2.0
+        self.x0 = self.h * np.floor(x_lo / self.h) - self.h
+        n = int(np.ceil((x_hi - self.x0) / self.h)) + 3
+        x = self.x0 + self.h * np.arange(n)
+        integral, value = aif_integral(times[None, :] - x[:, None], *knots)
+        self.n = n
+        self.dtype = np.dtype(dtype)
+        # The running integral stays float64: g = Ā(t - d) - Ā(t - d - MTT) cancels for
+        # short boxes, float32 would lose most digits there.
+        self.A = scale * integral
+        self.a = (scale * value).astype(self.dtype)
+        #: Change of ``s a`` from node j to j + 1 (``d(s a)/du = -da / h``).
+        self.da = (scale * np.diff(value, axis=0, append=value[-1:])).astype(self.dtype)
+
+    def __call__(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``s Ā``, ``s a`` at ``t - x`` and the node step ``da`` for shifts ``x`` (n,)."""
+        jf = (np.asarray(x, dtype=np.float64) - self.x0) / self.h
+        j = np.clip(np.floor(jf).astype(np.intp), 0, self.n - 2)
+        w = (jf - j).astype(self.dtype)[:, None]
+        a_j = np.take(self.a, j, axis=0)
+        da = np.take(self.da, j, axis=0)
+        value = a_j + w * da
+        # Ā(t - x_j - w h) = Ā_j - w h (a_j + a) / 2, exact for a linear in between.
+        a_j += value
+        a_j *= w * self.dtype.type(0.5 * self.h)
+        integral = np.take(self.A, j, axis=0)
+        integral -= a_j
+        return integral, value, da
+
+    def box(self, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``g = s (Ā(t - x1) - Ā(t - x2))`` and ``s a``, ``da`` at both edges."""
+        i1, v1, d1 = self(x1)
+        i2, v2, d2 = self(x2)
+        i1 -= i2
+        return i1.astype(self.dtype, copy=False), v1, d1, v2, d2
+
+
+@dataclass
+class _State:
+    """Per-voxel scalars at ``theta``: profiled CBF, SSE, -1/2 gradient and 1/2 Hessian."""
+
+    theta: np.ndarray  # (n, 2)
+    f: np.ndarray  # (n,)
+    sse: np.ndarray  # (n,)
+    b: np.ndarray  # (n, 2)
+    hess: np.ndarray  # (n, 3): h11, h12, h22
+
+    def take(self, keep: np.ndarray) -> _State:
+        return _State(*(v[keep] for v in (self.theta, self.f, self.sse, self.b, self.hess)))
+
+    def put(self, where: np.ndarray, other: _State) -> None:
+        for name in ("theta", "f", "sse", "b", "hess"):
+            getattr(self, name)[where] = getattr(other, name)[where]
+
+
+def _dot(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->i", p, q).astype(np.float64)
+
+
+def evaluate(
+    table: ShiftTable,
+    y: np.ndarray,
+    theta: np.ndarray,
+    nonnegative: bool = True,
+) -> _State:
+    """Profiled fit, SSE, gradient and Hessian at ``theta`` for curves ``y`` (n, t)."""
+    mtt = theta[:, 1]
+    g, v1, d1, v2, d2 = table.box(theta[:, 0], theta[:, 0] + mtt)
+    gg, yg = _dot(g, g), _dot(y, g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where((gg > 0) & ((yg > 0) | (not nonnegative)), yg / gg, 0.0)
+        inv_gg = np.where(gg > 0, 1.0 / gg, 0.0)
+    r = y - f.astype(y.dtype)[:, None] * g
+    sse = _dot(r, r)
+    # <u, v> for the values v1, v2 and node steps d1, d2 at both edges of the box.
+    v11, v12, v22 = _dot(v1, v1), _dot(v1, v2), _dot(v2, v2)
+    gv1, gv2, rv1, rv2 = _dot(g, v1), _dot(g, v2), _dot(r, v1), _dot(r, v2)
+    rs1, rs2 = _dot(r, d1), _dot(r, d2)
+    # Derivatives of g (edges at d and d + M): g_d = v2 - v1, g_M = v2,
+    # g_dd = (d2 - d1) / h, g_dM = g_MM = d2 / h.
+    inv_h = 1.0 / table.h
+    p_d, p_l = gv2 - gv1, gv2
+    r_d, r_l = rv2 - rv1, rv2
+    g_dd, g_dl, g_ll = v22 - 2 * v12 + v11, v22 - v12, v22
+    q_dd = (rs2 - rs1) * inv_h
+    q_dl = q_ll = rs2 * inv_h
+    f2 = f * f
+    c_d, c_l = f * p_d - r_d, f * p_l - r_l
+    newton = np.stack(
+        [
+            f2 * g_dd - f * q_dd - c_d * c_d * inv_gg,
+            f2 * g_dl - f * q_dl - c_d * c_l * inv_gg,
+            f2 * g_ll - f * q_ll - c_l * c_l * inv_gg,
+        ],
+        axis=1,
+    )
+    pd = (newton[:, 0] > 0) & (newton[:, 0] * newton[:, 2] > newton[:, 1] ** 2)
+    if not np.all(pd):
+        gn = np.stack(
+            [
+                f2 * (g_dd - p_d * p_d * inv_gg),
+                f2 * (g_dl - p_d * p_l * inv_gg),
+                f2 * (g_ll - p_l * p_l * inv_gg),
+            ],
+            axis=1,
+        )
+        newton = np.where(pd[:, None], newton, gn)
+    b = np.stack([f * r_d, f * r_l], axis=1)
+    return _State(theta, f, sse, b, newton)
+
+
+def _step(state: _State, lam: np.ndarray | float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Solve ``(H + lam diag(H)) step = b`` per voxel (2 x 2, explicit), projected on bounds.
+
+    A parameter on a bound whose step points outward is held, and the other one takes its
+    1-D step.
+    """
+    h11, h12, h22 = state.hess.T
+    tiny = 1e-12 * (np.abs(h11) + np.abs(h22)) + 1e-300
+    a11 = h11 + lam * (h11 + tiny) + tiny
+    a22 = h22 + lam * (h22 + tiny) + tiny
+    det = a11 * a22 - h12 * h12
+    b1, b2 = state.b.T
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        step = np.stack([(a22 * b1 - h12 * b2) / det, (a11 * b2 - h12 * b1) / det], axis=1)
+        alone = np.stack([b1 / a11, b2 / a22], axis=1)
+    theta = state.theta
+    blocked = ((theta <= lo) & (step < 0)) | ((theta >= hi) & (step > 0))
+    if np.any(blocked):
+        one = blocked[:, ::-1] & ~blocked  # the free parameter where the other is blocked
+        step = np.where(blocked, 0.0, np.where(one, alone, step))
+    return np.where(np.isfinite(step), step, 0.0)
+
+
+def solve(
+    table: ShiftTable,
+    y: np.ndarray,
+    theta: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    max_iter: int,
+    rtol: float,
+    nonnegative: bool = True,
+) -> dict[str, np.ndarray]:
+    """Refine ``theta`` (n, 2) for curves ``y`` (n, t) within ``[lo, hi]``.
+
+    Returns per-voxel ``cbf``, ``mtt``, ``delay``, ``sse`` (float64) and ``iterations``.
+    """
+    n = y.shape[0]
+    state = evaluate(table, y, np.clip(theta, lo, hi), nonnegative)
+    out = _State(state.theta.copy(), state.f.copy(), state.sse.copy(), state.b, state.hess)
+    iterations = np.zeros(n, dtype=np.int16)
+    active = np.flatnonzero(state.f != 0)
+    state = state.take(active)
+    ya = y[active]
+    lam = np.full(active.size, LAMBDA_START)
+    for _ in range(max_iter + 1):
+        newton = _step(state, 0.0, lo, hi)
+        decrement = 0.5 * np.einsum("ij,ij->i", newton, state.b)
+        done = (decrement <= rtol * state.sse) | (lam > LAMBDA_STOP) | (state.f == 0)
+        if np.any(done):
+            idx = active[done]
+            out.theta[idx], out.f[idx], out.sse[idx] = (
+                state.theta[done],
+                state.f[done],
+                state.sse[done],
+            )
+            keep = ~done
+            active, ya, lam = active[keep], ya[keep], lam[keep]
+            state = state.take(keep)
+        if active.size == 0 or _ == max_iter:
+            break
+        step = _step(state, lam, lo, hi)
+        cap = np.stack(
+            [np.full(ya.shape[0], STEP_CAP[0]), np.maximum(STEP_CAP[1], 0.5 * state.theta[:, 1])],
+            axis=1,
+        )
+        over = np.max(np.abs(step) / cap, axis=1)
+        step /= np.maximum(over, 1.0)[:, None]
+        trial = evaluate(table, ya, np.clip(state.theta + step, lo, hi), nonnegative)
+        better = trial.sse < state.sse
+        state.put(better, trial)
+        lam = np.where(better, lam / 4.0, np.maximum(lam, 1e-3) * 8.0)
+        iterations[active] += 1
+    out.theta[active], out.f[active], out.sse[active] = state.theta, state.f, state.sse
+    return {
+        "cbf": out.f,
+        "mtt": out.theta[:, 1],
+        "delay": out.theta[:, 0],
+        "sse": out.sse,
+        "iterations": iterations,
+    }

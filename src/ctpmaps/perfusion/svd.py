@@ -1,0 +1,449 @@
+"""The SVD family: standard (sSVD), block-circulant (bSVD) and oscillation-index (oSVD).
+
+Discretised indicator dilution on a uniform grid of step ``dt``::
+
+    c = A b,   A[i, j] = dt * a[i - j]  (j <= i),   b = scale * CBF * R
+
+so the deconvolved residue ``b`` (the "flow-scaled residue" k(t), 1/s) gives
+``CBF = max(b) / scale`` with ``scale = rho / kappa / 6000`` (`ctpmaps.physics`). With
+``rho = kappa = 1`` this is OSIPI's convention ``CBF = 6000 * max(R)``,
+``C_tis = dt * (C_aif ⊛ R)``.
+
+- sSVD (Østergaard 1996): truncated pseudo-inverse of the lower-triangular ``A``; singular
+  values below ``threshold`` (20 %) of the largest are dropped. Sensitive to delay: a
+  tissue curve that arrives before the AIF cannot be represented causally, and a late one
+  is underestimated.
+- bSVD (Wu 2003): ``A`` made block-circulant by zero-padding to ``L = 2 t``, which makes
+  the result independent of the tracer delay (a shift of the curve shifts ``b``
+  circularly). A circulant matrix is diagonalised by the DFT, so its singular values are
+  ``|DFT(dt * a)|`` and truncation is a filter on frequencies: done with FFTs, exactly
+  equal to the SVD. Fixed threshold 20 % by default, as sSVD, so the two differ only in
+  delay handling (Wu's paper used 10-20 % for its cSVD).
+- oSVD (Wu 2003): bSVD whose threshold is chosen per voxel, the lowest for which the
+  oscillation index of the residue is at most 0.035. Candidate thresholds are the
+  singular values themselves (each keeps one more frequency); the search is a bisection
+  on the number of kept frequencies (OI falls as frequencies are dropped), 7 steps for
+  89 frames instead of Wu's linear scan.
+
+Non-uniform frame times are resampled linearly onto `timing.uniform_grid` before
+deconvolution; predicted curves are interpolated back to the frame times.
+
+Definitions of the maps for the three methods:
+
+- CBF: ``max(b) / scale`` over the whole residue (circular for bSVD/oSVD).
+- CBV: ``∫C / ∫C_a / (60 * scale)`` from the measured curves (trapezoid rule at the frame
+  times), independent of the deconvolution; MTT ``= 60 * CBV / CBF``.
+- Tmax: time of the maximum of ``b``, ``index * dt`` (resolution ``dt``). For bSVD/oSVD
+  the second half of the circular residue (index >= t) is read as negative lags,
+  ``(index - L) * dt``: a tissue curve earlier than the AIF.
+- delay: Tmax (the residue of a delayed tissue is the undelayed one shifted by the delay,
+  and the residue functions here peak at zero lag).
+- TTP: time of the maximum of the fitted curve ``A b`` (smooth, unlike the measured one),
+  parabola-refined, from the first frame (`timing.time_to_peak`).
+
+References
+----------
+Østergaard L et al. High resolution measurement of cerebral blood flow using intravascular
+tracer bolus passages. Part I. Magn Reson Med 1996;36:715-725.
+Wu O et al. Tracer arrival timing-insensitive technique for estimating flow in MR
+perfusion-weighted imaging using singular value decomposition with a block-circulant
+deconvolution matrix. Magn Reson Med 2003;50:164-174.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import scipy.fft
+
+from ..errors import InputError
+from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
+from .base import (
+    DEFAULT_CHUNK,
+    PerfusionFit,
+    PerfusionModel,
+    VoxelLayout,
+    area_ratio,
+    cbv_from_area_ratio,
+    map_chunks,
+)
+from .timing import interpolation_matrix, uniform_grid
+
+__all__ = [
+    "SSVDModel",
+    "BSVDModel",
+    "OSVDModel",
+    "SVDFit",
+    "convolution_matrix",
+    "truncated_pinv",
+    "oscillation_index",
+    "cbf_from_residue",
+    "tmax_from_residue",
+]
+
+#: Default relative SVD threshold (fraction of the largest singular value).
+THRESHOLD = 0.2
+#: Default oscillation-index limit of oSVD (Wu 2003).
+OI_LIMIT = 0.035
+
+
+# ----------------------------------------------------------------------------- functions
+def convolution_matrix(aif: np.ndarray, dt: float) -> np.ndarray:
+    """Lower-triangular Toeplitz matrix ``A[i, j] = dt * aif[i - j]`` (``j <= i``).
+
+    Parameters
+    ----------
+    aif : ndarray, shape (n,)
+        Arterial input function on a uniform grid.
+    dt : float
+        Grid step in s.
+
+    Returns
+    -------
+    ndarray, shape (n, n), float64
+        ``A @ b`` is the rectangle-rule convolution ``dt * (aif ⊛ b)``.
+    """
+    aif = np.asarray(aif, dtype=np.float64)
+    n = aif.size
+    i, j = np.indices((n, n))
+    return np.where(j <= i, dt * aif[np.clip(i - j, 0, None)], 0.0)
+
+
+def truncated_pinv(matrix: np.ndarray, threshold: float) -> np.ndarray:
+    """Pseudo-inverse keeping singular values ``>= threshold * max``.
+
+    Parameters
+    ----------
+    matrix : ndarray, shape (m, n)
+    threshold : float
+        Relative threshold in [0, 1).
+
+    Returns
+    -------
+    ndarray, shape (n, m), float64
+    """
+    u, s, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64))
+    keep = s >= threshold * s[0]
+    inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
+    return (vt.T * inv) @ u.T
+
+
+def oscillation_index(residue: np.ndarray) -> np.ndarray:
+    """Oscillation index of residues (Wu 2003).
+
+    ``OI = (1 / L) (1 / max f) * sum_k |f[k] - 2 f[k-1] + f[k-2]|`` over the ``L``
+    samples of each residue ``f``.
+
+    Parameters
+    ----------
+    residue : ndarray, shape (n, L)
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Dimensionless; ``inf`` where ``max f <= 0``.
+    """
+    f = np.asarray(residue)
+    second = np.abs(f[:, 2:] - 2 * f[:, 1:-1] + f[:, :-2]).sum(axis=1)
+    peak = f.max(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(peak > 0, second / (f.shape[1] * peak), np.inf)
+
+
+def cbf_from_residue(residue: np.ndarray, scale: float) -> np.ndarray:
+    """CBF in mL/100 g/min from the flow-scaled residue ``b`` (1/s): ``max(b) / scale``.
+
+    Parameters
+    ----------
+    residue : ndarray, shape (n, L)
+    scale : float
+        ``rho / kappa / 6000`` (`ctpmaps.physics.tissue_scale`).
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+    """
+    return np.asarray(residue).max(axis=1).astype(np.float64) / scale
+
+
+def tmax_from_residue(residue: np.ndarray, dt: float, *, circular: bool = False) -> np.ndarray:
+    """Tmax in s: lag of the maximum of each residue, ``index * dt``.
+
+    Parameters
+    ----------
+    residue : ndarray, shape (n, L)
+    dt : float
+        Grid step in s.
+    circular : bool
+        For a circular residue (bSVD, oSVD, ``L = 2 t``): lags in the second half,
+        ``index >= L / 2``, are negative, ``(index - L) * dt``.
+
+    Returns
+    -------
+    ndarray, shape (n,), float64
+    """
+    residue = np.asarray(residue)
+    idx = np.argmax(residue, axis=1)
+    if circular:
+        n_lag = residue.shape[1]
+        idx = np.where(idx >= n_lag // 2, idx - n_lag, idx)
+    return idx * float(dt)
+
+
+# ----------------------------------------------------------------------------- fit
+class SVDFit(PerfusionFit):
+    """Fit of an SVD model: the deconvolved residue of every voxel.
+
+    Attributes
+    ----------
+    residue : ndarray, shape (n_fit, L)
+        Flow-scaled residue ``b = scale * CBF * R`` (1/s) on the model's uniform grid
+        (``L = t_grid`` for sSVD, ``2 t_grid`` circular for bSVD/oSVD).
+    ratio : ndarray, shape (n_fit,)
+        ``∫C / ∫C_a`` in s, from the measured curves.
+    threshold : ndarray, shape (n_fit,)
+        Relative SVD threshold used (per voxel for oSVD).
+    """
+
+    def __init__(
+        self,
+        model: _SVDModel,
+        layout: VoxelLayout,
+        *,
+        residue: np.ndarray,
+        ratio: np.ndarray,
+        threshold: np.ndarray,
+    ) -> None:
+        super().__init__(model, layout)
+        self.residue = residue
+        self.ratio = ratio
+        self.threshold = threshold
+
+    @cached_property
+    def _cbf(self) -> np.ndarray:
+        return cbf_from_residue(self.residue, self.model.scale)
+
+    @cached_property
+    def _cbv(self) -> np.ndarray:
+        return cbv_from_area_ratio(self.ratio, self.model.scale)
+
+    @cached_property
+    def _tmax(self) -> np.ndarray:
+        return tmax_from_residue(self.residue, self.model.dt, circular=self.model.circular)
+
+    @cached_property
+    def _delay(self) -> np.ndarray:
+        return self._tmax
+
+    def _predict_voxels(self, sl: slice) -> np.ndarray:
+        return self.model.convolve(self.residue[sl]).astype(self.layout.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- models
+class _SVDModel(PerfusionModel):
+    """Shared part of the SVD models: uniform grid, resampling, area ratio."""
+
+    fit_class = SVDFit
+    circular = False
+
+    def __init__(
+        self,
+        aif: np.ndarray,
+        times: np.ndarray,
+        *,
+        threshold: float = THRESHOLD,
+        dt: float | None = None,
+        hematocrit_factor: float = HEMATOCRIT_FACTOR,
+        density: float = BRAIN_DENSITY,
+        chunk_size: int = DEFAULT_CHUNK,
+        workers: int | None = None,
+    ) -> None:
+        super().__init__(
+            aif,
+            times,
+            hematocrit_factor=hematocrit_factor,
+            density=density,
+            chunk_size=chunk_size,
+            workers=workers,
+        )
+        if not 0 <= float(threshold) < 1:
+            raise InputError("threshold", f"expected a fraction in [0, 1), got {threshold!r}")
+        self.threshold = float(threshold)
+        #: Uniform grid (s) the deconvolution runs on.
+        self.grid = uniform_grid(self.times, dt=dt)
+        self.dt = float(self.grid[1] - self.grid[0])
+        self.resampled = self.grid.shape != self.times.shape or not np.allclose(
+            self.grid, self.times, rtol=0, atol=1e-6 * self.dt
+        )
+        if self.resampled:
+            self._to_grid = interpolation_matrix(self.times, self.grid).T.copy()
+            self._from_grid = interpolation_matrix(self.grid, self.times).T.copy()
+        #: AIF on the grid.
+        self.aif_grid = np.interp(self.grid, self.times, self.aif)
+
+    def to_grid(self, curves: np.ndarray) -> np.ndarray:
+        """Curves (n, t) at the frame times -> (n, t_grid) on the uniform grid."""
+        if not self.resampled:
+            return curves
+        return curves @ self._to_grid.astype(curves.dtype)
+
+    def from_grid(self, curves: np.ndarray) -> np.ndarray:
+        """Curves (n, t_grid) on the uniform grid -> (n, t) at the frame times."""
+        if not self.resampled:
+            return curves
+        return curves @ self._from_grid.astype(curves.dtype)
+
+    def _fit_curves(self, curves: np.ndarray) -> dict[str, Any]:
+        n = curves.shape[0]
+        residue = np.empty((n, self.n_lags), dtype=curves.dtype)
+        threshold = np.empty(n, dtype=np.float32)
+
+        def work(sl: slice) -> None:
+            residue[sl], threshold[sl] = self.deconvolve(self.to_grid(curves[sl]))
+
+        map_chunks(work, n, self.chunk_size, self.workers)
+        ratio = area_ratio(curves, self.aif, self.times)
+        return {"residue": residue, "ratio": ratio, "threshold": threshold}
+
+    @property
+    def n_lags(self) -> int:
+        """Length of the residue."""
+        return self.grid.size * (2 if self.circular else 1)
+
+    def deconvolve(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
+        """Residues (n, n_lags) and thresholds (n,) of curves (n, t_grid) on the grid."""
+        raise NotImplementedError
+
+    def convolve(self, residue: np.ndarray) -> np.ndarray:  # pragma: no cover
+        """Tissue curves (n, t) at the frame times from residues (n, n_lags)."""
+        raise NotImplementedError
+
+
+class SSVDModel(_SVDModel):
+    """Standard truncated SVD deconvolution (Østergaard 1996).
+
+    Parameters
+    ----------
+    aif : ndarray, shape (t,)
+        Arterial enhancement at ``times``.
+    times : ndarray, shape (t,)
+        Frame times in s (non-uniform ones are resampled, see `timing.uniform_grid`).
+    threshold : float
+        Singular values below ``threshold * max`` are dropped (0.2).
+    dt : float, optional
+        Step of the uniform grid in s (default: the frames if uniform).
+    hematocrit_factor, density : float
+        ``kappa`` and ``rho`` (`ctpmaps.physics`); 1 and 1 for OSIPI's convention.
+    chunk_size : int
+        Voxels per chunk.
+    workers : int, optional
+        Threads (default: the CPUs available).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ctpmaps.physics import residue, tissue_scale
+    >>> t = np.arange(60) * 1.0
+    >>> aif = np.where(t > 5, (t - 5) ** 3 * np.exp(-(t - 5) / 1.5), 0.0)
+    >>> r = residue(t, 4.0, "exponential")
+    >>> c = tissue_scale() * 50.0 * np.convolve(aif, r)[:60] * 1.0
+    >>> fit = SSVDModel(aif, t).fit(c[None, :])
+    >>> bool(30 < fit.cbf[0] < 60)
+    True
+    """
+
+    method = "ssvd"
+
+    def __init__(self, aif: np.ndarray, times: np.ndarray, **kwargs: Any) -> None:
+        super().__init__(aif, times, **kwargs)
+        self.matrix = convolution_matrix(self.aif_grid, self.dt)
+        self._pinv_t = truncated_pinv(self.matrix, self.threshold).T.copy()
+        self._matrix_t = self.matrix.T.copy()
+
+    def deconvolve(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b = curves @ self._pinv_t.astype(curves.dtype)
+        return b, np.full(curves.shape[0], self.threshold, dtype=np.float32)
+
+    def convolve(self, residue: np.ndarray) -> np.ndarray:
+        return self.from_grid(residue @ self._matrix_t.astype(residue.dtype))
+
+
+class BSVDModel(_SVDModel):
+    """Block-circulant SVD deconvolution, insensitive to tracer delay (Wu 2003).
+
+    Same parameters as `SSVDModel` (``threshold`` 0.2). Implemented with FFTs: the
+    singular values of the circulant matrix are ``|DFT(dt * aif)|``.
+    """
+
+    method = "bsvd"
+    circular = True
+
+    def __init__(self, aif: np.ndarray, times: np.ndarray, **kwargs: Any) -> None:
+        super().__init__(aif, times, **kwargs)
+        n = self.grid.size
+        #: Spectrum of the zero-padded AIF (its modulus: the singular values).
+        self.spectrum = scipy.fft.rfft(self.dt * self.aif_grid, 2 * n)
+        mod = np.abs(self.spectrum)
+        self.singular_values = mod
+        #: Rank of each frequency by decreasing singular value (0 = largest).
+        self.rank = np.empty(mod.size, dtype=np.int64)
+        self.rank[np.argsort(-mod, kind="stable")] = np.arange(mod.size)
+        with np.errstate(divide="ignore"):
+            self._inverse = np.where(mod > 0, 1.0 / np.where(mod > 0, self.spectrum, 1.0), 0.0)
+
+    def _spectra(self, curves: np.ndarray) -> np.ndarray:
+        return scipy.fft.rfft(curves, 2 * self.grid.size, axis=1)
+
+    def _residue(self, spectra: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        inv = self._inverse.astype(spectra.dtype)
+        return scipy.fft.irfft(spectra * np.where(keep, inv, 0), 2 * self.grid.size, axis=1)
+
+    def deconvolve(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keep = self.singular_values >= self.threshold * self.singular_values.max()
+        b = self._residue(self._spectra(curves), keep[None, :])
+        return b, np.full(curves.shape[0], self.threshold, dtype=np.float32)
+
+    def convolve(self, residue: np.ndarray) -> np.ndarray:
+        n = self.grid.size
+        spec = scipy.fft.rfft(residue, axis=1) * self.spectrum.astype(
+            np.complex64 if residue.dtype == np.float32 else np.complex128
+        )
+        return self.from_grid(scipy.fft.irfft(spec, 2 * n, axis=1)[:, :n])
+
+
+class OSVDModel(BSVDModel):
+    """Oscillation-index regularised block-circulant SVD (Wu 2003).
+
+    Per voxel, the lowest threshold whose residue has an oscillation index at most
+    ``oi_limit`` (0.035). Other parameters as `SSVDModel` (``threshold`` is not used).
+    """
+
+    method = "osvd"
+
+    def __init__(
+        self, aif: np.ndarray, times: np.ndarray, *, oi_limit: float = OI_LIMIT, **kwargs: Any
+    ) -> None:
+        super().__init__(aif, times, **kwargs)
+        if not float(oi_limit) > 0:
+            raise InputError("oi_limit", f"expected a positive number, got {oi_limit!r}")
+        self.oi_limit = float(oi_limit)
+
+    def deconvolve(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        spectra = self._spectra(curves)
+        n = curves.shape[0]
+        n_bins = self.rank.size
+        # Largest number of kept frequencies with OI <= limit: OI(lo) ok, OI(hi + 1) not.
+        lo = np.ones(n, dtype=np.int64)
+        hi = np.full(n, n_bins, dtype=np.int64)
+        while np.any(lo < hi):
+            mid = (lo + hi + 1) // 2
+            b = self._residue(spectra, self.rank[None, :] < mid[:, None])
+            ok = oscillation_index(b) <= self.oi_limit
+            lo = np.where(ok, mid, lo)
+            hi = np.where(ok, hi, mid - 1)
+        b = self._residue(spectra, self.rank[None, :] < lo[:, None])
+        order = np.sort(self.singular_values)[::-1]
+        threshold = (order[lo - 1] / order[0]).astype(np.float32)
+        return b, threshold
