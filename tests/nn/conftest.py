@@ -12,3 +12,22 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def tiny_cohort(tmp_path_factory):
+    """Four 64 x 64 x 8 phantom patients of 20 frames, in the phantom and UniToBrain layouts."""
+    from ctpmaps.phantom import PhantomConfig, acquisition_preset
+    from ctpmaps.phantom.write import write_cohort
+
+    out = tmp_path_factory.mktemp("cohort")
+    acq = acquisition_preset("seed", matrix=64, n_frames=20, frame_interval_s=2.0)
+    write_cohort(
+        out,
+        n_patients=4,
+        seed=3,
+        config=PhantomConfig(acquisition=acq),
+        formats=("nifti", "unitobrain"),
+        workers=1,
+    )
+    return out

@@ -1,0 +1,335 @@
+"""Training slices from a cohort folder: preprocessed frames in, one perfusion map out.
+
+Two layouts are recognised:
+
+``phantom``
+    ``COHORT/<patient>/ctp.nii.gz`` (raw frames, with their sidecar) and, from
+    ``ctpmaps phantom``, ``truth/<map>.nii.gz`` and ``truth/brain_mask.nii.gz``. Frames are
+    preprocessed here with `ctpmaps.preprocess.guided_bilateral_filter` (3 mm, 20 HU, as the
+    seed); phantom frames have no motion unless asked for.
+``unitobrain``
+    A UniToBrain cohort root: the ``_Registered_Filtered_3mm_20HU`` frames are read as they
+    are, and the ``..._Maps/NLR_*`` maps are the NLR targets.
+
+Targets come from ``source="truth"`` (the phantom's true maps) or ``source="nlr"``: the
+UniToBrain NLR maps, or for a phantom `ctpmaps.pipeline.compute_maps` with the box NLR model
+on the filtered frames (as UniToBrain's maps were made), cached. The brain mask is the
+phantom's true mask, else the automatic CT brain mask; it restricts ``mse_brain`` (and the
+loss with ``masked_loss``).
+
+Everything derived (filtered, sub-sampled, normalised slices; NLR maps) is cached as
+safetensors under ``cache_dir``, keyed by the source file's size and time and the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.numpy import load_file, save_file
+
+from ..errors import InputError
+from ..io.atomic import atomic_path
+from ..io.nifti import read_nifti_map, read_nifti_study
+from ..io.study import Study
+from ..io.unitobrain import MAP_FOLDERS, find_unitobrain_patients, read_unitobrain_maps
+from .normalise import (
+    TARGET_RANGES,
+    frames_to_slices,
+    map_to_slices,
+    normalise_frames,
+    normalise_target,
+    subsample_frames,
+)
+from .unet import DIVISOR
+
+__all__ = [
+    "SOURCES",
+    "Cohort",
+    "PatientSlices",
+    "SliceDataset",
+    "find_cohort",
+    "load_patient",
+    "pad_slices",
+    "resize_slices",
+]
+
+log = logging.getLogger(__name__)
+
+#: Where targets come from.
+SOURCES = ("nlr", "truth")
+#: Normalised value of air (-1000 HU): what slices are padded with.
+AIR = float(normalise_frames(np.float32(-1000.0)))
+
+
+@dataclass(frozen=True)
+class Cohort:
+    """A cohort folder: its layout and patients (sorted)."""
+
+    root: Path
+    layout: str
+    patients: tuple[str, ...]
+
+
+def find_cohort(root: str | Path) -> Cohort:
+    """Recognise a cohort folder (``phantom`` or ``unitobrain`` layout).
+
+    Raises
+    ------
+    InputError
+        Not a folder, or no patient of either layout in it.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "expected a cohort folder")
+    ubrain = find_unitobrain_patients(root)
+    if ubrain:
+        return Cohort(root, "unitobrain", tuple(ubrain))
+    phantom = sorted(p.name for p in root.iterdir() if p.is_dir() and (p / "ctp.nii.gz").is_file())
+    if phantom:
+        return Cohort(root, "phantom", tuple(phantom))
+    raise InputError(
+        root,
+        "no patients: expected <patient>/ctp.nii.gz folders (phantom layout) or "
+        "UniToBrain <patient>_Registered_Filtered_3mm_20HU folders",
+    )
+
+
+@dataclass
+class PatientSlices:
+    """One patient's slices, ready for the network.
+
+    Attributes
+    ----------
+    patient : str
+    inputs : ndarray, shape (z, T, H, W), float16
+        Normalised preprocessed frames (float16 halves the memory; the values lie in
+        [-0.75, 2.42] where float16 keeps 3 significant digits).
+    target : ndarray, shape (z, H, W), float32
+        The map on [0, 1].
+    mask : ndarray, shape (z, H, W), bool
+        Brain.
+    """
+
+    patient: str
+    inputs: np.ndarray
+    target: np.ndarray
+    mask: np.ndarray
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
+
+
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cached(cache_dir: Path | None, name: str, make) -> dict[str, np.ndarray]:
+    if cache_dir is None:
+        return make()
+    path = cache_dir / name
+    if path.is_file():
+        try:
+            return load_file(path)
+        except Exception as exc:  # a damaged cache entry is rebuilt, not trusted
+            log.warning("%s: unreadable cache entry rebuilt (%s)", path, exc)
+    arrays = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
+    return arrays
+
+
+def _read_frames(cohort: Cohort, pid: str) -> Study:
+    if cohort.layout == "unitobrain":
+        from ..io.unitobrain import read_unitobrain_study
+
+        return read_unitobrain_study(cohort.root, patient_id=pid, stage="filtered")
+    from ..preprocess.bilateral import filter_study
+
+    return filter_study(read_nifti_study(cohort.root / pid / "ctp.nii.gz"))
+
+
+def _source_stamp(cohort: Cohort, pid: str) -> str:
+    if cohort.layout == "phantom":
+        return _stamp(cohort.root / pid / "ctp.nii.gz")
+    folder = cohort.root / f"{pid}_Registered_Filtered_3mm_20HU"
+    files = sorted(folder.glob("*"))
+    return f"{folder.resolve()}:{len(files)}:{max((_stamp(f) for f in files), default='')}"
+
+
+def _inputs_and_mask(cohort: Cohort, pid: str, n_frames: int | None, cache_dir, state: dict):
+    def make() -> dict[str, np.ndarray]:
+        study = state.setdefault("study", _read_frames(cohort, pid))
+        idx = subsample_frames(study.n_frames, n_frames)
+        truth_mask = cohort.root / pid / "truth" / "brain_mask.nii.gz"
+        if cohort.layout == "phantom" and truth_mask.is_file():
+            mask = np.asarray(read_nifti_map(truth_mask)[0]) > 0
+        else:
+            from ..preprocess.brainmask import ct_brain_mask
+
+            mask = ct_brain_mask(study.frames, study.spacing)
+        return {
+            "inputs": frames_to_slices(study.frames, idx).astype(np.float16),
+            "mask": map_to_slices(mask).astype(np.uint8),
+            "frame_indices": idx.astype(np.int64),
+            "times": study.times[idx],
+        }
+
+    key = _key(_source_stamp(cohort, pid), n_frames, "bilateral 3 mm 20 HU", "v1")
+    return _cached(cache_dir, f"{pid}/inputs-{key}.safetensors", make)
+
+
+def _target_map(cohort: Cohort, pid: str, target: str, source: str, cache_dir, state: dict):
+    if source == "truth":
+        if cohort.layout != "phantom":
+            raise InputError(
+                "target_source",
+                "a UniToBrain cohort holds NLR maps only: use --target-source nlr",
+            )
+        path = cohort.root / pid / "truth" / f"{target}.nii.gz"
+        if not path.is_file():
+            raise InputError(path, f"missing: the true {target.upper()} map of {pid}")
+        return np.asarray(read_nifti_map(path)[0], dtype=np.float32)
+    if cohort.layout == "unitobrain":
+        if target not in MAP_FOLDERS:
+            raise InputError(
+                "target", f"UniToBrain has NLR maps of {sorted(MAP_FOLDERS)} only, not {target!r}"
+            )
+        return read_unitobrain_maps(cohort.root, pid)[target]
+
+    def make() -> dict[str, np.ndarray]:
+        from ..pipeline import compute_maps
+
+        study = state.setdefault("study", _read_frames(cohort, pid))
+        return compute_maps(study, method="nlr").maps.as_dict()
+
+    key = _key(_source_stamp(cohort, pid), "nlr on bilateral 3 mm 20 HU", "v1")
+    return _cached(cache_dir, f"{pid}/nlr-{key}.safetensors", make)[target]
+
+
+def load_patient(
+    cohort: Cohort,
+    patient: str,
+    *,
+    target: str,
+    source: str = "truth",
+    n_frames: int | None = None,
+    cache_dir: str | Path | None = None,
+) -> PatientSlices:
+    """Slices of one patient: normalised preprocessed frames, target on [0, 1], brain mask.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        From `find_cohort`.
+    patient : str
+        One of ``cohort.patients``.
+    target : str
+        Map name (`TARGET_RANGES`).
+    source : {"truth", "nlr"}
+        The phantom's true maps, or NLR maps (UniToBrain's, or computed and cached).
+    n_frames : int or None
+        Frames T kept by uniform stride from frame 0 (`subsample_frames`); all by default.
+    cache_dir : path or None
+        Where derived arrays are cached; None computes everything each time.
+
+    Returns
+    -------
+    PatientSlices
+    """
+    if target not in TARGET_RANGES:
+        raise InputError("target", f"expected one of {list(TARGET_RANGES)}, got {target!r}")
+    if source not in SOURCES:
+        raise InputError("target_source", f"expected one of {SOURCES}, got {source!r}")
+    if patient not in cohort.patients:
+        raise InputError("patient", f"no patient {patient!r} in {cohort.root}")
+    cache = Path(cache_dir) if cache_dir is not None else None
+    state: dict = {}
+    arrays = _inputs_and_mask(cohort, patient, n_frames, cache, state)
+    values = _target_map(cohort, patient, target, source, cache, state)
+    target_slices = normalise_target(map_to_slices(values), target)
+    if target_slices.shape != arrays["mask"].shape:
+        raise InputError(
+            f"{patient} {target}",
+            f"map shape {target_slices.shape[::-1]} differs from the frames' "
+            f"{arrays['mask'].shape[::-1]}",
+        )
+    return PatientSlices(patient, arrays["inputs"], target_slices, arrays["mask"].astype(bool))
+
+
+def pad_slices(x: torch.Tensor, value: float, divisor: int = DIVISOR) -> torch.Tensor:
+    """Pad (..., H, W) at the bottom and right up to multiples of ``divisor``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % divisor, (-w) % divisor
+    if not (ph or pw):
+        return x
+    return F.pad(x, (0, pw, 0, ph), value=value)
+
+
+def resize_slices(x: torch.Tensor, size: int, *, is_mask: bool = False) -> torch.Tensor:
+    """Down-sample (N, C, H, W) by area averaging so that the longer side is ``size``.
+
+    Sizes are kept unchanged when already no larger. Masks keep pixels more than half
+    inside.
+    """
+    h, w = x.shape[-2:]
+    if max(h, w) <= size:
+        return x
+    scale = size / max(h, w)
+    out_size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    y = F.interpolate(x.float(), size=out_size, mode="area")
+    return y > 0.5 if is_mask else y.to(x.dtype)
+
+
+class SliceDataset(torch.utils.data.Dataset):
+    """All slices of some patients as ``(inputs, target, mask)`` tensors.
+
+    Parameters
+    ----------
+    patients : sequence of PatientSlices
+    size : int or None
+        Longer side after area down-sampling (the seed's 128 x 128 pre-training); None
+        keeps the full resolution. Slices are then padded to multiples of 16.
+
+    Items are ``(x (T, H, W) float32, y (1, H, W) float32 in [0, 1], m (1, H, W) bool)``.
+    """
+
+    def __init__(self, patients, size: int | None = None) -> None:
+        if not patients:
+            raise InputError("patients", "expected at least one patient")
+        xs, ys, ms = [], [], []
+        for p in patients:
+            x = torch.from_numpy(p.inputs)
+            y = torch.from_numpy(p.target)[:, None]
+            m = torch.from_numpy(p.mask)[:, None]
+            if size is not None:
+                x, y, m = (
+                    resize_slices(x, size),
+                    resize_slices(y, size),
+                    resize_slices(m, size, is_mask=True),
+                )
+            xs.append(pad_slices(x, AIR))
+            ys.append(pad_slices(y, 0.0))
+            ms.append(pad_slices(m, False))
+        shapes = {tuple(x.shape[1:]) for x in xs}
+        if len(shapes) != 1:
+            raise InputError("patients", f"slices differ in (T, H, W) between patients: {shapes}")
+        self.inputs = torch.cat(xs)
+        self.targets = torch.cat(ys)
+        self.masks = torch.cat(ms)
+        self.patients = [p.patient for p in patients for _ in range(p.inputs.shape[0])]
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.inputs[i].float(), self.targets[i], self.masks[i]
