@@ -1,0 +1,97 @@
+"""compute_maps / write_maps / `ctpmaps maps` on a phantom study."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from ctpmaps.cli import app
+from ctpmaps.errors import InputError
+from ctpmaps.io import write_nifti_map, write_nifti_study
+from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
+from ctpmaps.pipeline import METHODS, compute_maps, write_maps
+
+
+@pytest.fixture(scope="module")
+def ph():
+    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128))
+    return simulate_patient(cfg, seed=11, normal=False, residue_shape="box")
+
+
+@pytest.fixture(scope="module")
+def results(ph):
+    return {m: compute_maps(ph.study, method=m) for m in METHODS}
+
+
+def test_every_method_gives_plausible_and_different_maps(ph, results):
+    truth = ph.truth.maps
+    for m, r in results.items():
+        sel = r.brain & ph.truth.masks["brain"]
+        assert sel.sum() > 0.9 * ph.truth.masks["brain"].sum()
+        cbv = np.nanmedian(r.maps.cbv[sel] / truth["cbv"][sel])
+        assert 0.8 < cbv < 1.25, (m, cbv)
+        assert np.all(np.isnan(r.maps.cbf[~r.brain]))
+        assert r.aif.scale > 1  # partial volume corrected against the VOF
+    names = list(results)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not np.allclose(results[a].maps.cbf, results[b].maps.cbf, equal_nan=True)
+
+
+def test_lesion_visible_in_maps(ph, results):
+    r, masks = results["bsvd"], ph.truth.masks
+    core, healthy = masks["core"] & r.brain, r.brain & ~masks["hypoperfusion"] & ~masks["oligaemia"]
+    # unfiltered noisy frames: the noise floor lifts low flows, still well below healthy
+    assert np.nanmedian(r.maps.cbf[core]) < 0.6 * np.nanmedian(r.maps.cbf[healthy])
+    pen = masks["penumbra"] & r.brain
+    assert np.nanmedian(r.maps.tmax[pen]) > np.nanmedian(r.maps.tmax[healthy]) + 4
+
+
+def test_manual_aif_used_as_given_unless_vof(ph, results, tmp_path):
+    auto = results["ssvd"]
+    csv = tmp_path / "aif.csv"
+    rows = "\n".join(f"{t},{v}" for t, v in zip(ph.study.times, auto.aif.curve, strict=True))
+    csv.write_text("time_s,hu\n" + rows)
+    r = compute_maps(ph.study, method="ssvd", aif_csv=csv)
+    assert r.aif.scale == 1.0 and r.vof is None
+    np.testing.assert_allclose(r.maps.cbf, auto.maps.cbf, rtol=1e-3, equal_nan=True)
+    vof = np.zeros(ph.study.shape, bool)
+    vof[tuple(auto.vof.voxels.T)] = True
+    aif = np.zeros(ph.study.shape, bool)
+    aif[tuple(auto.aif.voxels.T)] = True
+    r2 = compute_maps(ph.study, method="ssvd", aif_mask=aif, vof_mask=vof)
+    assert r2.aif.scale == pytest.approx(auto.aif.scale, rel=1e-6)
+
+
+def test_bad_arguments(ph, tmp_path):
+    with pytest.raises(InputError, match="method"):
+        compute_maps(ph.study, method="tikhonov")
+    bad = tmp_path / "mask.nii.gz"
+    write_nifti_map(np.ones((4, 4, 4), bool), ph.study.affine, bad)
+    with pytest.raises(InputError, match="mask.nii.gz: mask shape"):
+        compute_maps(ph.study, method="ssvd", mask=bad)
+    with pytest.raises(InputError, match="not both"):
+        compute_maps(ph.study, aif_mask=bad, aif_csv=bad)
+
+
+def test_outputs_and_cli(ph, results, tmp_path):
+    out = write_maps(results["nlr"], ph.study, tmp_path / "m")
+    cbf = nib.load(out / "cbf.nii.gz")
+    assert b"mL/100 g/min" in cbf.header["descrip"].tobytes()
+    np.testing.assert_allclose(cbf.affine, ph.study.affine)
+    run = json.loads((out / "run.json").read_text())
+    assert run["parameters"]["method"] == "nlr" and run["timings_s"]["deconvolution"] > 0
+    assert run["results"]["units"]["cbv"] == "mL/100 g"
+    study = write_nifti_study(ph.study, tmp_path / "ctp.nii.gz")
+    runner = CliRunner()
+    res = runner.invoke(app, ["maps", str(study), str(tmp_path / "cli"), "--method", "bsvd"])
+    assert res.exit_code == 0, res.output
+    assert "CBF" in res.stdout and (tmp_path / "cli" / "tmax.nii.gz").exists()
+    again = runner.invoke(app, ["maps", str(study), str(tmp_path / "cli")])
+    assert again.exit_code == 2 and "already exists" in again.output
+    missing = runner.invoke(app, ["maps", str(tmp_path / "none.nii.gz"), str(tmp_path / "x")])
+    assert missing.exit_code == 2 and not (tmp_path / "x").exists()
