@@ -306,7 +306,7 @@ class SliceDataset(torch.utils.data.Dataset):
     def __init__(self, patients, size: int | None = None) -> None:
         if not patients:
             raise InputError("patients", "expected at least one patient")
-        xs, ys, ms = [], [], []
+        xs, ys, ms, xs_hw = [], [], [], []
         for p in patients:
             x = torch.from_numpy(p.inputs)
             y = torch.from_numpy(p.target)[:, None]
@@ -317,12 +317,15 @@ class SliceDataset(torch.utils.data.Dataset):
                     resize_slices(y, size),
                     resize_slices(m, size, is_mask=True),
                 )
+            xs_hw.append(x.shape[-2:])
             xs.append(pad_slices(x, AIR))
             ys.append(pad_slices(y, 0.0))
             ms.append(pad_slices(m, False))
         shapes = {tuple(x.shape[1:]) for x in xs}
         if len(shapes) != 1:
             raise InputError("patients", f"slices differ in (T, H, W) between patients: {shapes}")
+        #: Height and width of the slices before padding (metrics ignore the padding).
+        self.hw = tuple(int(v) for v in xs_hw[0])
         self.inputs = torch.cat(xs)
         self.targets = torch.cat(ys)
         self.masks = torch.cat(ms)

@@ -109,7 +109,7 @@ def normalise_frames(
     --------
     >>> import numpy as np
     >>> normalise_frames(np.array([-1000.0, 40.0, 1000.0])).round(4)
-    array([-0.7518,  0.8311,  2.4138], dtype=float32)
+    array([-0.7518,  0.831 ,  2.4137], dtype=float32)
     """
     centre, width = (float(v) for v in window)
     if not width > 0 or not std > 0:
