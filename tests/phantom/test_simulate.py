@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
+from ctpmaps.phantom.simulate import noise_sigma_on_grid
 from ctpmaps.physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 
 
@@ -37,13 +38,18 @@ def test_maps_are_consistent(long_noise_free):
 
 
 def test_noise_sigma_follows_dose(stroke_128):
-    ph = stroke_128
-    noise = ph.study.frames - ph.truth.noise_free
-    assert abs(noise.std() / 12.0 - 1) < 0.1
-    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128, exposure_mas=75))
-    low = simulate_patient(cfg, seed=11, normal=False, keep_noise_free=True)
-    sigma75 = (low.study.frames - low.truth.noise_free).std()
-    assert abs(sigma75 / (12.0 * np.sqrt(2)) - 1) < 0.1
+    """SD as set (12 HU at 150 mAs on 0.49 mm pixels), x sqrt(2) at half the dose, and the
+    band-limited share of it on a coarser grid."""
+    for mas, expected in ((150, 12.0), (75, 12.0 * np.sqrt(2))):
+        cfg = PhantomConfig(
+            acquisition=acquisition_preset("seed", matrix=512, n_frames=3, exposure_mas=mas)
+        )
+        ph = simulate_patient(cfg, seed=11, normal=False, keep_noise_free=True)
+        sigma = (ph.study.frames - ph.truth.noise_free).std()
+        assert abs(sigma / expected - 1) < 0.1, (mas, sigma)
+    coarse = (stroke_128.study.frames - stroke_128.truth.noise_free).std()
+    assert abs(coarse / noise_sigma_on_grid(12.0, 128, 250 / 128) - 1) < 0.1
+    assert 0.5 * 12 < coarse < 0.75 * 12
 
 
 def test_noise_is_spatially_correlated_not_temporally():

@@ -44,7 +44,9 @@ class Acquisition:
     exposure_mas : float
         Tube current-time product per rotation in mAs; noise scales as 1/sqrt(mAs).
     noise_sigma_hu_at_150mas : float
-        Standard deviation of CT noise in HU at 150 mAs (5 mm slices, soft-tissue kernel).
+        Standard deviation of CT noise in HU at 150 mAs (5 mm slices, soft-tissue kernel),
+        on 0.49 mm pixels (512 over 250 mm); coarser grids have less (see
+        `ctpmaps.phantom.simulate.noise_sigma_on_grid`).
     """
 
     n_frames: int = 89
@@ -88,7 +90,7 @@ class Acquisition:
 
     @property
     def noise_sigma_hu(self) -> float:
-        """Noise standard deviation in HU at this dose: sigma_150 * sqrt(150 / mAs)."""
+        """Noise SD in HU at this dose on 0.49 mm pixels: sigma_150 * sqrt(150 / mAs)."""
         return self.noise_sigma_hu_at_150mas * float(np.sqrt(150.0 / self.exposure_mas))
 
 
