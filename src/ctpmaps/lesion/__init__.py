@@ -1,0 +1,38 @@
+"""Lesions from perfusion maps: the midline, core, hypoperfusion, penumbra, volumes and the
+decision numbers (mismatch, hypoperfusion intensity ratio, DEFUSE-3 target mismatch).
+
+>>> from ctpmaps.lesion import fit_midline, hemisphere_labels, segment_lesions, decision_numbers
+>>> # midline = fit_midline(unenhanced, study.spacing, study.affine)
+>>> # hemis = hemisphere_labels(study.shape, study.affine, midline, mask=brain)
+>>> # lesions = segment_lesions(maps, brain, hemis, voxel_ml, midline=midline, affine=affine)
+>>> # decision_numbers(lesions)["target_mismatch"]
+"""
+
+from __future__ import annotations
+
+from .decision import DEFUSE3, TargetMismatch, decision_numbers
+from .midline import HEMISPHERES, Midline, fit_midline, hemisphere_labels
+from .segment import (
+    RULES,
+    LesionCriteria,
+    Lesions,
+    mirror_reference,
+    remove_small_clusters,
+    segment_lesions,
+)
+
+__all__ = [
+    "HEMISPHERES",
+    "Midline",
+    "fit_midline",
+    "hemisphere_labels",
+    "RULES",
+    "LesionCriteria",
+    "Lesions",
+    "segment_lesions",
+    "remove_small_clusters",
+    "mirror_reference",
+    "TargetMismatch",
+    "DEFUSE3",
+    "decision_numbers",
+]

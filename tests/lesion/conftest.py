@@ -1,0 +1,19 @@
+"""Phantom patients shared by the lesion tests (module-independent, built once per session)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
+
+
+@pytest.fixture(scope="session")
+def stroke_128():
+    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128))
+    return simulate_patient(cfg, seed=3, normal=False)
+
+
+@pytest.fixture(scope="session")
+def normal_128():
+    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128))
+    return simulate_patient(cfg, seed=9, normal=True)

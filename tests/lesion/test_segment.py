@@ -1,0 +1,144 @@
+"""Core, hypoperfusion and penumbra: thresholds on small arrays, then phantom truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ctpmaps.errors import InputError
+from ctpmaps.lesion import (
+    LesionCriteria,
+    fit_midline,
+    hemisphere_labels,
+    remove_small_clusters,
+    segment_lesions,
+)
+
+
+def _dice(a, b):
+    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
+
+
+def _toy(shape=(20, 10, 2)):
+    """Right half (x < 10) and left half; CBF 50 and Tmax 0 everywhere but a right lesion."""
+    cbf = np.full(shape, 50.0, np.float32)
+    tmax = np.zeros(shape, np.float32)
+    hemis = np.where(np.arange(shape[0])[:, None, None] < shape[0] // 2, 1, 2) * np.ones(
+        shape, np.uint8
+    )
+    tmax[2:8, 2:8, :] = 8.0  # hypoperfused block (72 voxels)
+    tmax[3:6, 3:6, :] = 12.0  # severe
+    cbf[3:6, 3:6, :] = 10.0  # core: 20 % of 50
+    return {"cbf": cbf, "tmax": tmax}, np.ones(shape, bool), hemis.astype(np.uint8)
+
+
+def test_tmax_rule_on_a_toy():
+    maps, brain, hemis = _toy()
+    les = segment_lesions(maps, brain, hemis, 0.1, criteria=LesionCriteria(min_cluster_ml=0))
+    assert les.rule == "tmax"
+    assert les.core.sum() == 18 and les.hypoperfusion.sum() == 72
+    assert les.penumbra.sum() == 72 - 18
+    assert les.severe.sum() == 18
+    v = les.volumes_ml()
+    assert v["core"] == pytest.approx(1.8) and v["penumbra"] == pytest.approx(5.4)
+    assert les.reference["reference_for_right"] == pytest.approx(50.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_thresholds_are_configurable(dtype):
+    maps, brain, hemis = _toy()
+    maps = {k: v.astype(dtype) for k, v in maps.items()}
+    strict = LesionCriteria(core_rcbf=0.1, hypoperfusion_tmax_s=10.0, min_cluster_ml=0)
+    les = segment_lesions(maps, brain, hemis, 0.1, criteria=strict)
+    assert les.core.sum() == 0 and les.hypoperfusion.sum() == 18
+    loose = LesionCriteria(core_within_hypoperfusion=False, core_rcbf=0.5, min_cluster_ml=0)
+    maps["cbf"][15, 5, 0] = 5.0  # low flow without delay: counted only when not restricted
+    les = segment_lesions(maps, brain, hemis, 0.1, criteria=loose)
+    assert les.core.sum() == 19
+
+
+def test_small_clusters_dropped():
+    mask = np.zeros((20, 20, 3), bool)
+    mask[2:6, 2:6, :] = True  # 48 voxels
+    mask[15, 15, 1] = True  # 1 voxel
+    out = remove_small_clusters(mask, 0.01, 0.1)  # 10 voxels at least
+    assert out.sum() == 48 and not out[15, 15, 1]
+    assert remove_small_clusters(mask, 0.01, 0.0).sum() == 49
+    maps, brain, hemis = _toy()
+    maps["tmax"][15, 8, 0] = 9.0
+    les = segment_lesions(maps, brain, hemis, 0.1, criteria=LesionCriteria(min_cluster_ml=0.5))
+    assert les.hypoperfusion.sum() == 72
+
+
+def test_nan_outside_brain_and_bad_input():
+    maps, brain, hemis = _toy()
+    brain[0] = False
+    maps["cbf"][0] = np.nan
+    maps["tmax"][0] = np.nan
+    les = segment_lesions(maps, brain, hemis, 0.1)
+    assert not les.hypoperfusion[0].any()
+    with pytest.raises(InputError, match="expected shape"):
+        segment_lesions(maps, brain[:5], hemis, 0.1)
+    with pytest.raises(InputError, match="needs"):
+        segment_lesions({"cbf": maps["cbf"]}, brain, hemis, 0.1, criteria=LesionCriteria(rule="tmax"))
+    with pytest.raises(InputError, match="voxel_ml"):
+        segment_lesions(maps, brain, hemis, 0.0)
+    with pytest.raises(InputError, match="midline"):
+        segment_lesions({"cbv": maps["cbf"], "ttp": maps["tmax"]}, brain, hemis, 0.1)
+    with pytest.raises(InputError, match="rule"):
+        LesionCriteria(rule="rapid")
+    with pytest.raises(InputError, match="core_rcbf"):
+        LesionCriteria(core_rcbf=-1)
+    with pytest.raises(InputError, match="severe_tmax_s"):
+        LesionCriteria(severe_tmax_s=4.0)
+
+
+def _truth_inputs(ph):
+    s, t = ph.study, ph.truth
+    brain = t.masks["brain"]
+    maps = {k: np.where(brain, v, np.nan).astype(np.float32) for k, v in t.maps.items()}
+    midline = fit_midline(s.frames[..., :3].mean(-1), s.spacing, s.affine)
+    hemis = hemisphere_labels(s.shape, s.affine, midline, mask=brain)
+    voxel_ml = float(np.prod(s.spacing)) / 1000
+    return maps, brain, hemis, voxel_ml, midline
+
+
+def test_tmax_rule_on_true_maps(stroke_128):
+    maps, brain, hemis, voxel_ml, midline = _truth_inputs(stroke_128)
+    les = segment_lesions(maps, brain, hemis, voxel_ml)
+    m = stroke_128.truth.masks
+    assert _dice(les.hypoperfusion, m["hypoperfusion"]) > 0.95
+    assert _dice(les.core, m["core"]) > 0.75
+    assert _dice(les.penumbra, m["penumbra"]) > 0.7
+    assert np.array_equal(les.hypoperfusion, les.core | les.penumbra)
+
+
+def test_cbv_rule_on_true_maps_without_tmax(stroke_128):
+    maps, brain, hemis, voxel_ml, midline = _truth_inputs(stroke_128)
+    del maps["tmax"]
+    s = stroke_128.study
+    les = segment_lesions(maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine)
+    assert les.rule == "cbv" and les.severe is None
+    m = stroke_128.truth.masks
+    assert _dice(les.hypoperfusion, m["hypoperfusion"]) > 0.9
+    assert _dice(les.core, m["core"]) > 0.8
+    absolute = LesionCriteria(core_cbv_ml=2.0)
+    les2 = segment_lesions(
+        maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine, criteria=absolute
+    )
+    assert les2.core.sum() != les.core.sum()
+    on_cbf = LesionCriteria(hypoperfusion_on="cbf")
+    les3 = segment_lesions(
+        maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine, criteria=on_cbf
+    )
+    assert _dice(les3.hypoperfusion, m["hypoperfusion"]) > 0.6
+
+
+def test_normal_perfusion_gives_no_lesion(normal_128):
+    maps, brain, hemis, voxel_ml, midline = _truth_inputs(normal_128)
+    les = segment_lesions(maps, brain, hemis, voxel_ml)
+    assert les.volumes_ml()["core"] == 0 and les.volumes_ml()["hypoperfusion"] == 0
+    del maps["tmax"]
+    s = normal_128.study
+    les = segment_lesions(maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine)
+    assert les.volumes_ml()["hypoperfusion"] < 1.0
