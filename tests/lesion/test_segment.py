@@ -80,7 +80,9 @@ def test_nan_outside_brain_and_bad_input():
     with pytest.raises(InputError, match="expected shape"):
         segment_lesions(maps, brain[:5], hemis, 0.1)
     with pytest.raises(InputError, match="needs"):
-        segment_lesions({"cbf": maps["cbf"]}, brain, hemis, 0.1, criteria=LesionCriteria(rule="tmax"))
+        segment_lesions(
+            {"cbf": maps["cbf"]}, brain, hemis, 0.1, criteria=LesionCriteria(rule="tmax")
+        )
     with pytest.raises(InputError, match="voxel_ml"):
         segment_lesions(maps, brain, hemis, 0.0)
     with pytest.raises(InputError, match="midline"):
