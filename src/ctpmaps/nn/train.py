@@ -115,7 +115,7 @@ class TrainConfig:
     """
 
     target: str = "cbv"
-    target_source: str = "truth"
+    target_source: str = "nlr"
     preset: str = "small"
     features: list[int] | None = None
     n_frames: int | None = None
