@@ -20,7 +20,7 @@ EXPECTED = {
     "ssvd": {"box": (0.20, 0.02), "gamma": (0.25, 0.02), "exponential": (0.35, 0.05)},
     "bsvd": {"box": (0.25, 0.02), "gamma": (0.35, 0.02), "exponential": (0.50, 0.05)},
     "osvd": {"box": (0.15, 0.02), "gamma": (0.15, 0.02), "exponential": (0.20, 0.05)},
-    "nlr": {"box": (0.02, 0.02), "gamma": (0.40, 0.10), "exponential": (0.60, 0.20)},
+    "nlr": {"box": (0.02, 0.02), "gamma": (0.25, 0.15), "exponential": (0.45, 0.25)},
 }
 #: Grey matter, white matter, penumbra-like and core-like tissue.
 TRUTH = {"cbf": [60.0, 25.0, 20.0, 10.0], "mtt": [4.0, 4.8, 10.0, 8.0]}

@@ -30,9 +30,8 @@ __all__ = ["ShiftTable", "solve"]
 
 #: Largest step per iteration: delay (s), and MTT (s, or half the MTT if more).
 STEP_CAP = (2.0, 2.0)
-#: Damping at the start, and the limit past which a voxel counts as converged.
-LAMBDA_START = 1e-3
-LAMBDA_STOP = 1e4
+#: Step fraction below which a voxel whose trials keep failing counts as converged.
+ALPHA_STOP = 1e-3
 
 
 class ShiftTable:
@@ -224,11 +223,16 @@ def solve(
     active = np.flatnonzero(state.f != 0)
     state = state.take(active)
     ya = y[active]
-    lam = np.full(active.size, LAMBDA_START)
-    for _ in range(max_iter + 1):
-        newton = _step(state, 0.0, lo, hi)
-        decrement = 0.5 * np.einsum("ij,ij->i", newton, state.b)
-        done = (decrement <= rtol * state.sse) | (lam > LAMBDA_STOP) | (state.f == 0)
+    alpha = np.ones(active.size)
+    for it in range(max_iter + 1):
+        step = _step(state, 0.0, lo, hi)
+        cap = np.stack(
+            [np.full(ya.shape[0], STEP_CAP[0]), np.maximum(STEP_CAP[1], 0.5 * state.theta[:, 1])],
+            axis=1,
+        )
+        step /= np.maximum(np.max(np.abs(step) / cap, axis=1), 1.0)[:, None]
+        slope = np.einsum("ij,ij->i", step, state.b)  # -1/2 d SSE / d alpha at 0
+        done = (0.5 * slope <= rtol * state.sse) | (alpha < ALPHA_STOP) | (state.f == 0)
         if np.any(done):
             idx = active[done]
             out.theta[idx], out.f[idx], out.sse[idx] = (
@@ -237,21 +241,21 @@ def solve(
                 state.sse[done],
             )
             keep = ~done
-            active, ya, lam = active[keep], ya[keep], lam[keep]
+            active, ya, alpha = active[keep], ya[keep], alpha[keep]
+            step, slope = step[keep], slope[keep]
             state = state.take(keep)
-        if active.size == 0 or _ == max_iter:
+        if active.size == 0 or it == max_iter:
             break
-        step = _step(state, lam, lo, hi)
-        cap = np.stack(
-            [np.full(ya.shape[0], STEP_CAP[0]), np.maximum(STEP_CAP[1], 0.5 * state.theta[:, 1])],
-            axis=1,
+        trial = evaluate(
+            table, ya, np.clip(state.theta + alpha[:, None] * step, lo, hi), nonnegative
         )
-        over = np.max(np.abs(step) / cap, axis=1)
-        step /= np.maximum(over, 1.0)[:, None]
-        trial = evaluate(table, ya, np.clip(state.theta + step, lo, hi), nonnegative)
         better = trial.sse < state.sse
+        # Backtrack by the minimum of the parabola through SSE(0), its slope and SSE(alpha).
+        rise = trial.sse - state.sse + 2 * alpha * slope
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shrink = np.clip(alpha * slope / np.where(rise > 0, rise, np.inf), 0.1, 0.5)
         state.put(better, trial)
-        lam = np.where(better, lam / 4.0, np.maximum(lam, 1e-3) * 8.0)
+        alpha = np.where(better, np.minimum(1.0, 2.0 * alpha), alpha * shrink)
         iterations[active] += 1
     out.theta[active], out.f[active], out.sse[active] = state.theta, state.f, state.sse
     return {

@@ -36,6 +36,7 @@ __all__ = [
     "mtt_from",
     "chunks",
     "map_chunks",
+    "single_threaded_blas",
 ]
 
 #: Names of the maps, in the order they are written.
@@ -241,14 +242,15 @@ def map_chunks(func, n: int, size: int, workers: int) -> None:
         for sl in slices:
             func(sl)
         return
-    with _single_threaded_blas(), ThreadPoolExecutor(min(workers, len(slices))) as pool:
+    with single_threaded_blas(), ThreadPoolExecutor(min(workers, len(slices))) as pool:
         for _ in pool.map(func, slices):
             pass
 
 
 @contextmanager
-def _single_threaded_blas():
-    """One BLAS thread per worker while chunks run in parallel (no oversubscription)."""
+def single_threaded_blas():
+    """One BLAS thread: for workers running in parallel (no oversubscription), and for
+    small matrices, where OpenBLAS's threads cost more than they give on a busy machine."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn

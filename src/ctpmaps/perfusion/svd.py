@@ -68,6 +68,7 @@ from .base import (
     area_ratio,
     cbv_from_area_ratio,
     map_chunks,
+    single_threaded_blas,
 )
 from .timing import interpolation_matrix, uniform_grid
 
@@ -124,7 +125,8 @@ def truncated_pinv(matrix: np.ndarray, threshold: float) -> np.ndarray:
     -------
     ndarray, shape (n, m), float64
     """
-    u, s, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64))
+    with single_threaded_blas():
+        u, s, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64))
     keep = s >= threshold * s[0]
     inv = np.where(keep, 1.0 / np.where(keep, s, 1.0), 0.0)
     return (vt.T * inv) @ u.T

@@ -1,0 +1,121 @@
+"""The box NLR: forward model, tables, noise-free truth, agreement with the seed's simplex."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from perfsim import FINE, gamma_aif, simulate
+from scipy.optimize import minimize
+
+from ctpmaps.errors import InputError
+from ctpmaps.perfusion import BoxNLRModel
+from ctpmaps.perfusion._boxsolve import ShiftTable
+from ctpmaps.perfusion.boxnlr import aif_integral, aif_knots, box_curves, box_sse
+from ctpmaps.physics import residue, tissue_scale
+
+T = np.arange(89) * 0.5
+
+
+def test_aif_integral_is_exact_for_a_linear_aif() -> None:
+    times = np.array([0.0, 1.0, 3.0])
+    aif = np.array([0.0, 2.0, 2.0])
+    integral, value = aif_integral(np.array([-1.0, 0.5, 1.0, 2.0, 3.0, 4.0]), times, aif)
+    np.testing.assert_allclose(value, [0, 1, 2, 2, 2, 2])
+    np.testing.assert_allclose(integral, [0, 0.25, 1, 3, 5, 7])
+
+
+def test_box_model_matches_a_fine_convolution() -> None:
+    """The forward model is the box residue convolved with the (spline) AIF."""
+    knots = aif_knots(T, gamma_aif(T))
+    tf = np.arange(0.0, 60.0, FINE)
+    a_fine = np.interp(tf, *knots, left=0.0)
+    for mtt, delay in [(4.0, 0.0), (1.3, 2.25), (12.0, 5.1), (0.05, 1.0)]:
+        r = residue(tf - delay, mtt, "box")
+        ref = tissue_scale() * 50.0 * np.convolve(a_fine, r)[: tf.size] * FINE
+        got = box_curves(T, knots, 50.0, mtt, delay, scale=tissue_scale())[0]
+        np.testing.assert_allclose(got, np.interp(T, tf, ref), atol=2e-3 * ref.max())
+
+
+@pytest.mark.parametrize(
+    "times", [T, np.concatenate([np.arange(0, 20.0, 1.0), np.arange(20, 50, 3.0)])]
+)
+def test_shift_table_matches_the_exact_integral(times) -> None:
+    knots = aif_knots(times, gamma_aif(times))
+    table = ShiftTable(times, knots, -5.0, 40.0, 2.0, np.float64)
+    x = np.random.default_rng(0).uniform(-5.0, 40.0, 200)
+    integral, value, _ = table(x)
+    ref_i, ref_v = aif_integral(times[None] - x[:, None], *knots)
+    tol = 1e-12 if times is T else 1e-3  # exact on uniform frames, O(h^2) otherwise
+    np.testing.assert_allclose(integral, 2.0 * ref_i, atol=tol * np.abs(ref_i).max() * 2)
+    np.testing.assert_allclose(value, 2.0 * ref_v, atol=tol * 20 * np.abs(ref_v).max())
+
+
+@pytest.mark.parametrize("delay", [0.0, 1.7, 6.0])
+def test_noise_free_box_truth_within_two_percent(delay: float) -> None:
+    cbf = np.array([60.0, 25.0, 20.0, 10.0, 45.0])
+    mtt = np.array([4.0, 4.8, 10.0, 8.0, 2.0])
+    data = simulate(cbf, mtt, delay, shape="box")
+    fit = BoxNLRModel(data.aif, data.times).fit(data.curves.astype(np.float32))
+    np.testing.assert_allclose(fit.cbf, cbf, rtol=0.02)
+    np.testing.assert_allclose(fit.mtt, mtt, rtol=0.02)
+    np.testing.assert_allclose(fit.cbv, cbf * mtt / 60, rtol=0.02)
+    np.testing.assert_allclose(fit.delay, delay, atol=0.05)
+    np.testing.assert_array_equal(fit.tmax, fit.delay)
+
+
+def test_noise_free_box_on_non_uniform_frames() -> None:
+    times = np.concatenate([np.arange(0, 20.0, 1.0), np.arange(20.0, 50.0, 3.0)])
+    data = simulate([50.0, 20.0], [4.0, 9.0], 1.0, times=times)
+    fit = BoxNLRModel(data.aif, times).fit(data.curves)
+    np.testing.assert_allclose(fit.cbf, [50.0, 20.0], rtol=0.03)
+    np.testing.assert_allclose(fit.mtt, [4.0, 9.0], rtol=0.03)
+
+
+def test_no_worse_than_the_seeds_simplex() -> None:
+    """On noisy curves, the fast fit's SSE is no worse than a per-voxel downhill simplex's
+    (300 iterations from CBF 60, MTT 5 s, delay 3.5 s), where the simplex stays in bounds."""
+    data = simulate([50, 25, 20, 60, 15, 35], [4, 5, 9, 3.5, 8, 5], [0.5, 1, 3, 0, 4, 2], noise=4.0)
+    model = BoxNLRModel(data.aif, data.times)
+    fit = model.fit(data.curves.astype(np.float32))
+    p = fit.params
+    fast = box_sse(
+        data.curves, T, model.aif_knots, p["cbf"], p["mtt"], p["delay"], scale=model.scale
+    )
+    for i, y in enumerate(data.curves):
+
+        def sse(q: np.ndarray, y: np.ndarray = y) -> float:
+            c = box_curves(T, model.aif_knots, q[0], q[1], q[2], scale=model.scale)[0]
+            return float(((y - c) ** 2).sum())
+
+        res = minimize(sse, [60.0, 5.0, 3.5], method="Nelder-Mead", options={"maxiter": 300})
+        if res.x[0] >= 0 and res.x[1] > 0 and res.x[2] >= 0:
+            assert fast[i] <= res.fun * (1 + 1e-6), (i, res.x, fast[i], res.fun)
+    np.testing.assert_allclose(fit.sse[:], fast, rtol=1e-4)
+
+
+def test_bounds_and_sign_options() -> None:
+    # A tissue curve earlier than the AIF: the default keeps delay >= 0.
+    data = simulate([40.0], [5.0], -2.0)
+    fit = BoxNLRModel(data.aif, data.times).fit(data.curves)
+    assert fit.delay[0] == 0.0
+    free = BoxNLRModel(data.aif, data.times, delay_bounds=(-5.0, 10.0)).fit(data.curves)
+    assert free.delay[0] == pytest.approx(-2.0, abs=0.05)
+    assert free.params["sse"][0] < fit.params["sse"][0]
+    # A negative curve: CBF 0 by default, a negative box when allowed.
+    neg = -simulate([40.0], [5.0], 1.0).curves
+    assert BoxNLRModel(data.aif, data.times).fit(neg).cbf[0] == 0.0
+    assert np.isnan(BoxNLRModel(data.aif, data.times).fit(neg).mtt[0])
+    signed = BoxNLRModel(data.aif, data.times, nonnegative=False).fit(neg)
+    assert signed.cbf[0] == pytest.approx(-40.0, rel=0.02)
+    with pytest.raises(InputError, match="mtt_bounds"):
+        BoxNLRModel(data.aif, data.times, mtt_bounds=(0.0, 10.0))
+    with pytest.raises(InputError, match="delay_bounds"):
+        BoxNLRModel(data.aif, data.times, delay_bounds=(5.0, 1.0))
+
+
+def test_chunks_and_threads_give_the_same_fit() -> None:
+    data = simulate(np.full(300, 40.0), 5.0, 1.0, noise=3.0, seed=3)
+    y = data.curves.astype(np.float32)
+    a = BoxNLRModel(data.aif, data.times, workers=1).fit(y)
+    b = BoxNLRModel(data.aif, data.times, workers=2, chunk_size=64).fit(y)
+    np.testing.assert_allclose(a.params["sse"], b.params["sse"], rtol=1e-5)
