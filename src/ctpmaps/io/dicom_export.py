@@ -1,0 +1,564 @@
+"""DICOM outputs for PACS: perfusion maps as Parametric Map objects, lesions as DICOM SEG.
+
+Both reference the CT series they were computed from: same patient, study and frame of
+reference, with the source images of each slice listed. The maps' geometry is the study's
+(plane positions, orientation and pixel spacing from its affine, converted to LPS as
+`ctpmaps.io.dicom_write` does).
+
+Source images:
+
+- a study read from classic single-frame DICOM (``Study.source == "dicom"``) is referenced
+  directly: the headers of its series are read again (no pixels) and the first image in
+  time of each slice is taken;
+- any other study (NIfTI, phantom, UniToBrain folder, enhanced multi-frame DICOM) gets a
+  *reference CT series* synthesised in memory, one image per slice with the unenhanced image
+  as pixels and the study's geometry; it is written beside the maps (``CT_reference/``) so
+  that the references resolve in PACS. Patient and study identifiers come from the study's
+  metadata when present; otherwise the study and frame of reference UIDs are derived from
+  the frames' content, so repeated runs on one study land in one PACS study.
+
+Parametric maps store unsigned 16-bit values with a Real World Value Mapping
+``value = 0.01 * stored`` (0 to 655.35 in the map's unit: the UniToBrain convention, read
+by every viewer that reads PM); values outside the brain (NaN) and below 0 are stored as 0.
+Units are UCUM codes: ``mL/(100.g.min)`` for CBF, ``mL/(100.g)`` for CBV, ``s`` for times.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import logging
+import os
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from .. import __version__
+from ..errors import InputError
+from .atomic import atomic_dir
+from .dicom_write import (
+    _DEFAULT_START,
+    _as_dataset,
+    _base_attributes,
+    _dataset,
+    _ds_number,
+    _Geometry,
+    _geometry,
+    _SeriesOptions,
+)
+from .study import Study
+
+__all__ = [
+    "MAP_CODES",
+    "SEGMENT_CODES",
+    "ReferenceSeries",
+    "reference_series",
+    "parametric_map",
+    "lesion_segmentation",
+    "export_dicom",
+]
+
+log = logging.getLogger(__name__)
+
+#: Stored-to-physical slope of the parametric maps (value = slope * stored).
+PM_SLOPE = 0.01
+_PREFIX = "1.2.826.0.1.3680043.8.498."
+
+
+def _code(value: str, scheme: str, meaning: str):
+    import highdicom as hd
+
+    return hd.sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
+
+
+def _unit(value: str, meaning: str):
+    return ("UCUM", value, meaning)
+
+
+#: Per map: (quantity code (scheme, value, meaning), UCUM unit, label, display window).
+MAP_CODES: dict[str, dict[str, Any]] = {
+    "cbf": {
+        "quantity": ("DCM", "113055", "Regional Cerebral Blood Flow"),
+        "unit": _unit("mL/(100.g.min)", "milliliter per 100 gram per minute"),
+        "label": "CBF",
+        "window": (0.0, 80.0),
+    },
+    "cbv": {
+        "quantity": ("DCM", "113056", "Regional Cerebral Blood Volume"),
+        "unit": _unit("mL/(100.g)", "milliliter per 100 gram"),
+        "label": "CBV",
+        "window": (0.0, 6.0),
+    },
+    "mtt": {
+        "quantity": ("DCM", "113052", "Mean Transit Time"),
+        "unit": _unit("s", "second"),
+        "label": "MTT",
+        "window": (0.0, 15.0),
+    },
+    "ttp": {
+        "quantity": ("DCM", "113069", "Time To Peak"),
+        "unit": _unit("s", "second"),
+        "label": "TTP",
+        "window": (0.0, 30.0),
+    },
+    "tmax": {
+        "quantity": ("DCM", "113084", "Tmax"),
+        "unit": _unit("s", "second"),
+        "label": "Tmax",
+        "window": (0.0, 12.0),
+    },
+    "delay": {
+        "quantity": ("DCM", "126371", "Bolus Arrival Time"),
+        "unit": _unit("s", "second"),
+        "label": "Delay",
+        "window": (0.0, 12.0),
+    },
+}
+
+#: Segments of the lesion SEG: label, category and type (scheme, value, meaning), RGB colour.
+SEGMENT_CODES: dict[str, dict[str, Any]] = {
+    "core": {
+        "label": "Ischaemic core",
+        "category": ("SCT", "49755003", "Morphologically Altered Structure"),
+        "type": ("SCT", "55641003", "Infarct"),
+        "rgb": (220, 30, 30),
+    },
+    "penumbra": {
+        "label": "Penumbra",
+        "category": ("SCT", "49755003", "Morphologically Altered Structure"),
+        "type": ("SCT", "52674009", "Ischemia"),
+        "rgb": (40, 200, 60),
+    },
+}
+
+
+@dataclass
+class ReferenceSeries:
+    """The CT images the exports reference, one per slice in the study's slice order.
+
+    Attributes
+    ----------
+    datasets : list of pydicom Dataset
+        One per slice ``k`` of the study (``datasets[k]`` lies at slice ``k``).
+    synthetic : bool
+        True when made here (to be written beside the exports), False when read from the
+        study's own DICOM files.
+    geometry : _Geometry
+        Slice geometry from the study's affine (LPS).
+    note : str
+        Why the series was synthesised, when it was.
+    """
+
+    datasets: list[Dataset]
+    synthetic: bool
+    geometry: _Geometry
+    note: str = ""
+
+    @property
+    def study_uid(self) -> str:
+        return str(self.datasets[0].StudyInstanceUID)
+
+    @property
+    def frame_of_reference_uid(self) -> str:
+        return str(self.datasets[0].FrameOfReferenceUID)
+
+
+def _content_seed(study: Study) -> str:
+    """A stable seed from the frames' content (sampled), affine and times."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(study.frames[::7, ::7, :, :: max(1, study.n_frames // 8)]).data)
+    h.update(np.asarray(study.affine, np.float64).tobytes())
+    h.update(np.asarray(study.times, np.float64).tobytes())
+    return h.hexdigest()
+
+
+def _uid(seed: str | None, *parts: object) -> str:
+    if seed is None:
+        return generate_uid(prefix=_PREFIX)
+    return generate_uid(prefix=_PREFIX, entropy_srcs=[seed, *map(str, parts)])
+
+
+def _synthetic_series(study: Study, image: np.ndarray, note: str) -> ReferenceSeries:
+    """One CT image per slice with the study's geometry and the unenhanced image as pixels."""
+    meta = study.metadata
+    seed = _content_seed(study)
+    geo = _geometry(study.affine, study.shape[2])
+    patient_id = str(meta.get("patient_id") or "CTPMAPS-0001")
+    opts = _SeriesOptions(
+        patient_id=patient_id,
+        patient_name=f"{patient_id}^",  # one family-name component, said explicitly
+        study_description="CT perfusion",
+        series_description="CTP unenhanced reference (ctpmaps)",
+        series_number=99,
+        image_type=("DERIVED", "SECONDARY", "AXIAL"),
+        kvp=meta.get("kvp"),
+        exposure_mas=meta.get("exposure_mas"),
+        manufacturer=str(meta.get("manufacturer") or "ctpmaps"),
+        start=_DEFAULT_START,
+    )
+    uids = {
+        "study": str(meta.get("study_instance_uid") or _uid(seed, "study")),
+        "frame_of_reference": str(meta.get("frame_of_reference_uid") or _uid(seed, "for")),
+        "series": _uid(seed, "reference-series"),
+    }
+    base = _as_dataset(_base_attributes(study.frames.shape, geo, uids, opts))
+    stored = np.clip(np.rint(image - opts.rescale_intercept), -32768, 32767).astype(np.int16)
+    out = []
+    for k in range(study.shape[2]):
+        ds = _dataset(base, _uid(seed, "reference-image", k))
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [_ds_number(v) for v in geo.positions[k]]
+        ds.SliceLocation = _ds_number(float(geo.locations[k]))
+        ds.ContentDate, ds.ContentTime = (
+            opts.start.strftime("%Y%m%d"),
+            opts.start.strftime("%H%M%S"),
+        )
+        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
+        ds["PixelData"].VR = "OW"
+        out.append(ds)
+    return ReferenceSeries(out, True, geo, note)
+
+
+def _read_headers(folder: Path, series_uid: str | None) -> list[Dataset]:
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
+
+    def one(path: Path) -> Dataset | None:
+        try:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # not DICOM, or damaged: the reader already judged the series
+            return None
+        if series_uid is not None and str(ds.get("SeriesInstanceUID", "")) != series_uid:
+            return None
+        return ds
+
+    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+        return [ds for ds in pool.map(one, files) if ds is not None]
+
+
+def _time_key(ds: Dataset) -> tuple:
+    for tag in ("AcquisitionDateTime", "AcquisitionTime", "ContentTime"):
+        value = ds.get(tag)
+        if value not in (None, ""):
+            return (0, str(value), int(ds.get("InstanceNumber", 0) or 0))
+    return (1, "", int(ds.get("InstanceNumber", 0) or 0))
+
+
+def _dicom_series(study: Study, geo: _Geometry) -> tuple[list[Dataset] | None, str]:
+    """The study's own first image of each slice, or None and why not."""
+    if study.path is None or not Path(study.path).is_dir():
+        return None, "the study's DICOM folder is not available"
+    headers = _read_headers(Path(study.path), study.metadata.get("series_instance_uid"))
+    if not headers:
+        return None, "no DICOM file of the series found again"
+    if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in headers):
+        return None, "enhanced multi-frame source: references go to a synthesised series"
+    normal = np.cross(np.asarray(geo.orientation[:3]), np.asarray(geo.orientation[3:]))
+    chosen: list[Dataset] = []
+    for k in range(len(geo.positions)):
+        near = [
+            ds
+            for ds in headers
+            if "ImagePositionPatient" in ds
+            and abs(float(np.asarray(ds.ImagePositionPatient, float) @ normal) - geo.locations[k])
+            < 0.25 * max(geo.slice_gap, 1e-3)
+        ]
+        if not near:
+            return None, f"no source image at slice {k} ({geo.locations[k]:.2f} mm)"
+        chosen.append(min(near, key=_time_key))
+    return chosen, ""
+
+
+def reference_series(study: Study, *, image: np.ndarray | None = None) -> ReferenceSeries:
+    """The CT images that exports of ``study`` reference (see the module docstring).
+
+    Parameters
+    ----------
+    study : Study
+        The study the maps were computed from.
+    image : ndarray, shape (x, y, z), optional
+        Pixels of a synthesised series in HU; default the mean of the first three frames.
+
+    Returns
+    -------
+    ReferenceSeries
+    """
+    geo = _geometry(study.affine, study.shape[2])
+    note = f"study source is {study.source!r}"
+    if study.source == "dicom":
+        datasets, note = _dicom_series(study, geo)
+        if datasets is not None:
+            return ReferenceSeries(datasets, False, geo)
+        log.warning("DICOM export: %s", note)
+    if image is None:
+        image = study.frames[..., : min(3, study.n_frames)].mean(axis=-1)
+    return _synthetic_series(study, np.asarray(image, np.float32), note)
+
+
+def _geometry_sequences(geo: _Geometry):
+    import highdicom as hd
+
+    measures = hd.PixelMeasuresSequence(
+        pixel_spacing=[float(v) for v in geo.spacing],
+        slice_thickness=float(geo.slice_gap),
+        spacing_between_slices=float(geo.slice_gap),
+    )
+    orientation = hd.PlaneOrientationSequence("PATIENT", [float(v) for v in geo.orientation])
+    positions = [hd.PlanePositionSequence("PATIENT", [float(v) for v in p]) for p in geo.positions]
+    return measures, orientation, positions
+
+
+def _equipment() -> dict[str, Any]:
+    return {
+        "manufacturer": "ctpmaps",
+        "manufacturer_model_name": "ctpmaps",
+        "software_versions": __version__,
+        "device_serial_number": "0",
+    }
+
+
+def parametric_map(
+    values: np.ndarray,
+    name: str,
+    reference: ReferenceSeries,
+    *,
+    series_number: int = 100,
+    method: str = "",
+    series_uid: str | None = None,
+):
+    """One perfusion map as a highdicom `ParametricMap` referencing ``reference``.
+
+    Parameters
+    ----------
+    values : ndarray, shape (x, y, z)
+        The map in its physical unit (`MAP_CODES`); NaN outside the brain.
+    name : str
+        One of `MAP_CODES` (``"cbf"``, ``"cbv"``, ``"mtt"``, ``"ttp"``, ``"tmax"``, ``"delay"``).
+    reference : ReferenceSeries
+        Source images (`reference_series`).
+    series_number : int
+        *SeriesNumber* of the new series.
+    method : str
+        How the map was made, for the series description.
+    series_uid : str, optional
+        *SeriesInstanceUID*; a new one by default.
+
+    Returns
+    -------
+    highdicom.pm.ParametricMap
+    """
+    import highdicom as hd
+
+    if name not in MAP_CODES:
+        raise InputError("name", f"expected one of {sorted(MAP_CODES)}, got {name!r}")
+    values = np.asarray(values, np.float32)
+    n_slices = len(reference.datasets)
+    if values.ndim != 3 or values.shape[2] != n_slices:
+        raise InputError(name, f"expected shape (x, y, {n_slices}), got {values.shape}")
+    info = MAP_CODES[name]
+    top = np.iinfo(np.uint16).max
+    stored = np.clip(np.rint(np.nan_to_num(values, nan=0.0) / PM_SLOPE), 0, top).astype(np.uint16)
+    pixels = np.ascontiguousarray(stored.transpose(2, 1, 0))  # (slice, rows=y, columns=x)
+    scheme, unit_value, unit_meaning = info["unit"]
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label=info["label"],
+        lut_explanation=f"{info['label']} in {unit_value}",
+        unit=_code(unit_value, scheme, unit_meaning),
+        value_range=(0, int(top)),
+        slope=PM_SLOPE,
+        intercept=0.0,
+        quantity_definition=_code(*(info["quantity"][1], info["quantity"][0], info["quantity"][2])),
+    )
+    measures, orientation, positions = _geometry_sequences(reference.geometry)
+    lo, hi = info["window"]
+    pm = hd.pm.ParametricMap(
+        source_images=reference.datasets,
+        pixel_array=pixels,
+        series_instance_uid=series_uid or generate_uid(prefix=_PREFIX),
+        series_number=int(series_number),
+        sop_instance_uid=generate_uid(prefix=_PREFIX),
+        instance_number=1,
+        contains_recognizable_visual_features=False,
+        real_world_value_mappings=[mapping],
+        voi_lut_transformations=[
+            hd.VOILUTTransformation(
+                window_center=(lo + hi) / 2 / PM_SLOPE,
+                window_width=(hi - lo) / PM_SLOPE,
+                window_explanation=f"{info['label']} {lo:g}-{hi:g} {unit_value}",
+            )
+        ],
+        content_label=info["label"].upper()[:16],
+        content_description=f"{info['label']} ({method or 'ctpmaps'})"[:64],
+        pixel_measures=measures,
+        plane_orientation=orientation,
+        plane_positions=positions,
+        **_equipment(),
+    )
+    pm.SeriesDescription = f"{info['label']} [{unit_value}] ctpmaps {method}".strip()[:64]
+    return pm
+
+
+def lesion_segmentation(
+    masks: Mapping[str, np.ndarray],
+    reference: ReferenceSeries,
+    *,
+    series_number: int = 110,
+    description: str = "",
+):
+    """Core and penumbra as a binary DICOM SEG (highdicom `Segmentation`).
+
+    Parameters
+    ----------
+    masks : mapping of str to ndarray (x, y, z) bool
+        ``"core"`` and ``"penumbra"`` (others in `SEGMENT_CODES` too); segments are
+        numbered in `SEGMENT_CODES` order.
+    reference : ReferenceSeries
+        Source images (`reference_series`).
+    series_number : int
+        *SeriesNumber* of the new series.
+    description : str
+        How the lesions were defined (content description, 64 characters at most).
+
+    Returns
+    -------
+    highdicom.seg.Segmentation
+    """
+    import highdicom as hd
+
+    names = [n for n in SEGMENT_CODES if n in masks]
+    if not names:
+        raise InputError("masks", f"expected some of {sorted(SEGMENT_CODES)}, got {sorted(masks)}")
+    n_slices = len(reference.datasets)
+    stack = []
+    for n in names:
+        m = np.asarray(masks[n], bool)
+        if m.ndim != 3 or m.shape[2] != n_slices:
+            raise InputError(n, f"expected shape (x, y, {n_slices}), got {m.shape}")
+        stack.append(m.transpose(2, 1, 0))
+    pixels = np.stack(stack, axis=-1).astype(np.uint8)  # (slice, rows, columns, segment)
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name="ctpmaps lesion thresholds",
+        family=_code("123105", "DCM", "Histogram Analysis"),  # CID 7162: thresholds
+        version=__version__,
+    )
+    descriptions = []
+    for number, n in enumerate(names, start=1):
+        info = SEGMENT_CODES[n]
+        descriptions.append(
+            hd.seg.SegmentDescription(
+                segment_number=number,
+                segment_label=info["label"],
+                segmented_property_category=_code(*_swap(info["category"])),
+                segmented_property_type=_code(*_swap(info["type"])),
+                algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+                algorithm_identification=algorithm,
+                display_color=hd.color.CIELabColor.from_rgb(*info["rgb"]),
+            )
+        )
+    measures, orientation, positions = _geometry_sequences(reference.geometry)
+    seg = hd.seg.Segmentation(
+        source_images=reference.datasets,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(prefix=_PREFIX),
+        series_number=int(series_number),
+        sop_instance_uid=generate_uid(prefix=_PREFIX),
+        instance_number=1,
+        content_description=(description or "core and penumbra")[:64],
+        pixel_measures=measures,
+        plane_orientation=orientation,
+        plane_positions=positions,
+        omit_empty_frames=False,
+        **_equipment(),
+    )
+    seg.SeriesDescription = "Lesions: core, penumbra (ctpmaps)"
+    return seg
+
+
+def _swap(code: tuple[str, str, str]) -> tuple[str, str, str]:
+    """(scheme, value, meaning) -> (value, scheme, meaning), the order of `_code`."""
+    return code[1], code[0], code[2]
+
+
+def export_dicom(
+    maps: Mapping[str, np.ndarray] | Any,
+    masks: Mapping[str, np.ndarray],
+    study: Study,
+    out_dir: str | Path,
+    *,
+    method: str = "",
+    lesion_description: str = "",
+    image: np.ndarray | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Write every map as a Parametric Map, the lesions as SEG, and, when synthesised, the
+    reference CT series, into ``out_dir`` (all or nothing).
+
+    Parameters
+    ----------
+    maps : PerfusionMaps or mapping of str to ndarray (x, y, z)
+        Maps in the units of `MAP_CODES`; names not in `MAP_CODES` are skipped.
+    masks : mapping of str to ndarray (x, y, z) bool
+        ``"core"`` and ``"penumbra"``.
+    study : Study
+        The study the maps were computed from (geometry, identifiers, source files).
+    out_dir : str or Path
+        Folder to create: ``PM_<MAP>.dcm`` per map, ``SEG_lesions.dcm`` and
+        ``CT_reference/IM000NN.dcm`` when the references are synthesised.
+    method : str
+        How the maps were made (series descriptions).
+    lesion_description : str
+        How the lesions were defined.
+    image : ndarray (x, y, z), optional
+        Pixels of a synthesised reference series (default the mean of the first frames).
+    overwrite : bool
+        Replace an existing ``out_dir``.
+
+    Returns
+    -------
+    dict
+        ``files`` (name -> path), ``study_uid``, ``frame_of_reference_uid``,
+        ``reference_synthetic`` and ``note``.
+    """
+    out_dir = Path(out_dir)
+    values = maps.as_dict() if hasattr(maps, "as_dict") else dict(maps)
+    for name, arr in values.items():
+        if np.shape(arr) != study.shape:
+            raise InputError(
+                name, f"expected shape {study.shape} like the study, got {np.shape(arr)}"
+            )
+    reference = reference_series(study, image=image)
+    files: dict[str, Path] = {}
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        for number, (name, arr) in enumerate(values.items()):
+            if name not in MAP_CODES:
+                continue
+            pm = parametric_map(arr, name, reference, series_number=100 + number, method=method)
+            path = tmp / f"PM_{name.upper()}.dcm"
+            pm.save_as(path, enforce_file_format=True)
+            files[f"pm_{name}"] = out_dir / path.name
+        seg = lesion_segmentation(masks, reference, description=lesion_description)
+        seg.save_as(tmp / "SEG_lesions.dcm", enforce_file_format=True)
+        files["seg"] = out_dir / "SEG_lesions.dcm"
+        if reference.synthetic:
+            (tmp / "CT_reference").mkdir()
+            for k, ds in enumerate(reference.datasets):
+                ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+                ds.save_as(tmp / "CT_reference" / f"IM{k + 1:05d}.dcm", enforce_file_format=True)
+            files["ct_reference"] = out_dir / "CT_reference"
+    log.info("DICOM export: %d objects in %s", len(files), out_dir)
+    return {
+        "files": files,
+        "study_uid": reference.study_uid,
+        "frame_of_reference_uid": reference.frame_of_reference_uid,
+        "reference_synthetic": reference.synthetic,
+        "note": reference.note,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
