@@ -55,6 +55,7 @@ __all__ = [
     "PatientSlices",
     "SliceDataset",
     "find_cohort",
+    "frame_selection",
     "load_patient",
     "pad_slices",
     "resize_slices",
@@ -166,10 +167,11 @@ def _source_stamp(cohort: Cohort, pid: str) -> str:
     return f"{folder.resolve()}:{len(files)}:{max((_stamp(f) for f in files), default='')}"
 
 
-def _inputs_and_mask(cohort: Cohort, pid: str, n_frames: int | None, cache_dir, state: dict):
+def _inputs_and_mask(cohort: Cohort, pid: str, cache_dir, state: dict) -> dict[str, np.ndarray]:
+    """All frames normalised (float16), brain mask and frame times; cached."""
+
     def make() -> dict[str, np.ndarray]:
         study = state.setdefault("study", _read_frames(cohort, pid))
-        idx = subsample_frames(study.n_frames, n_frames)
         truth_mask = cohort.root / pid / "truth" / "brain_mask.nii.gz"
         if cohort.layout == "phantom" and truth_mask.is_file():
             mask = np.asarray(read_nifti_map(truth_mask)[0]) > 0
@@ -178,14 +180,22 @@ def _inputs_and_mask(cohort: Cohort, pid: str, n_frames: int | None, cache_dir, 
 
             mask = ct_brain_mask(study.frames, study.spacing)
         return {
-            "inputs": frames_to_slices(study.frames, idx).astype(np.float16),
+            "inputs": frames_to_slices(study.frames).astype(np.float16),
             "mask": map_to_slices(mask).astype(np.uint8),
-            "frame_indices": idx.astype(np.int64),
-            "times": study.times[idx],
+            "times": study.times.astype(np.float64),
         }
 
-    key = _key(_source_stamp(cohort, pid), n_frames, "bilateral 3 mm 20 HU", "v1")
+    key = _key(_source_stamp(cohort, pid), "bilateral 3 mm 20 HU", "v2")
     return _cached(cache_dir, f"{pid}/inputs-{key}.safetensors", make)
+
+
+def frame_selection(
+    cohort: Cohort, patient: str, n_frames: int | None, cache_dir: str | Path | None = None
+) -> dict[str, list]:
+    """Indices and times (s) of the frames a patient's slices keep (`subsample_frames`)."""
+    arrays = _inputs_and_mask(cohort, patient, Path(cache_dir) if cache_dir else None, {})
+    idx = subsample_frames(arrays["times"].size, n_frames)
+    return {"indices": idx.tolist(), "times": arrays["times"][idx].tolist()}
 
 
 def _target_map(cohort: Cohort, pid: str, target: str, source: str, cache_dir, state: dict):
@@ -254,7 +264,9 @@ def load_patient(
         raise InputError("patient", f"no patient {patient!r} in {cohort.root}")
     cache = Path(cache_dir) if cache_dir is not None else None
     state: dict = {}
-    arrays = _inputs_and_mask(cohort, patient, n_frames, cache, state)
+    arrays = _inputs_and_mask(cohort, patient, cache, state)
+    idx = subsample_frames(arrays["times"].size, n_frames)
+    inputs = np.ascontiguousarray(arrays["inputs"][:, idx])
     values = _target_map(cohort, patient, target, source, cache, state)
     target_slices = normalise_target(map_to_slices(values), target)
     if target_slices.shape != arrays["mask"].shape:
@@ -263,7 +275,7 @@ def load_patient(
             f"map shape {target_slices.shape[::-1]} differs from the frames' "
             f"{arrays['mask'].shape[::-1]}",
         )
-    return PatientSlices(patient, arrays["inputs"], target_slices, arrays["mask"].astype(bool))
+    return PatientSlices(patient, inputs, target_slices, arrays["mask"].astype(bool))
 
 
 def pad_slices(x: torch.Tensor, value: float, divisor: int = DIVISOR) -> torch.Tensor:

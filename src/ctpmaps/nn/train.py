@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ..errors import InputError
 from ..io.atomic import atomic_path
-from .dataset import SliceDataset, find_cohort, load_patient
+from .dataset import SliceDataset, find_cohort, frame_selection, load_patient
 from .normalise import TARGET_RANGES
 from .splits import TEST_FRACTION, make_splits, read_splits, write_splits
 from .unet import PRESETS, UNet
@@ -526,13 +526,6 @@ def _load_all(cohort, patients, cfg: TrainConfig, cache_dir: Path, env: _Dist, s
     return loaded
 
 
-def _frame_info(cohort, pid: str, cfg: TrainConfig, cache_dir: Path) -> dict:
-    from .dataset import _inputs_and_mask
-
-    arrays = _inputs_and_mask(cohort, pid, cfg.n_frames, cache_dir, {})
-    return {"indices": arrays["frame_indices"].tolist(), "times": arrays["times"].tolist()}
-
-
 def train(
     cohort_dir: str | Path,
     out: str | Path,
@@ -584,7 +577,7 @@ def _run(cfg: TrainConfig, cohort_dir: Path, out: Path, cache_dir: Path, env: _D
     cohort = find_cohort(cohort_dir)
     split = _prepare_out(out, cfg, cohort.patients, env)
     data = _load_all(cohort, cohort.patients, cfg, cache_dir, env, say)
-    frames = _frame_info(cohort, cohort.patients[0], cfg, cache_dir)
+    frames = frame_selection(cohort, cohort.patients[0], cfg.n_frames, cache_dir)
     results = []
     for i, fold in enumerate(split["folds"]):
         fold_data = _FoldData([data[p] for p in fold["train"]], [data[p] for p in fold["val"]])
