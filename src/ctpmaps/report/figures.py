@@ -1,0 +1,230 @@
+"""Figures of the report as PNG bytes: maps with colour bars in physical units, lesion
+overlays, input functions and head motion.
+
+Slices are shown in the radiological convention (the patient's right on the image's left,
+anterior at the top), whatever the array order, from the affine. Matplotlib's object
+interface with the Agg canvas is used (no pyplot state, safe in threads).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+
+__all__ = [
+    "DISPLAY",
+    "display_slice",
+    "map_range",
+    "colour_tile",
+    "overlay_tile",
+    "colour_bar",
+    "slice_tiles",
+    "curves_figure",
+    "motion_figure",
+]
+
+#: Display settings per map: colour map and range in the map's unit (None: from the data).
+DISPLAY: dict[str, dict] = {
+    "cbf": {"cmap": "turbo", "range": (0.0, 80.0), "title": "CBF"},
+    "cbv": {"cmap": "turbo", "range": (0.0, 6.0), "title": "CBV"},
+    "mtt": {"cmap": "turbo", "range": (0.0, 15.0), "title": "MTT"},
+    "ttp": {"cmap": "turbo", "range": None, "title": "TTP"},
+    "tmax": {"cmap": "turbo", "range": (0.0, 12.0), "title": "Tmax"},
+    "delay": {"cmap": "turbo", "range": (0.0, 10.0), "title": "Delay"},
+}
+_CORE_RGB = (0.86, 0.12, 0.12)
+_PENUMBRA_RGB = (0.16, 0.78, 0.24)
+
+
+def display_slice(volume: np.ndarray, k: int, affine: np.ndarray) -> np.ndarray:
+    """Slice ``k`` of ``volume`` (x, y, z[, ...]) as rows anterior -> posterior and columns
+    patient right -> left (radiological view)."""
+    codes = nib.aff2axcodes(np.asarray(affine, float))
+    img = np.asarray(volume)[:, :, k]
+    ap_axis = 0 if codes[0] in ("A", "P") else 1
+    if ap_axis == 1:  # rows must run along A/P
+        img = np.swapaxes(img, 0, 1)
+        row_code, col_code = codes[1], codes[0]
+    else:
+        row_code, col_code = codes[0], codes[1]
+    if row_code == "A":  # index grows anteriorly: flip so anterior is on top
+        img = img[::-1]
+    if col_code == "R":  # index grows to the right: flip so the right is on the left
+        img = img[:, ::-1]
+    return img
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=fig.dpi)
+    return buf.getvalue()
+
+
+def _figure(width_in: float, height_in: float, dpi: int = 90):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=dpi, facecolor="white")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _range(name: str, values: np.ndarray) -> tuple[float, float]:
+    fixed = DISPLAY.get(name, {}).get("range")
+    if fixed is not None:
+        return fixed
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = np.percentile(finite, [2, 98])
+    return float(lo), float(max(hi, lo + 1e-3))
+
+
+def _png_rgb(rgb: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG", compress_level=6)
+    return buf.getvalue()
+
+
+def map_range(name: str, values: np.ndarray) -> tuple[float, float]:
+    """Display range of a map in its unit: `DISPLAY` or the 2nd-98th percentiles."""
+    return _range(name, values)
+
+
+def colour_tile(values: np.ndarray, *, cmap: str, vmin: float, vmax: float) -> bytes:
+    """A 2D map as a colour PNG (NaN black), no axes; PNG bytes."""
+    from matplotlib import colormaps
+
+    scaled = (np.asarray(values, np.float32) - vmin) / max(vmax - vmin, 1e-12)
+    rgba = colormaps[cmap](np.clip(np.nan_to_num(scaled, nan=0.0), 0.0, 1.0), bytes=True)
+    rgba[~np.isfinite(values)] = (0, 0, 0, 255)
+    return _png_rgb(np.ascontiguousarray(rgba[..., :3]))
+
+
+def overlay_tile(
+    image: np.ndarray,
+    *,
+    core: np.ndarray | None = None,
+    penumbra: np.ndarray | None = None,
+    window: tuple[float, float] = (0.0, 100.0),
+    alpha: float = 0.55,
+) -> bytes:
+    """A grey HU image (``window``) with core (red) and penumbra (green) blended in; PNG."""
+    grey = np.clip((np.asarray(image, np.float32) - window[0]) / (window[1] - window[0]), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=-1)
+    for mask, colour in ((penumbra, _PENUMBRA_RGB), (core, _CORE_RGB)):
+        if mask is not None:
+            m = np.asarray(mask, bool)
+            rgb[m] = (1 - alpha) * rgb[m] + alpha * np.asarray(colour)
+    return _png_rgb((rgb * 255 + 0.5).astype(np.uint8))
+
+
+def colour_bar(title: str, unit: str, *, cmap: str, vmin: float, vmax: float) -> bytes:
+    """A horizontal colour bar with its range and unit; PNG bytes."""
+    import matplotlib as mpl
+
+    fig = _figure(2.2, 0.75, dpi=100)
+    ax = fig.add_axes((0.06, 0.55, 0.88, 0.22))
+    norm = mpl.colors.Normalize(vmin=vmin, vmax=vmax)
+    bar = fig.colorbar(
+        mpl.cm.ScalarMappable(norm=norm, cmap=cmap), cax=ax, orientation="horizontal"
+    )
+    bar.ax.tick_params(labelsize=7, length=2, pad=1)
+    bar.set_label(f"{title} [{unit}]" if unit else title, fontsize=8, labelpad=1)
+    return _png(fig)
+
+
+def slice_tiles(
+    k: int,
+    *,
+    maps: Mapping[str, np.ndarray],
+    mean_frame: np.ndarray,
+    affine: np.ndarray,
+    ranges: Mapping[str, tuple[float, float]],
+    core: np.ndarray | None = None,
+    penumbra: np.ndarray | None = None,
+    max_pixels: int = 256,
+) -> dict[str, bytes]:
+    """PNG tiles of slice ``k``: ``"overlay"`` (mean frame with core and penumbra) and one
+    per map, in the radiological view.
+
+    Parameters
+    ----------
+    k : int
+        Slice index (z).
+    maps : mapping of str to ndarray (x, y, z)
+        Maps in physical units; NaN (outside the brain) shows black.
+    mean_frame : ndarray (x, y, z)
+        Mean of the frames in HU, shown with a 0-100 HU window.
+    affine : ndarray (4, 4)
+        Voxel -> RAS+ mm, for the orientation.
+    ranges : mapping of str to (float, float)
+        Display range of each map in its unit (the same for every slice, as the colour bar).
+    core, penumbra : ndarray (x, y, z) bool, optional
+        Lesion masks to overlay.
+    max_pixels : int
+        Larger slices are down-sampled by an integer factor (a 512 matrix shows at 256).
+    """
+    step = max(1, int(np.ceil(max(mean_frame.shape[:2]) / max_pixels)))
+    show = lambda v: display_slice(v, k, affine)[::step, ::step]  # noqa: E731
+    tiles = {
+        "overlay": overlay_tile(
+            show(mean_frame),
+            core=None if core is None else show(core),
+            penumbra=None if penumbra is None else show(penumbra),
+        )
+    }
+    for name, values in maps.items():
+        lo, hi = ranges[name]
+        cmap = DISPLAY.get(name, {}).get("cmap", "viridis")
+        tiles[name] = colour_tile(show(values), cmap=cmap, vmin=lo, vmax=hi)
+    return tiles
+
+
+def curves_figure(
+    times: np.ndarray, curves: Mapping[str, np.ndarray], *, ylabel: str = "enhancement (HU)"
+) -> bytes:
+    """Time curves (e.g. AIF and VOF) against time in s; PNG bytes."""
+    fig = _figure(6.5, 3.2)
+    ax = fig.subplots()
+    colours = {"AIF": "tab:red", "VOF": "tab:blue"}
+    for name, curve in curves.items():
+        ax.plot(times, curve, marker=".", ms=3, lw=1.2, label=name, color=colours.get(name))
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def motion_figure(
+    times: np.ndarray,
+    translations_mm: np.ndarray,
+    rotations_deg: np.ndarray,
+    *,
+    flagged: Sequence[bool] | None = None,
+) -> bytes:
+    """Rigid head motion per frame: translations (mm) and rotations (degrees); PNG bytes."""
+    fig = _figure(6.5, 4.0)
+    axes = fig.subplots(2, 1, sharex=True)
+    for ax, values, label, names in (
+        (axes[0], translations_mm, "translation (mm)", ("x", "y", "z")),
+        (axes[1], rotations_deg, "rotation (deg)", ("x", "y", "z")),
+    ):
+        for j, name in enumerate(names):
+            ax.plot(times, np.asarray(values)[:, j], marker=".", ms=3, lw=1, label=name)
+        if flagged is not None and np.any(flagged):
+            f = np.asarray(flagged, bool)
+            ax.plot(np.asarray(times)[f], np.zeros(int(f.sum())), "rx", label="flagged")
+        ax.set_ylabel(label, fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=4, loc="upper left")
+    axes[1].set_xlabel("time (s)")
+    fig.tight_layout()
+    return _png(fig)
