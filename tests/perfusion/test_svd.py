@@ -96,4 +96,4 @@ def test_non_uniform_frames_are_resampled(cls) -> None:
 def test_residue_lengths() -> None:
     data = simulate([40.0], [4.0])
     assert SSVDModel(data.aif, data.times).fit(data.curves).residue.shape == (1, 89)
-    assert BSVDModel(data.aif, data.times).fit(data.curves).residue.shape == (1, 178)
+    assert BSVDModel(data.aif, data.times).fit(data.curves).residue.shape == (1, 180)

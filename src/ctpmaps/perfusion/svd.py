@@ -13,17 +13,17 @@ so the deconvolved residue ``b`` (the "flow-scaled residue" k(t), 1/s) gives
   values below ``threshold`` (20 %) of the largest are dropped. Sensitive to delay: a
   tissue curve that arrives before the AIF cannot be represented causally, and a late one
   is underestimated.
-- bSVD (Wu 2003): ``A`` made block-circulant by zero-padding to ``L = 2 t``, which makes
+- bSVD (Wu 2003): ``A`` made block-circulant by zero-padding to ``L >= 2 t`` (the next
+  fast FFT length: 180 for 89 frames, 89 being prime), which makes
   the result independent of the tracer delay (a shift of the curve shifts ``b``
   circularly). A circulant matrix is diagonalised by the DFT, so its singular values are
   ``|DFT(dt * a)|`` and truncation is a filter on frequencies: done with FFTs, exactly
   equal to the SVD. Fixed threshold 20 % by default, as sSVD, so the two differ only in
   delay handling (Wu's paper used 10-20 % for its cSVD).
 - oSVD (Wu 2003): bSVD whose threshold is chosen per voxel, the lowest for which the
-  oscillation index of the residue is at most 0.035. Candidate thresholds are the
-  singular values themselves (each keeps one more frequency); the search is a bisection
-  on the number of kept frequencies (OI falls as frequencies are dropped), 7 steps for
-  89 frames instead of Wu's linear scan.
+  oscillation index of the residue is at most 0.035. Candidate thresholds are 32 levels
+  from 0.2 % to 80 %; the search is a bisection (OI falls as the threshold rises), 5 steps
+  instead of Wu's linear scan.
 
 Non-uniform frame times are resampled linearly onto `timing.uniform_grid` before
 deconvolution; predicted curves are interpolated back to the frame times.
@@ -88,6 +88,8 @@ __all__ = [
 THRESHOLD = 0.2
 #: Default oscillation-index limit of oSVD (Wu 2003).
 OI_LIMIT = 0.035
+#: oSVD's candidate thresholds: geomspace(first, last, count) of the largest singular value.
+OI_LEVELS = (0.002, 0.8, 32)
 
 
 # ----------------------------------------------------------------------------- functions
@@ -179,7 +181,7 @@ def tmax_from_residue(residue: np.ndarray, dt: float, *, circular: bool = False)
     dt : float
         Grid step in s.
     circular : bool
-        For a circular residue (bSVD, oSVD, ``L = 2 t``): lags in the second half,
+        For a circular residue (bSVD, oSVD, ``L >= 2 t``): lags in the second half,
         ``index >= L / 2``, are negative, ``(index - L) * dt``.
 
     Returns
@@ -202,7 +204,8 @@ class SVDFit(PerfusionFit):
     ----------
     residue : ndarray, shape (n_fit, L)
         Flow-scaled residue ``b = scale * CBF * R`` (1/s) on the model's uniform grid
-        (``L = t_grid`` for sSVD, ``2 t_grid`` circular for bSVD/oSVD).
+        (``L = t_grid`` for sSVD; circular for bSVD/oSVD, ``L`` the first fast FFT
+        length ``>= 2 t_grid``).
     ratio : ndarray, shape (n_fit,)
         ``∫C / ∫C_a`` in s, from the measured curves.
     threshold : ndarray, shape (n_fit,)
@@ -312,7 +315,7 @@ class _SVDModel(PerfusionModel):
     @property
     def n_lags(self) -> int:
         """Length of the residue."""
-        return self.grid.size * (2 if self.circular else 1)
+        return self.n_fft if self.circular else self.grid.size
 
     def deconvolve(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pragma: no cover
         """Residues (n, n_lags) and thresholds (n,) of curves (n, t_grid) on the grid."""
@@ -384,9 +387,10 @@ class BSVDModel(_SVDModel):
 
     def __init__(self, aif: np.ndarray, times: np.ndarray, **kwargs: Any) -> None:
         super().__init__(aif, times, **kwargs)
-        n = self.grid.size
+        #: Length of the circulant: at least 2 t (no wrap-around), a fast FFT size.
+        self.n_fft = scipy.fft.next_fast_len(2 * self.grid.size, real=True)
         #: Spectrum of the zero-padded AIF (its modulus: the singular values).
-        self.spectrum = scipy.fft.rfft(self.dt * self.aif_grid, 2 * n)
+        self.spectrum = scipy.fft.rfft(self.dt * self.aif_grid, self.n_fft)
         mod = np.abs(self.spectrum)
         self.singular_values = mod
         #: Rank of each frequency by decreasing singular value (0 = largest).
@@ -396,11 +400,11 @@ class BSVDModel(_SVDModel):
             self._inverse = np.where(mod > 0, 1.0 / np.where(mod > 0, self.spectrum, 1.0), 0.0)
 
     def _spectra(self, curves: np.ndarray) -> np.ndarray:
-        return scipy.fft.rfft(curves, 2 * self.grid.size, axis=1)
+        return scipy.fft.rfft(curves, self.n_fft, axis=1)
 
     def _residue(self, spectra: np.ndarray, keep: np.ndarray) -> np.ndarray:
         inv = self._inverse.astype(spectra.dtype)
-        return scipy.fft.irfft(spectra * np.where(keep, inv, 0), 2 * self.grid.size, axis=1)
+        return scipy.fft.irfft(spectra * np.where(keep, inv, 0), self.n_fft, axis=1)
 
     def deconvolve(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         keep = self.singular_values >= self.threshold * self.singular_values.max()
@@ -412,14 +416,16 @@ class BSVDModel(_SVDModel):
         spec = scipy.fft.rfft(residue, axis=1) * self.spectrum.astype(
             np.complex64 if residue.dtype == np.float32 else np.complex128
         )
-        return self.from_grid(scipy.fft.irfft(spec, 2 * n, axis=1)[:, :n])
+        return self.from_grid(scipy.fft.irfft(spec, self.n_fft, axis=1)[:, :n])
 
 
 class OSVDModel(BSVDModel):
     """Oscillation-index regularised block-circulant SVD (Wu 2003).
 
     Per voxel, the lowest threshold whose residue has an oscillation index at most
-    ``oi_limit`` (0.035). Other parameters as `SSVDModel` (``threshold`` is not used).
+    ``oi_limit`` (0.035), among 32 levels from 0.2 % to 80 % of the largest singular value
+    (about 21 % apart; found in 5 bisection steps). Other parameters as `SSVDModel`
+    (``threshold`` is not used).
     """
 
     method = "osvd"
@@ -431,21 +437,23 @@ class OSVDModel(BSVDModel):
         if not float(oi_limit) > 0:
             raise InputError("oi_limit", f"expected a positive number, got {oi_limit!r}")
         self.oi_limit = float(oi_limit)
+        #: Candidate thresholds (fractions of the largest singular value).
+        self.levels = np.geomspace(*OI_LEVELS)
 
     def deconvolve(self, curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         spectra = self._spectra(curves)
         n = curves.shape[0]
-        n_bins = self.rank.size
-        # Largest number of kept frequencies with OI <= limit: OI(lo) ok, OI(hi + 1) not.
-        lo = np.ones(n, dtype=np.int64)
-        hi = np.full(n, n_bins, dtype=np.int64)
+        levels = self.levels
+        rel = self.singular_values / self.singular_values.max()
+        # Lowest level with OI <= limit, by bisection (OI falls as the threshold rises):
+        # OI(levels[hi]) ok (or hi is the last level), OI(levels[lo - 1]) not.
+        lo = np.zeros(n, dtype=np.int64)
+        hi = np.full(n, levels.size - 1, dtype=np.int64)
         while np.any(lo < hi):
-            mid = (lo + hi + 1) // 2
-            b = self._residue(spectra, self.rank[None, :] < mid[:, None])
+            mid = (lo + hi) // 2
+            b = self._residue(spectra, rel[None, :] >= levels[mid][:, None])
             ok = oscillation_index(b) <= self.oi_limit
-            lo = np.where(ok, mid, lo)
-            hi = np.where(ok, hi, mid - 1)
-        b = self._residue(spectra, self.rank[None, :] < lo[:, None])
-        order = np.sort(self.singular_values)[::-1]
-        threshold = (order[lo - 1] / order[0]).astype(np.float32)
-        return b, threshold
+            hi = np.where(ok, mid, hi)
+            lo = np.where(ok, lo, mid + 1)
+        b = self._residue(spectra, rel[None, :] >= levels[lo][:, None])
+        return b, levels[lo].astype(np.float32)
