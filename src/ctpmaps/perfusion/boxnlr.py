@@ -97,7 +97,7 @@ GRID_MTT_DENSITY = 5.0
 #: two basins of nearly equal depth, and the grid's order is not the basins' order.
 GRID_GAP = 7e-4
 #: Voxels per chunk.
-CHUNK = 2048
+CHUNK = 8192
 #: Grid starts with an MTT at most this (s) start at the lower MTT bound instead.
 SHORT_BOX = 0.1
 #: Refinement: iterations at most; stop when the Newton decrement is below RTOL x SSE.
@@ -296,7 +296,7 @@ class BoxNLRModel(PerfusionModel):
     max_iter : int
         Levenberg-Marquardt iterations per voxel at most.
     chunk_size : int
-        Voxels per chunk (2048: the working arrays stay in cache).
+        Voxels per chunk (8192: working arrays of a few MB, Python overhead amortised).
     workers : int, optional
         Threads (default: the CPUs available).
 
