@@ -182,7 +182,7 @@ def enhancement(
     Examples
     --------
     >>> t = np.arange(10.0)
-    >>> hu = 30.0 + np.where(t > 3, 50.0 * (t - 3), 0.0)
+    >>> hu = (30.0 + np.where(t > 3, 50.0 * (t - 3), 0.0)).astype(np.float32)
     >>> enhancement(hu[None, :], t)[0, :6]
     array([  0.,   0.,   0.,   0.,  50., 100.], dtype=float32)
     """

@@ -14,9 +14,9 @@ so the deconvolved residue ``b`` (the "flow-scaled residue" k(t), 1/s) gives
   tissue curve that arrives before the AIF cannot be represented causally, and a late one
   is underestimated.
 - bSVD (Wu 2003): ``A`` made block-circulant by zero-padding to ``L >= 2 t`` (the next
-  fast FFT length: 180 for 89 frames, 89 being prime), which makes
-  the result independent of the tracer delay (a shift of the curve shifts ``b``
-  circularly). A circulant matrix is diagonalised by the DFT, so its singular values are
+  fast FFT length: 180 for 89 frames, 89 being prime), which makes the result
+  independent of the tracer delay (a shift of the curve shifts ``b`` circularly). A
+  circulant matrix is diagonalised by the DFT, so its singular values are
   ``|DFT(dt * a)|`` and truncation is a filter on frequencies: done with FFTs, exactly
   equal to the SVD. Fixed threshold 20 % by default, as sSVD, so the two differ only in
   delay handling (Wu's paper used 10-20 % for its cSVD).
@@ -34,10 +34,15 @@ Definitions of the maps for the three methods:
 - CBV: ``∫C / ∫C_a / (60 * scale)`` from the measured curves (trapezoid rule at the frame
   times), independent of the deconvolution; MTT ``= 60 * CBV / CBF``.
 - Tmax: time of the maximum of ``b``, ``index * dt`` (resolution ``dt``). For bSVD/oSVD
-  the second half of the circular residue (index >= t) is read as negative lags,
-  ``(index - L) * dt``: a tissue curve earlier than the AIF.
+  the second half of the circular residue (index >= L / 2) is read as negative lags,
+  ``(index - L) * dt``: a tissue curve earlier than the AIF. Truncation smooths the
+  residue, which moves its maximum off zero lag even without delay: about 0.5 s for
+  sSVD, 2 s for bSVD (the circular filter spreads the residue's sharp start both ways)
+  at 0.5 s frames and the 20 % threshold; for oSVD it depends on the residue's shape.
 - delay: Tmax (the residue of a delayed tissue is the undelayed one shifted by the delay,
-  and the residue functions here peak at zero lag).
+  and true residues peak at zero lag), with the same offsets; differences of delay
+  between voxels are what it measures well (bSVD, oSVD: to +-0.5 s; sSVD distorts
+  delayed residues, +-1.5 s).
 - TTP: time of the maximum of the fitted curve ``A b`` (smooth, unlike the measured one),
   parabola-refined, from the first frame (`timing.time_to_peak`).
 
