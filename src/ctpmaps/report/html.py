@@ -41,7 +41,8 @@ img{max-width:100%;height:auto;display:block;margin:4px 0}
 table.grid td,table.grid th{border:none;padding:1px;text-align:center;vertical-align:middle;
 font-weight:normal;background:none;font-size:11px}
 table.grid td img{width:170px;image-rendering:pixelated;margin:0}
-table.grid th img{width:170px;margin:0} td.lab{font-size:11px;color:#444;white-space:nowrap}
+table.grid th img{width:170px;margin:0} table.grid th{max-width:172px}
+td.lab{font-size:11px;color:#444;white-space:nowrap}
 pre{font-size:12px;background:#f6f8fa;padding:8px;overflow:auto}
 .warn{color:#8a4b00} footer{font-size:12px;color:#666;padding:0 24px 24px}
 """
