@@ -3,5 +3,16 @@
 from __future__ import annotations
 
 from .bilateral import filter_study, guided_bilateral_filter
+from .motion import MotionResult, register_frames, register_study, resample_rigid, rigid_matrix
+from .motion_report import motion_report
 
-__all__ = ["guided_bilateral_filter", "filter_study"]
+__all__ = [
+    "guided_bilateral_filter",
+    "filter_study",
+    "MotionResult",
+    "register_frames",
+    "register_study",
+    "motion_report",
+    "rigid_matrix",
+    "resample_rigid",
+]
