@@ -2,15 +2,16 @@
 
 Parameters per voxel: ``theta = (delay, MTT)``, the box's two edges being ``delay`` and
 ``delay + MTT`` (linear in theta, so the SSE is close to quadratic in it, also for very
-short boxes where it flattens towards MTT = 0); CBF is profiled out (closed form,
-``>= 0`` unless told otherwise). Steps are damped Newton steps on the SSE reduced to
+short boxes where it flattens towards MTT = 0); CBF is profiled out (closed form, ``>= 0``
+unless told otherwise). Each iteration takes the Newton step on the SSE reduced to
 ``theta`` (exact Hessian of the variable-projection problem: noise makes the residuals
-large, so their second-order terms matter; Gauss-Newton alone zig-zags), with the
-Gauss-Newton matrix where the Hessian is not positive definite, capped to a trust box
-and projected on the bounds. A step is kept only where it lowers the SSE
-(Levenberg-Marquardt control of the damping), so a voxel never ends worse than its start.
-A voxel stops when the Newton decrement (the decrease the quadratic model still
-promises) falls below its SSE's resolution.
+large, so their second-order terms matter, and Gauss-Newton alone crawls), or the
+Gauss-Newton step where the Hessian is not positive definite, capped (2 s of delay, 2 s
+or half the MTT) and projected on the bounds. A trial is kept only where it lowers the
+SSE, so a voxel never ends worse than its start; where it does not, the step shrinks to
+the minimum of the parabola through SSE(0), its slope and SSE(trial) (backtracking). A
+voxel stops when the Newton decrement falls below ``rtol`` of its SSE or its step below
+``ALPHA_STOP`` of the Newton step.
 
 Everything a step needs is a handful of dot products over time between the residual,
 the model curve ``g`` and the AIF values and slopes at the two box edges: no derivative
