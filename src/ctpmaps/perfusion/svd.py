@@ -292,6 +292,11 @@ class _SVDModel(PerfusionModel):
             self._from_grid = interpolation_matrix(self.grid, self.times).T.copy()
         #: AIF on the grid.
         self.aif_grid = np.interp(self.grid, self.times, self.aif)
+        self._prepare()
+
+    def _prepare(self) -> None:  # pragma: no cover
+        """Build the method's deconvolution operators (after the grid is set)."""
+        raise NotImplementedError
 
     def to_grid(self, curves: np.ndarray) -> np.ndarray:
         """Curves (n, t) at the frame times -> (n, t_grid) on the uniform grid."""
@@ -366,8 +371,7 @@ class SSVDModel(_SVDModel):
 
     method = "ssvd"
 
-    def __init__(self, aif: np.ndarray, times: np.ndarray, **kwargs: Any) -> None:
-        super().__init__(aif, times, **kwargs)
+    def _prepare(self) -> None:
         self.matrix = convolution_matrix(self.aif_grid, self.dt)
         self._pinv_t = truncated_pinv(self.matrix, self.threshold).T.copy()
         self._matrix_t = self.matrix.T.copy()
@@ -390,8 +394,7 @@ class BSVDModel(_SVDModel):
     method = "bsvd"
     circular = True
 
-    def __init__(self, aif: np.ndarray, times: np.ndarray, **kwargs: Any) -> None:
-        super().__init__(aif, times, **kwargs)
+    def _prepare(self) -> None:
         #: Length of the circulant: at least 2 t (no wrap-around), a fast FFT size.
         self.n_fft = scipy.fft.next_fast_len(2 * self.grid.size, real=True)
         #: Spectrum of the zero-padded AIF (its modulus: the singular values).
@@ -430,15 +433,32 @@ class OSVDModel(BSVDModel):
     Per voxel, the lowest threshold whose residue has an oscillation index at most
     ``oi_limit`` (0.035), among 32 levels from 0.2 % to 80 % of the largest singular value
     (about 21 % apart; found in 5 bisection steps). Other parameters as `SSVDModel`
-    (``threshold`` is not used).
+    (no ``threshold``: it is chosen per voxel, see ``fit.threshold``).
     """
 
     method = "osvd"
 
     def __init__(
-        self, aif: np.ndarray, times: np.ndarray, *, oi_limit: float = OI_LIMIT, **kwargs: Any
+        self,
+        aif: np.ndarray,
+        times: np.ndarray,
+        *,
+        oi_limit: float = OI_LIMIT,
+        dt: float | None = None,
+        hematocrit_factor: float = HEMATOCRIT_FACTOR,
+        density: float = BRAIN_DENSITY,
+        chunk_size: int = DEFAULT_CHUNK,
+        workers: int | None = None,
     ) -> None:
-        super().__init__(aif, times, **kwargs)
+        super().__init__(
+            aif,
+            times,
+            dt=dt,
+            hematocrit_factor=hematocrit_factor,
+            density=density,
+            chunk_size=chunk_size,
+            workers=workers,
+        )
         if not float(oi_limit) > 0:
             raise InputError("oi_limit", f"expected a positive number, got {oi_limit!r}")
         self.oi_limit = float(oi_limit)
