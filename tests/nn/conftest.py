@@ -6,8 +6,10 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture(scope="session", autouse=True)
 def _one_thread():
+    """One torch thread for every test (results are bitwise reproducible for a given
+    number of threads, and the CPU is shared)."""
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

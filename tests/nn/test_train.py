@@ -1,0 +1,134 @@
+"""Training: outputs, determinism on CPU, resume after interruption, CV table, metrics."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import ctpmaps.nn.train as train_mod
+from ctpmaps.errors import InputError
+from ctpmaps.nn.train import TrainConfig, train
+from ctpmaps.nn.weights import load_model
+
+
+def _cfg(**kw):
+    base = dict(
+        target="cbv",
+        target_source="truth",
+        features=[4, 4, 8, 8, 8],
+        n_frames=4,
+        epochs_pre=2,
+        epochs_fine=1,
+        pre_size=32,
+        lr=1e-3,
+        batch=8,
+        seed=3,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def run(tiny_cohort, cache, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "cbv"
+    return out, train(tiny_cohort, out, _cfg(), cache_dir=cache)
+
+
+def test_outputs(run):
+    out, result = run
+    for name in ("config.json", "splits.json", "cv_table.md", "cv_table.csv", "test_metrics.json"):
+        assert (out / name).is_file(), name
+    for i in range(3):
+        fold = out / f"fold-{i}"
+        for name in ("history.csv", "learning_curve.png", "best.safetensors", "best.json"):
+            assert (fold / name).is_file(), f"fold-{i}/{name}"
+        rows = list(csv.DictReader(open(fold / "history.csv")))
+        assert [r["stage"] for r in rows] == ["pre", "pre", "fine"]
+        assert [r["size"] for r in rows] == ["32", "32", "64"]
+        assert {"train_mse", "val_mse", "train_psnr", "val_psnr"} <= set(rows[0])
+    splits = json.loads((out / "splits.json").read_text())
+    assert len(splits["test"]) == 1 and result["test"]["patients"] == splits["test"]
+    net, meta = load_model(out / "cbv")
+    assert meta["n_frames"] == 4 and meta["frame_indices"] == [0, 5, 10, 15]
+    assert meta["target_source"] == "truth"
+    assert meta["metrics"]["best_fold"] == result["best_fold"]
+    assert meta["metrics"]["test"]["mse"] == pytest.approx(result["test"]["mse"])
+    table = (out / "cv_table.md").read_text()
+    assert table.count("| CBV |") == 4 and "mean ± SD" in table
+
+
+def test_deterministic_on_cpu(run, tiny_cohort, cache, tmp_path):
+    out, _ = run
+    train(tiny_cohort, tmp_path / "again", _cfg(), cache_dir=cache)
+    a = load_file(str(out / "cbv.safetensors"))
+    b = load_file(str(tmp_path / "again" / "cbv.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_resume_after_interruption_gives_the_same_model(
+    run, tiny_cohort, cache, tmp_path, monkeypatch
+):
+    out, _ = run
+    real = train_mod._train_epoch
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # fold 1, second epoch
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "_train_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(tiny_cohort, tmp_path / "resumed", _cfg(), cache_dir=cache)
+    monkeypatch.setattr(train_mod, "_train_epoch", real)
+    assert not (tmp_path / "resumed" / "cbv.safetensors").exists()
+    train(tiny_cohort, tmp_path / "resumed", _cfg(), cache_dir=cache)
+    a = load_file(str(out / "cbv.safetensors"))
+    b = load_file(str(tmp_path / "resumed" / "cbv.safetensors"))
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    rows = list(csv.DictReader(open(tmp_path / "resumed" / "fold-1" / "history.csv")))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+
+
+def test_other_settings_in_the_same_folder_are_refused(run, tiny_cohort, cache):
+    out, _ = run
+    with pytest.raises(InputError, match="other settings \\(lr\\)"):
+        train(tiny_cohort, out, _cfg(lr=1e-4), cache_dir=cache)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"target": "oef"},
+        {"preset": "huge", "features": None},
+        {"epochs_pre": 0, "epochs_fine": 0},
+        {"pre_size": 40},
+        {"lr": 0.0},
+        {"weights_dtype": "int8"},
+    ],
+)
+def test_bad_settings(kw):
+    with pytest.raises(InputError):
+        _cfg(**kw).check()
+
+
+def test_masked_loss_counts_brain_pixels_only():
+    pred = torch.zeros(1, 1, 4, 4)
+    y = torch.ones(1, 1, 4, 4)
+    m = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+    m[..., 0, 0] = True
+    y[..., 1:, :] = 0.0
+    assert float(train_mod._loss(pred, y, m, (4, 4), masked=True)) == 1.0
+    assert float(train_mod._loss(pred, y, m, (4, 4), masked=False)) == 0.25
+    assert float(train_mod._loss(pred, y, m, (1, 4), masked=False)) == 1.0  # padding ignored
