@@ -583,6 +583,8 @@ def train(
 
 def _run(cfg: TrainConfig, cohort_dir: Path, out: Path, cache_dir: Path, env: _Dist, say) -> dict:
     cohort = find_cohort(cohort_dir)
+    if env.world > 1:
+        say(f"process {env.rank} of {env.world} on {env.device}")
     split = _prepare_out(out, cfg, cohort.patients, env)
     data = _load_all(cohort, cohort.patients, cfg, cache_dir, env, say)
     frames = frame_selection(cohort, cohort.patients[0], cfg.n_frames, cache_dir)
