@@ -1,12 +1,53 @@
 """The seed study's U-Net: trained on a cohort, predicts `PerfusionMaps` without an AIF.
 
-``predict_maps(study, weights)`` maps a study with one trained model per map;
-``train(...)`` trains one with patient-wise cross-validation (``ctpmaps train``).
+``predict_maps(study, weights)`` maps a (preprocessed) study with one trained model per
+map; ``train(cohort, out, TrainConfig(...))`` trains one with a held-out test set and
+patient-wise k-fold cross-validation (``ctpmaps train``). Weights are safetensors plus a
+JSON of metadata, checked on load (`load_model`); see ``docs/unet.md``.
 """
 
 from __future__ import annotations
 
-from .normalise import TARGET_RANGES, subsample_frames
-from .unet import PRESETS, UNet
+from .normalise import (
+    HU_WINDOW,
+    INPUT_MEAN,
+    INPUT_STD,
+    TARGET_RANGES,
+    denormalise_target,
+    normalise_frames,
+    normalise_target,
+    subsample_frames,
+)
+from .predict import LoadedModel, default_weights_dir, find_weights, load_models, predict_maps
+from .splits import make_splits, read_splits, write_splits
+from .train import TrainConfig, evaluate, train
+from .unet import PRESETS, UNet, count_parameters
+from .weights import load_model, read_metadata, save_model
 
-__all__ = ["UNet", "PRESETS", "TARGET_RANGES", "subsample_frames"]
+__all__ = [
+    "UNet",
+    "PRESETS",
+    "count_parameters",
+    "HU_WINDOW",
+    "INPUT_MEAN",
+    "INPUT_STD",
+    "TARGET_RANGES",
+    "normalise_frames",
+    "normalise_target",
+    "denormalise_target",
+    "subsample_frames",
+    "make_splits",
+    "read_splits",
+    "write_splits",
+    "TrainConfig",
+    "train",
+    "evaluate",
+    "LoadedModel",
+    "predict_maps",
+    "load_models",
+    "find_weights",
+    "default_weights_dir",
+    "load_model",
+    "save_model",
+    "read_metadata",
+]
