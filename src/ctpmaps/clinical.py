@@ -191,9 +191,9 @@ def _motion(study: Study, owned: bool, clock: _Clock, skipped: dict[str, str]):
         log.warning("motion correction skipped: %s", exc)
         return study, None, owned
     clock.start("motion")
-    result = register_frames(
-        study.frames, study.spacing, times=study.times, out=study.frames if owned else None
-    )
+    # a C-ordered output of our own: later stages then work in place (one copy of the study)
+    out = study.frames if owned else np.empty(study.frames.shape, np.float32)
+    result = register_frames(study.frames, study.spacing, times=study.times, out=out)
     clock.done()
     return replace(study, frames=result.frames), result, _in_place_ok(result.frames)
 
@@ -317,7 +317,7 @@ def run_study(
         clock.start("load")
         study, owned = _load(study_or_path, series_uid)
         clock.done()
-    original = study
+    summary, problems = _study_summary(study), list(study.problems)
     motion_result = None
     if motion:
         study, motion_result, owned = _motion(study, owned, clock, skipped)
@@ -364,13 +364,13 @@ def run_study(
         "lesion_rule": lesions.rule,
         "lesion_reference": lesions.reference,
         "skipped": skipped,
-        "study": _study_summary(original),
+        "study": summary,
     }
     files: dict[str, Path] = {}
     with atomic_dir(out, overwrite=overwrite) as tmp:
         clock.start("nifti")
         _write_nifti(tmp, study, maps, brain, lesions, hemis)
-        _write_volumes(tmp, decision, lesions, midline, original)
+        _write_volumes(tmp, decision, lesions, midline, study)
         if aif is not None:
             from .perfusion.aif import write_input_functions
 
@@ -380,7 +380,7 @@ def run_study(
         clock.done()
         if dicom:
             clock.start("dicom")
-            dicom_info = _export_dicom(tmp, maps, lesions, original, study, n_base, method)
+            dicom_info = _export_dicom(tmp, maps, lesions, study, n_base, method)
             parameters["dicom"] = dicom_info
             clock.done()
         else:
@@ -388,7 +388,7 @@ def run_study(
         if report:
             clock.start("report")
             _write_report(
-                tmp, study, original, maps, brain, lesions, decision, aif, vof,
+                tmp, study, problems, maps, brain, lesions, decision, aif, vof,
                 motion_result, parameters, clock.timings, method,
             )  # fmt: skip
             clock.done()
@@ -400,7 +400,7 @@ def run_study(
             timings[f"maps.{name}"] = seconds
         write_run_json(
             tmp,
-            inputs={"study": original.path},
+            inputs={"study": study.path},
             parameters=parameters,
             timings_s=timings,
             results={"decision": decision, "volumes_ml": lesions.volumes_ml()},
@@ -530,7 +530,7 @@ def _motion_summary(result: Any) -> dict[str, Any]:
     }
 
 
-def _export_dicom(tmp, maps, lesions, original, study, n_base, method) -> dict[str, Any]:
+def _export_dicom(tmp, maps, lesions, study, n_base, method) -> dict[str, Any]:
     from .io.dicom_export import export_dicom
 
     unenhanced = study.frames[..., : max(1, n_base)].mean(axis=-1)
@@ -538,7 +538,7 @@ def _export_dicom(tmp, maps, lesions, original, study, n_base, method) -> dict[s
     info = export_dicom(
         present,
         {"core": lesions.core, "penumbra": lesions.penumbra},
-        original,
+        study,
         tmp / "dicom",
         method=method,
         lesion_description=f"{lesions.rule} rule (ctpmaps {__version__})",
@@ -549,7 +549,7 @@ def _export_dicom(tmp, maps, lesions, original, study, n_base, method) -> dict[s
 
 
 def _write_report(
-    tmp, study, original, maps, brain, lesions, decision, aif, vof, motion_result,
+    tmp, study, problems, maps, brain, lesions, decision, aif, vof, motion_result,
     parameters, timings, method,
 ) -> None:  # fmt: skip
     from .report import (
@@ -605,7 +605,7 @@ def _write_report(
             flagged=getattr(motion_result, "flagged", None),
         )
         motion_summary = _motion_summary(motion_result)
-    warnings = list(original.problems)
+    warnings = list(problems)
     if brain.sum() == 0:
         warnings.append("empty brain mask")
     content = ReportContent(
