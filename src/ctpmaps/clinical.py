@@ -21,12 +21,9 @@ leaves no output behind.
 from __future__ import annotations
 
 import csv
-import datetime
 import importlib
 import importlib.util
-import json
 import logging
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -52,8 +49,10 @@ from .lesion import (
     hemisphere_labels,
     segment_lesions,
 )
+from .lesion.output import write_lesion_outputs
 from .perfusion.base import UNITS, PerfusionMaps
 from .physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
+from .report.build import motion_summary
 
 __all__ = ["STAGES", "METHODS", "RunResult", "run_study", "cnn_available"]
 
@@ -216,18 +215,31 @@ def _filter(study: Study, owned: bool, clock: _Clock, skipped: dict[str, str], s
     return replace(study, frames=frames), _in_place_ok(frames)
 
 
-def _maps(study: Study, method: str, weights, options: dict[str, Any]):
-    """(maps, brain, n_baseline, aif, vof, parameters, sub-timings)."""
+@dataclass
+class _Made:
+    """Maps and what came with them."""
+
+    maps: PerfusionMaps
+    brain: np.ndarray
+    n_baseline: int
+    aif: Any
+    vof: Any
+    parameters: dict[str, Any]
+    timings: dict[str, float]
+
+
+def _maps(study: Study, method: str, weights, options: dict[str, Any]) -> _Made:
     if method == "cnn":
         from .preprocess.brainmask import ct_brain_mask
 
         brain = ct_brain_mask(study.frames, study.spacing)
         maps = _predict_maps()(study, weights, mask=brain)
-        return maps, brain, 3, None, None, {"method": "cnn", "weights": weights}, {}
+        weights_used = None if weights is None else str(weights)
+        return _Made(maps, brain, 3, None, None, {"method": "cnn", "weights": weights_used}, {})
     from .pipeline import compute_maps
 
     r = compute_maps(study, method=method, **options)
-    return r.maps, r.brain, r.n_baseline, r.aif, r.vof, r.parameters, r.timings_s
+    return _Made(r.maps, r.brain, r.n_baseline, r.aif, r.vof, r.parameters, r.timings_s)
 
 
 def run_study(
@@ -310,7 +322,6 @@ def run_study(
     crit = criteria or LesionCriteria()
     clock = _Clock(progress)
     skipped: dict[str, str] = {}
-
     if isinstance(study_or_path, Study):
         study, owned = _load(study_or_path, series_uid)
     else:
@@ -318,15 +329,7 @@ def run_study(
         study, owned = _load(study_or_path, series_uid)
         clock.done()
     summary, problems = _study_summary(study), list(study.problems)
-    motion_result = None
-    if motion:
-        study, motion_result, owned = _motion(study, owned, clock, skipped)
-    else:
-        skipped["motion"] = "switched off"
-    if filter:
-        study, owned = _filter(study, owned, clock, skipped, filter_sigmas)
-    else:
-        skipped["filter"] = "switched off"
+    study, motion_result = _preprocess(study, owned, clock, skipped, motion, filter, filter_sigmas)
 
     clock.start("maps")
     options = {
@@ -337,27 +340,28 @@ def run_study(
         "hematocrit_factor": hematocrit_factor,
         "density": density,
     }
-    maps, brain, n_base, aif, vof, map_params, sub_timings = _maps(study, method, weights, options)
+    made = _maps(study, method, weights, options)
     clock.done()
 
     clock.start("lesions")
-    unenhanced = study.frames[..., : max(1, n_base)].mean(axis=-1)
+    unenhanced = study.frames[..., : max(1, made.n_baseline)].mean(axis=-1)
     midline = fit_midline(unenhanced, study.spacing, study.affine)
-    hemis = hemisphere_labels(study.shape, study.affine, midline, mask=brain)
+    hemis = hemisphere_labels(study.shape, study.affine, midline, mask=made.brain)
     voxel_ml = float(np.prod(study.spacing)) / 1000.0
     lesions = segment_lesions(
-        maps, brain, hemis, voxel_ml, criteria=crit, midline=midline, affine=study.affine
-    )
+        made.maps, made.brain, hemis, voxel_ml, criteria=crit, midline=midline,
+        affine=study.affine,
+    )  # fmt: skip
     decision = decision_numbers(lesions, profile=profile)
     clock.done()
 
     parameters = {
         "method": method,
         "motion_correction": motion_result is not None,
-        "motion": None if motion_result is None else _motion_summary(motion_result),
+        "motion": None if motion_result is None else motion_summary(motion_result),
         "filter": "filter" in clock.timings,
         "filter_sigmas": {"spatial_mm": filter_sigmas[0], "range_hu": filter_sigmas[1]},
-        "maps": map_params,
+        "maps": made.parameters,
         "criteria": crit.as_dict(),
         "profile": decision["profile"],
         "midline": midline.as_dict(),
@@ -366,52 +370,84 @@ def run_study(
         "skipped": skipped,
         "study": summary,
     }
-    files: dict[str, Path] = {}
+    outputs = _Outputs(study, made, lesions, decision, midline, motion_result, problems)
+    timings = _write_all(out, outputs, parameters, clock, dicom=dicom, report=report,
+                         overwrite=overwrite)  # fmt: skip
+    files = {name: out / rel for name, rel in _OUTPUTS.items() if (out / rel).exists()}
+    log.info("run finished in %.1f s: %s", timings["total"], out)
+    return RunResult(
+        out, made.maps, made.brain, lesions, decision, midline, timings, files, parameters,
+        skipped,
+    )  # fmt: skip
+
+
+def _preprocess(study, owned, clock, skipped, motion, filter_, sigmas):
+    """Motion correction then the filter, each when asked for; (study, motion result)."""
+    motion_result = None
+    if motion:
+        study, motion_result, owned = _motion(study, owned, clock, skipped)
+    else:
+        skipped["motion"] = "switched off"
+    if filter_:
+        study, owned = _filter(study, owned, clock, skipped, sigmas)
+    else:
+        skipped["filter"] = "switched off"
+    return study, motion_result
+
+
+@dataclass
+class _Outputs:
+    """What the writers need."""
+
+    study: Study
+    made: _Made
+    lesions: Lesions
+    decision: dict[str, Any]
+    midline: Midline
+    motion: Any
+    problems: list[str]
+
+
+def _write_all(out: Path, o: _Outputs, parameters, clock: _Clock, *, dicom, report, overwrite):
+    """Every output into a temporary folder renamed to ``out``; the timings."""
+    skipped = parameters["skipped"]
     with atomic_dir(out, overwrite=overwrite) as tmp:
         clock.start("nifti")
-        _write_nifti(tmp, study, maps, brain, lesions, hemis)
-        _write_volumes(tmp, decision, lesions, midline, study)
-        if aif is not None:
+        _write_maps(tmp, o.study.affine, o.made.maps, o.made.brain)
+        write_lesion_outputs(
+            tmp, o.lesions, o.decision, o.midline, o.study.affine,
+            patient_id=o.study.metadata.get("patient_id"),
+        )  # fmt: skip
+        if o.made.aif is not None:
             from .perfusion.aif import write_input_functions
 
-            write_input_functions(tmp, aif, vof)
-        if motion_result is not None:
-            _write_motion(tmp, motion_result, study.times)
+            write_input_functions(tmp, o.made.aif, o.made.vof)
+        if o.motion is not None:
+            _write_motion(tmp, o.motion, o.study.times)
         clock.done()
         if dicom:
             clock.start("dicom")
-            dicom_info = _export_dicom(tmp, maps, lesions, study, n_base, method)
-            parameters["dicom"] = dicom_info
+            parameters["dicom"] = _export_dicom(tmp, o)
             clock.done()
         else:
             skipped["dicom"] = "switched off"
         if report:
             clock.start("report")
-            _write_report(
-                tmp, study, problems, maps, brain, lesions, decision, aif, vof,
-                motion_result, parameters, clock.timings, method,
-            )  # fmt: skip
+            _report(tmp / "report.html", o, parameters, clock.timings)
             clock.done()
         else:
             skipped["report"] = "switched off"
         timings = dict(clock.timings)
         timings["total"] = time.perf_counter() - clock.t_start
-        for name, seconds in sub_timings.items():
-            timings[f"maps.{name}"] = seconds
+        timings.update({f"maps.{k}": v for k, v in o.made.timings.items()})
         write_run_json(
             tmp,
-            inputs={"study": study.path},
+            inputs={"study": o.study.path},
             parameters=parameters,
             timings_s=timings,
-            results={"decision": decision, "volumes_ml": lesions.volumes_ml()},
+            results={"decision": o.decision, "volumes_ml": o.lesions.volumes_ml()},
         )
-    for name, rel in _OUTPUTS.items():
-        if (out / rel).exists():
-            files[name] = out / rel
-    log.info("run finished in %.1f s: %s", timings["total"], out)
-    return RunResult(
-        out, maps, brain, lesions, decision, midline, timings, files, parameters, skipped
-    )
+    return timings
 
 
 #: Main output files by name.
@@ -438,63 +474,18 @@ def _study_summary(study: Study) -> dict[str, Any]:
     }
 
 
-def _write_nifti(tmp: Path, study: Study, maps, brain, lesions: Lesions, hemis) -> None:
+def _write_maps(tmp: Path, affine: np.ndarray, maps: PerfusionMaps, brain: np.ndarray) -> None:
     for name, arr in maps.as_dict().items():
         if not np.isfinite(arr).any():
             continue  # a map the method does not make (U-Net without that model)
         write_nifti_map(
             arr,
-            study.affine,
+            affine,
             tmp / f"{name}.nii.gz",
             units=maps.units.get(name, UNITS.get(name, "")),
             description=f"{name.upper()} {maps.method}",
         )
-    write_nifti_map(brain, study.affine, tmp / "brain_mask.nii.gz", description="brain mask")
-    for name, mask in lesions.masks().items():
-        write_nifti_map(mask, study.affine, tmp / f"{name}.nii.gz", description=name)
-    labels = np.zeros(study.shape, np.uint8)
-    labels[lesions.penumbra] = 1
-    labels[lesions.core] = 2
-    write_nifti_map(labels, study.affine, tmp / "lesions.nii.gz", description="1 penumbra, 2 core")
-    write_nifti_map(hemis, study.affine, tmp / "hemispheres.nii.gz", description="1 right, 2 left")
-
-
-_CSV_FIELDS = (
-    "patient_id",
-    "core_ml",
-    "penumbra_ml",
-    "hypoperfusion_ml",
-    "severe_hypoperfusion_ml",
-    "mismatch_ml",
-    "mismatch_ratio",
-    "hypoperfusion_intensity_ratio",
-    "target_mismatch",
-    "affected_side",
-    "rule",
-)
-
-
-def _write_volumes(tmp: Path, decision, lesions: Lesions, midline: Midline, study: Study) -> None:
-    record = {
-        "patient_id": study.metadata.get("patient_id"),
-        "units": "mL",
-        "volumes_ml": {k: round(v, 3) for k, v in lesions.volumes_ml().items()},
-        "decision": decision,
-        "criteria": lesions.criteria.as_dict(),
-        "reference": lesions.reference,
-        "midline": midline.as_dict(),
-        "voxel_ml": lesions.voxel_ml,
-    }
-    with atomic_path(tmp / "volumes.json") as path:
-        path.write_text(json.dumps(record, indent=1, default=str))
-    row = {k: decision.get(k) for k in _CSV_FIELDS}
-    row["patient_id"] = study.metadata.get("patient_id") or ""
-    if decision.get("mismatch_ratio_infinite"):
-        row["mismatch_ratio"] = "inf"
-    with atomic_path(tmp / "volumes.csv") as path, open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=_CSV_FIELDS)
-        writer.writeheader()
-        writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    write_nifti_map(brain, affine, tmp / "brain_mask.nii.gz", description="brain mask")
 
 
 def _write_motion(tmp: Path, result: Any, times: np.ndarray) -> None:
@@ -519,117 +510,44 @@ def _write_motion(tmp: Path, result: Any, times: np.ndarray) -> None:
             )
 
 
-def _motion_summary(result: Any) -> dict[str, Any]:
-    flagged = np.flatnonzero(np.asarray(getattr(result, "flagged", [])))
-    registered = np.asarray(getattr(result, "registered", []), bool)
-    return {
-        "max_translation_mm": float(np.abs(result.translations_mm).max(initial=0.0)),
-        "max_rotation_deg": float(np.abs(result.rotations_deg).max(initial=0.0)),
-        "frames_registered": int(registered.sum()),
-        "flagged_frames": ", ".join(map(str, flagged)) or "none",
-    }
-
-
-def _export_dicom(tmp, maps, lesions, study, n_base, method) -> dict[str, Any]:
+def _export_dicom(tmp: Path, o: _Outputs) -> dict[str, Any]:
     from .io.dicom_export import export_dicom
 
-    unenhanced = study.frames[..., : max(1, n_base)].mean(axis=-1)
-    present = {k: v for k, v in maps.as_dict().items() if np.isfinite(v).any()}
+    unenhanced = o.study.frames[..., : max(1, o.made.n_baseline)].mean(axis=-1)
+    present = {k: v for k, v in o.made.maps.as_dict().items() if np.isfinite(v).any()}
     info = export_dicom(
         present,
-        {"core": lesions.core, "penumbra": lesions.penumbra},
-        study,
+        {"core": o.lesions.core, "penumbra": o.lesions.penumbra},
+        o.study,
         tmp / "dicom",
-        method=method,
-        lesion_description=f"{lesions.rule} rule (ctpmaps {__version__})",
+        method=o.made.maps.method,
+        lesion_description=f"{o.lesions.rule} rule (ctpmaps {__version__})",
         image=unenhanced,
     )
     info["files"] = {k: str(Path(v).relative_to(tmp)) for k, v in info["files"].items()}
     return info
 
 
-def _write_report(
-    tmp, study, problems, maps, brain, lesions, decision, aif, vof, motion_result,
-    parameters, timings, method,
-) -> None:  # fmt: skip
-    from .report import (
-        DISPLAY,
-        ReportContent,
-        colour_bar,
-        curves_figure,
-        map_range,
-        motion_figure,
-        slice_tiles,
-        write_report,
-    )
+def _report(path: Path, o: _Outputs, parameters: dict[str, Any], timings) -> None:
+    from .report.build import study_report
 
-    present = {k: v for k, v in maps.as_dict().items() if np.isfinite(v).any()}
-    ranges = {k: map_range(k, v) for k, v in present.items()}
-    bars = {
-        k: colour_bar(
-            DISPLAY.get(k, {}).get("title", k.upper()),
-            maps.units.get(k, ""),
-            cmap=DISPLAY.get(k, {}).get("cmap", "viridis"),
-            vmin=lo,
-            vmax=hi,
-        )
-        for k, (lo, hi) in ranges.items()
-    }
-    mean = study.frames.mean(axis=-1)
-    tiles = [
-        slice_tiles(
-            k,
-            maps=present,
-            mean_frame=mean,
-            affine=study.affine,
-            ranges=ranges,
-            core=lesions.core,
-            penumbra=lesions.penumbra,
-        )
-        for k in range(study.shape[2])
-    ]
-    z = study.affine[:3, :3] @ np.array([0, 0, 1.0])
-    labels = [
-        f"slice {k + 1} ({(study.affine[:3, 3] + k * z)[2]:+.1f} mm)" for k in range(study.shape[2])
-    ]
-    curves = None
-    if aif is not None:
-        series = {"AIF": aif.curve} | ({"VOF": vof.curve} if vof is not None else {})
-        curves = curves_figure(study.times, series)
-    motion_png, motion_summary = None, None
-    if motion_result is not None:
-        motion_png = motion_figure(
-            study.times,
-            motion_result.translations_mm,
-            motion_result.rotations_deg,
-            flagged=getattr(motion_result, "flagged", None),
-        )
-        motion_summary = _motion_summary(motion_result)
-    warnings = list(problems)
-    if brain.sum() == 0:
-        warnings.append("empty brain mask")
-    content = ReportContent(
-        title="CT perfusion: core and penumbra",
-        study=parameters["study"],
-        decision=decision,
-        volumes_ml={k: round(v, 2) for k, v in lesions.volumes_ml().items()},
-        slices=tiles,
-        colour_bars=bars,
-        slice_labels=labels,
-        input_functions=curves,
-        motion=motion_png,
-        motion_summary=motion_summary,
+    study_report(
+        path,
+        study=o.study,
+        maps=o.made.maps,
+        lesions=o.lesions,
+        decision=o.decision,
+        study_summary=parameters["study"],
+        aif=o.made.aif,
+        vof=o.made.vof,
+        motion=o.motion,
+        problems=o.problems,
         provenance={
-            "version": __version__,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": sys.argv,
-            "method": method,
+            "method": parameters["method"],
             "timings_s": {k: round(v, 2) for k, v in timings.items()},
             "parameters": {k: v for k, v in parameters.items() if k not in ("study", "dicom")},
             "criteria": parameters["criteria"],
             "midline": parameters["midline"],
             "inputs": {"study": parameters["study"].get("path")},
         },
-        warnings=warnings,
     )
-    write_report(content, tmp / "report.html")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .decision import DEFUSE3, TargetMismatch, decision_numbers
 from .midline import HEMISPHERES, Midline, fit_midline, hemisphere_labels
+from .output import write_lesion_outputs
 from .segment import (
     RULES,
     LesionCriteria,
@@ -35,4 +36,5 @@ __all__ = [
     "TargetMismatch",
     "DEFUSE3",
     "decision_numbers",
+    "write_lesion_outputs",
 ]

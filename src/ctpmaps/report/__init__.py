@@ -3,6 +3,7 @@ they were made, in one self-contained file."""
 
 from __future__ import annotations
 
+from .build import motion_summary, study_report
 from .figures import (
     DISPLAY,
     colour_bar,
@@ -29,4 +30,6 @@ __all__ = [
     "ReportContent",
     "render_html",
     "write_report",
+    "study_report",
+    "motion_summary",
 ]
