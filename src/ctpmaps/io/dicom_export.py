@@ -226,16 +226,29 @@ def _synthetic_series(study: Study, image: np.ndarray, note: str) -> ReferenceSe
     return ReferenceSeries(out, True, geo, note)
 
 
+#: Tags read from every file of the series to choose one image per slice.
+_CHOICE_TAGS = [
+    "SeriesInstanceUID",
+    "ImagePositionPatient",
+    "NumberOfFrames",
+    "AcquisitionDateTime",
+    "AcquisitionTime",
+    "ContentTime",
+    "InstanceNumber",
+]
+
+
 def _read_headers(folder: Path, series_uid: str | None) -> list[Dataset]:
     files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
 
     def one(path: Path) -> Dataset | None:
-        try:
-            ds = pydicom.dcmread(path, stop_before_pixels=True)
+        try:  # only what choosing needs; the chosen files are read in full later
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_CHOICE_TAGS)
         except Exception:  # not DICOM, or damaged: the reader already judged the series
             return None
         if series_uid is not None and str(ds.get("SeriesInstanceUID", "")) != series_uid:
             return None
+        ds.filename = str(path)
         return ds
 
     with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
@@ -272,7 +285,8 @@ def _dicom_series(study: Study, geo: _Geometry) -> tuple[list[Dataset] | None, s
         if not near:
             return None, f"no source image at slice {k} ({geo.locations[k]:.2f} mm)"
         chosen.append(min(near, key=_time_key))
-    return chosen, ""
+    full = [pydicom.dcmread(ds.filename, stop_before_pixels=True) for ds in chosen]
+    return full, ""
 
 
 def reference_series(study: Study, *, image: np.ndarray | None = None) -> ReferenceSeries:
