@@ -35,17 +35,18 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
-def _truth_rule(ph):
-    """The default lesion rule on the true maps (NaN outside the true brain)."""
-    from ctpmaps.lesion import fit_midline, hemisphere_labels, segment_lesions
+def _rule_on(maps, brain, ph, rule: str):
+    """A lesion rule on given maps (hemispheres from the midline of the unenhanced frames)."""
+    from ctpmaps.lesion import LesionCriteria, fit_midline, hemisphere_labels, segment_lesions
 
-    s, t = ph.study, ph.truth
-    brain = t.masks["brain"]
-    maps = {k: np.where(brain, v, np.nan).astype(np.float32) for k, v in t.maps.items()}
+    s = ph.study
     midline = fit_midline(s.frames[..., :3].mean(-1), s.spacing, s.affine)
     hemis = hemisphere_labels(s.shape, s.affine, midline, mask=brain)
     voxel_ml = float(np.prod(s.spacing)) / 1000
-    return segment_lesions(maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine)
+    crit = LesionCriteria(rule=rule)
+    return segment_lesions(
+        maps, brain, hemis, voxel_ml, criteria=crit, midline=midline, affine=s.affine
+    )
 
 
 def _target(core: float, hypo: float) -> bool:
@@ -54,8 +55,17 @@ def _target(core: float, hypo: float) -> bool:
     return bool(core < 70 and mismatch >= 15 and ratio_ok)
 
 
+def _score(row: dict, label: str, lesions, truth) -> None:
+    v = lesions.volumes_ml()
+    row[f"{label}_core_ml"] = v["core"]
+    row[f"{label}_hypo_ml"] = v["hypoperfusion"]
+    row[f"{label}_dice_core"] = _dice(lesions.core, truth.masks["core"])
+    row[f"{label}_dice_hypo"] = _dice(lesions.hypoperfusion, truth.masks["hypoperfusion"])
+    row[f"{label}_target"] = _target(v["core"], v["hypoperfusion"])
+
+
 def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
-    """Simulate patient ``i``, run the chain per method, compare with the truth."""
+    """Simulate patient ``i``, run the chain per method, compare both rules with the truth."""
     import logging
 
     logging.disable(logging.WARNING)
@@ -76,20 +86,22 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
         "truth_hypo_ml": float(t.masks["hypoperfusion"].sum()) * voxel_ml,
     }
     row["truth_target"] = _target(row["truth_core_ml"], row["truth_hypo_ml"])
-    rule = _truth_rule(ph)
-    row["true_maps_dice_core"] = _dice(rule.core, t.masks["core"])
-    row["true_maps_dice_hypo"] = _dice(rule.hypoperfusion, t.masks["hypoperfusion"])
+    brain = t.masks["brain"]
+    true_maps = {k: np.where(brain, v, np.nan).astype(np.float32) for k, v in t.maps.items()}
+    for rule in RULES:
+        _score(row, f"truth/{rule}", _rule_on(true_maps, brain, ph, rule), t)
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             r = run_study(ph.study, Path(tmp) / "out", method=method, dicom=False, report=False)
             row[f"{method}_s"] = time.perf_counter() - t0
-        row[f"{method}_core_ml"] = r.decision["core_ml"]
-        row[f"{method}_hypo_ml"] = r.decision["hypoperfusion_ml"]
-        row[f"{method}_dice_core"] = _dice(r.lesions.core, t.masks["core"])
-        row[f"{method}_dice_hypo"] = _dice(r.lesions.hypoperfusion, t.masks["hypoperfusion"])
-        row[f"{method}_target"] = r.decision["target_mismatch"]
+        _score(row, f"{method}/tmax", r.lesions, t)  # the chain's default rule
+        _score(row, f"{method}/cbv", _rule_on(r.maps, r.brain, ph, "cbv"), t)
     return row
+
+
+#: Lesion rules compared: the RAPID-like default and the seed's (no Tmax).
+RULES = ("tmax", "cbv")
 
 
 def _f(v, digits=2) -> str:
@@ -127,6 +139,14 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> No
 
     stroke = [r for r in rows if not r["normal"]]
     normal = [r for r in rows if r["normal"]]
+    labels = [f"truth/{r}" for r in RULES] + [f"{m}/{r}" for m in methods for r in RULES]
+    names = {
+        "truth/tmax": "true maps, Tmax rule",
+        "truth/cbv": "true maps, CBV/TTP rule",
+        **{f"{m}/tmax": f"**{m}, Tmax rule (default)**" for m in methods},
+        **{f"{m}/cbv": f"{m}, CBV/TTP rule" for m in methods},
+    }
+    first = f"{methods[0]}/tmax"
     lines = [
         "# Lesion accuracy on phantom patients",
         "",
@@ -142,57 +162,67 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> No
         f"the default dose (150 mAs, 89 frames at 0.5 s, 8 slices of 5 mm), **matrix "
         f"{args.matrix}** instead of the seed's 512 ({250 / args.matrix:.2f} mm pixels instead "
         "of 0.49 mm) to keep the cohort feasible. Each patient runs the whole chain "
-        "(`run_study`: motion correction, guided bilateral filter, maps, lesions) with the "
-        "default lesion rule: core = rCBF < 30 % of the healthy contralateral mean inside "
-        "Tmax > 6 s, hypoperfusion = Tmax > 6 s, clusters under 0.5 mL dropped. Truth: the "
-        "phantom's core and hypoperfusion (penumbra + core) masks. *True maps*: the same rule "
-        "on the phantom's true maps, i.e. the Dice a perfect perfusion method would give.",
+        "(`run_study`: motion correction, guided bilateral filter, maps, lesions; default "
+        "options) once per method.",
+        "",
+        "Rules (`ctpmaps.lesion.LesionCriteria` defaults):",
+        "",
+        "- *Tmax rule* (the chain's default, RAPID-like): hypoperfusion = Tmax > 6 s; core = "
+        "CBF < 30 % of the mean CBF of healthy tissue (Tmax < 4 s) in the other hemisphere, "
+        "inside the hypoperfusion; clusters under 0.5 mL dropped.",
+        "- *CBV/TTP rule* (the seed's, for maps without Tmax), applied to the same maps: "
+        "hypoperfusion = TTP more than 4 s later than the other hemisphere's median; core = "
+        "hypoperfused voxels with CBV < 60 % of the mirrored contralateral CBV.",
+        "- *True maps*: the rule on the phantom's true maps, i.e. what a perfect perfusion "
+        "method would give; it measures the rule's own error.",
+        "",
+        "Truth: the phantom's core and hypoperfusion (core + penumbra) masks.",
         "",
         "## Summary (stroke patients)",
         "",
-        "| maps | core Dice | hypoperfusion Dice | DEFUSE-3 agreement |",
+        "| maps and rule | core Dice | hypoperfusion Dice | DEFUSE-3 agreement |",
         "|---|---|---|---|",
-        f"| true maps | {_stats(r['true_maps_dice_core'] for r in stroke)} | "
-        f"{_stats(r['true_maps_dice_hypo'] for r in stroke)} | – |",
     ]
-    for m in methods:
-        agree = np.mean([r[f"{m}_target"] == r["truth_target"] for r in stroke]) if stroke else 0
+    for label in labels:
+        agree = np.mean([r[f"{label}_target"] == r["truth_target"] for r in stroke])
         lines.append(
-            f"| {m} | {_stats(r[f'{m}_dice_core'] for r in stroke)} | "
-            f"{_stats(r[f'{m}_dice_hypo'] for r in stroke)} | {100 * agree:.0f} % |"
+            f"| {names[label]} | {_stats(r[f'{label}_dice_core'] for r in stroke)} | "
+            f"{_stats(r[f'{label}_dice_hypo'] for r in stroke)} | {100 * agree:.0f} % |"
         )
-    lines += ["", "Mean ± SD over patients (median, minimum).", "", "## Normal perfusion", ""]
     lines += [
-        "| patient | " + " | ".join(f"{m} core mL | {m} hypoperfusion mL" for m in methods) + " |"
+        "",
+        "Mean ± SD over patients (median, minimum). DEFUSE-3 agreement: share of patients "
+        "whose target-mismatch flag (core < 70 mL, mismatch >= 15 mL, ratio >= 1.8) equals "
+        "the one computed from the true volumes.",
+        "",
+        "## Normal perfusion (volumes, mL)",
+        "",
+        "| patient | " + " | ".join(f"{names[x]} core / hypo" for x in labels[2:]) + " |",
+        "|---|" + "---|" * len(labels[2:]),
     ]
-    lines += ["|---|" + "---|---|" * len(methods)]
     for r in normal:
-        lines.append(
-            f"| {r['patient']} | "
-            + " | ".join(
-                f"{_f(r[f'{m}_core_ml'], 1)} | {_f(r[f'{m}_hypo_ml'], 1)}" for m in methods
-            )
-            + " |"
-        )
-    lines += ["", "## Per patient", ""]
-    head = "| patient | residue | side | truth core mL | truth hypo mL | true-maps Dice core/hypo |"
-    sep = "|---|---|---|---|---|---|"
-    for m in methods:
-        head += f" {m} core mL | {m} hypo mL | {m} Dice core | {m} Dice hypo | {m} s |"
-        sep += "---|---|---|---|---|"
-    lines += [head, sep]
+        cells = [f"{_f(r[f'{x}_core_ml'], 1)} / {_f(r[f'{x}_hypo_ml'], 1)}" for x in labels[2:]]
+        lines.append(f"| {r['patient']} | " + " | ".join(cells) + " |")
+    second = f"{methods[0]}/cbv"
+    lines += [
+        "",
+        f"## Per patient ({methods[0]})",
+        "",
+        "| patient | residue | side | truth core / hypo mL | "
+        f"{names[first]}: core / hypo mL | Dice core / hypo | "
+        f"{names[second]}: core / hypo mL | Dice core / hypo | chain s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        line = (
-            f"| {r['patient']} | {r['residue']} | {r['side']} | {_f(r['truth_core_ml'], 1)} | "
-            f"{_f(r['truth_hypo_ml'], 1)} | {_f(r['true_maps_dice_core'])}/"
-            f"{_f(r['true_maps_dice_hypo'])} |"
+        lines.append(
+            f"| {r['patient']} | {r['residue']} | {r['side']} | "
+            f"{_f(r['truth_core_ml'], 1)} / {_f(r['truth_hypo_ml'], 1)} | "
+            f"{_f(r[f'{first}_core_ml'], 1)} / {_f(r[f'{first}_hypo_ml'], 1)} | "
+            f"{_f(r[f'{first}_dice_core'])} / {_f(r[f'{first}_dice_hypo'])} | "
+            f"{_f(r[f'{second}_core_ml'], 1)} / {_f(r[f'{second}_hypo_ml'], 1)} | "
+            f"{_f(r[f'{second}_dice_core'])} / {_f(r[f'{second}_dice_hypo'])} | "
+            f"{_f(r[f'{methods[0]}_s'], 1)} |"
         )
-        for m in methods:
-            line += (
-                f" {_f(r[f'{m}_core_ml'], 1)} | {_f(r[f'{m}_hypo_ml'], 1)} | "
-                f"{_f(r[f'{m}_dice_core'])} | {_f(r[f'{m}_dice_hypo'])} | {_f(r[f'{m}_s'], 1)} |"
-            )
-        lines.append(line)
     lines += ["", "Dice is undefined (–) where both masks are empty (normal perfusion)."]
     path.write_text("\n".join(lines) + "\n")
 
@@ -213,7 +243,7 @@ def main() -> int:
         for f in futures:
             row = f.result()
             rows.append(row)
-            m = methods[0]
+            m = f"{methods[0]}/tmax"
             print(
                 f"{row['patient']} {'normal' if row['normal'] else row['side']:6s} "
                 f"core {row['truth_core_ml']:5.1f}/{row[f'{m}_core_ml']:5.1f} mL "

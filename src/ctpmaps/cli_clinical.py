@@ -77,6 +77,12 @@ def run_cmd(
     severe_tmax: Annotated[
         float, typer.Option(help="Severe hypoperfusion (HIR numerator): Tmax above this, s.")
     ] = 10.0,
+    ttp_delay: Annotated[
+        float, typer.Option(help="cbv rule: hypoperfusion where TTP is later than this, s.")
+    ] = 4.0,
+    core_rcbv: Annotated[
+        float, typer.Option(help="cbv rule: core where CBV is below this fraction (mirror).")
+    ] = 0.60,
     min_cluster_ml: Annotated[
         float, typer.Option(help="Drop lesion clusters smaller than this, mL.")
     ] = 0.5,
@@ -102,6 +108,8 @@ def run_cmd(
             core_rcbf=core_rcbf,
             hypoperfusion_tmax_s=tmax_threshold,
             severe_tmax_s=severe_tmax,
+            hypoperfusion_ttp_delay_s=ttp_delay,
+            core_rcbv=core_rcbv,
             min_cluster_ml=min_cluster_ml,
         )
         with Progress(
