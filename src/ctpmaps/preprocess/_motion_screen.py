@@ -56,15 +56,19 @@ class Screen:
         self.center = np.asarray(center, float)
         self.threads = threads
         n = shape // self.factor
+        f = self.factor
+        # One pass over the whole array (time is its last, fastest axis): taking the frames
+        # one by one would read every cache line of the study once per frame.
+        blocks = np.empty((*n, frames.shape[3]), np.float32)
+        for i in range(n[0]):  # a slab of x at a time keeps the temporaries small
+            v = frames[i * f[0] : (i + 1) * f[0], : n[1] * f[1], : n[2] * f[2]]
+            v = v.reshape(f[0], n[1], f[1], n[2], f[2], frames.shape[3])
+            blocks[i] = v.mean(axis=(0, 2, 4), dtype=np.float32)
         sigma = SCREEN_MM / self.step
-
-        def small(k: int) -> np.ndarray:
-            f = self.factor
-            v = frames[: n[0] * f[0], : n[1] * f[1], : n[2] * f[2], k]
-            v = v.reshape(n[0], f[0], n[1], f[1], n[2], f[2]).mean(axis=(1, 3, 5), dtype=np.float32)
-            return ndimage.gaussian_filter(v, sigma, mode="nearest")
-
-        self.small = self._map(small, range(frames.shape[3]))
+        self.small = self._map(
+            lambda k: ndimage.gaussian_filter(blocks[..., k], sigma, mode="nearest"),
+            range(frames.shape[3]),
+        )
         grid = [self.origin[a] + self.step[a] * np.arange(n[a]) for a in range(3)]
         self.pos = np.stack(np.meshgrid(*grid, indexing="ij"), axis=-1).reshape(-1, 3) - self.center
 

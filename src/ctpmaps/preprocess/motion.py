@@ -35,19 +35,26 @@ registered frame. Where the transform reads outside the field of view the frame'
 edge value is used by default (air in-plane; along z the edge slice, rather than inventing
 air inside the brain when the head tilts), or ``fill_hu`` if given.
 
-Speed: elastix runs on a pool of threads (one frame per thread, one elastix thread each;
-itk releases the GIL), each thread keeping its fixed image and parameter object for all its
-frames.
+Speed and memory: elastix runs in one child process (`ctpmaps.preprocess._elastix_worker`)
+on a pool of threads (one frame per thread, one elastix thread each; itk releases the GIL),
+each thread keeping its fixed image, mask and parameter object for all its frames. Loading
+itk makes a process about 1 GB larger (it also imports torch when installed); in the child
+that memory is returned when the registrations end instead of staying through the filter and
+the perfusion fit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import threading
+import pickle
+import subprocess
+import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -56,6 +63,7 @@ from scipy.spatial.transform import Rotation
 
 from ..errors import CtpmapsError, InputError
 from ._motion_screen import SCREEN_MM, Screen, plan
+from .motion_report import motion_report
 
 if TYPE_CHECKING:
     from ..io.study import Study
@@ -64,6 +72,7 @@ __all__ = [
     "MotionResult",
     "register_frames",
     "register_study",
+    "motion_report",
     "rigid_matrix",
     "resample_rigid",
 ]
@@ -498,59 +507,91 @@ def _parameter_map(schedule, seed: int) -> dict[str, tuple[str, ...]]:
 
 
 def _register(frames, spacing, reference, todo, pmap, center, n_threads, timings, edge_slices):
-    """Elastix on the frames in ``todo``; rows of (rx, ry, rz deg, tx, ty, tz mm)."""
-    t0 = time.perf_counter()
-    import itk  # loading itk's elastix module takes seconds: only when a frame moved
+    """Elastix on the frames in ``todo``; rows of (rx, ry, rz deg, tx, ty, tz mm).
 
-    itk.ParameterObject.New()  # triggers the lazy load, timed apart from the registrations
-    timings["itk_load"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
+    Runs in a child process (`ctpmaps.preprocess._elastix_worker`): itk's ~1 GB stays out
+    of this process and is returned when the registrations are done.
+    """
     fixed_zyx = np.ascontiguousarray(frames[..., reference].T, dtype=np.float32)
     mask_zyx = None
     if edge_slices:
         mask_zyx = np.zeros(fixed_zyx.shape, np.uint8)
         mask_zyx[edge_slices:-edge_slices] = 1
     workers = max(1, min(n_threads, len(todo)))
-    elastix_threads = max(1, n_threads // workers)
-    local = threading.local()
-
-    def one(k: int) -> np.ndarray:
-        if not hasattr(local, "fixed"):  # set up once per worker, reused for its frames
-            local.fixed = _itk_image(itk, fixed_zyx, spacing)
-            local.params = itk.ParameterObject.New()
-            local.params.AddParameterMap({k: list(v) for k, v in pmap.items()})
-            local.mask = (
-                {} if mask_zyx is None else {"fixed_mask": _itk_image(itk, mask_zyx, spacing)}
-            )
-        moving = _itk_image(itk, np.ascontiguousarray(frames[..., k].T, dtype=np.float32), spacing)
-        try:
-            _, tp = itk.elastix_registration_method(
-                local.fixed,
-                moving,
-                parameter_object=local.params,
-                log_to_console=False,
-                number_of_threads=elastix_threads,
-                **local.mask,
-            )
-        except RuntimeError as exc:
-            raise CtpmapsError(f"elastix failed on frame {k}: {exc}") from exc
-        return _euler_to_params(tp.GetParameterMap(0), center)
-
-    if workers == 1:
-        rows = [one(k) for k in todo]
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            rows = list(pool.map(one, todo))
+    setup = {
+        "fixed": fixed_zyx,
+        "mask": mask_zyx,
+        "spacing": tuple(spacing),
+        "pmap": {k: list(v) for k, v in pmap.items()},
+        "workers": workers,
+        "elastix_threads": max(1, n_threads // workers),
+    }
+    rows = {}
+    t0 = time.perf_counter()
+    with _ElastixProcess(setup) as child:
+        timings["itk_load"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(0, len(todo), workers):  # a few frames at a time: bounded memory
+            batch = [
+                (k, np.ascontiguousarray(frames[..., k].T, dtype=np.float32))
+                for k in todo[i : i + workers]
+            ]
+            for k, tmap in child.register(batch):
+                rows[k] = _euler_to_params(tmap, center)
     timings["register"] = time.perf_counter() - t0
     log.info("elastix: %d frames on %d threads in %.1f s", len(todo), workers, timings["register"])
-    return np.array(rows)
+    return np.array([rows[k] for k in todo])
 
 
-def _itk_image(itk, array_zyx: np.ndarray, spacing):
-    image = itk.image_view_from_array(array_zyx)
-    image.SetSpacing([float(s) for s in spacing])
-    image.SetOrigin([0.0, 0.0, 0.0])
-    return image
+class _ElastixProcess:
+    """The elastix child process: context manager sending requests, reading replies."""
+
+    def __init__(self, setup: dict[str, Any]) -> None:
+        self.setup = setup
+
+    def __enter__(self) -> _ElastixProcess:
+        self.stderr = tempfile.TemporaryFile()
+        script = Path(__file__).with_name("_elastix_worker.py")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+        )
+        self._ask(self.setup)
+        return self
+
+    def register(self, batch):
+        return self._ask(batch)
+
+    def _ask(self, message):
+        try:
+            pickle.dump(message, self.proc.stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self.proc.stdin.flush()
+            status, payload = pickle.load(self.proc.stdout)
+        except (BrokenPipeError, EOFError, pickle.UnpicklingError) as exc:
+            raise CtpmapsError(f"elastix process died: {self._tail()}") from exc
+        if status == "error":
+            raise CtpmapsError(f"elastix failed: {payload}")
+        return payload
+
+    def _tail(self) -> str:
+        self.proc.wait(timeout=10)
+        self.stderr.seek(0)
+        text = self.stderr.read().decode(errors="replace").strip().splitlines()
+        return f"exit code {self.proc.returncode}; " + " | ".join(text[-5:])
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if self.proc.poll() is None:
+                pickle.dump(None, self.proc.stdin)
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+        except (BrokenPipeError, subprocess.TimeoutExpired, OSError):
+            self.proc.kill()
+            self.proc.wait()
+        finally:
+            self.stderr.close()
 
 
 def _euler_to_params(tmap, center) -> np.ndarray:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..io.atomic import atomic_path
-from .motion import MotionResult
+
+if TYPE_CHECKING:  # motion.py re-exports motion_report: no import cycle at run time
+    from .motion import MotionResult
 
 __all__ = ["motion_report", "CSV_COLUMNS"]
 
