@@ -125,7 +125,8 @@ def _rigid_motion(rng: np.random.Generator, n: int, mm: float, deg: float) -> np
 def _apply_motion(frames: np.ndarray, affine: np.ndarray, motion: np.ndarray) -> None:
     """Resample moved frames in place: frame k shows the head moved by ``motion[k]``
     (rotation about the slab centre, then translation, in scanner mm), linearly
-    interpolated; outside the field of view reads as air."""
+    interpolated. What moves in from beyond the slab repeats the edge slice (a thin slab
+    has no neighbours to take it from; in-plane the edge is air)."""
     shape = np.array(frames.shape[:3])
     centre = affine[:3, :3] @ ((shape - 1) / 2) + affine[:3, 3]
     inv_aff = np.linalg.inv(affine)
@@ -141,8 +142,7 @@ def _apply_motion(frames: np.ndarray, affine: np.ndarray, motion: np.ndarray) ->
             vox[:3, :3],
             vox[:3, 3],
             order=1,
-            mode="constant",
-            cval=BASELINE_HU["air"],
+            mode="nearest",
         )
 
 
