@@ -57,8 +57,13 @@ Definitions of the maps:
 - CBF: fitted box height; CBV ``= CBF * MTT / 60``; MTT: fitted box width (NaN where
   CBF = 0: no signal to fit).
 - delay: fitted box onset, relative to the AIF (s; may be negative).
-- Tmax: the box residue is maximal (flat) from its onset on, so Tmax = delay: the lag
-  at which the residue reaches its maximum.
+- Tmax: the centre of the box, ``delay + MTT / 2``. A box residue is flat over
+  [delay, delay + MTT], so its arg-max is not defined; a deconvolution of the same tissue
+  (the SVD family, on which clinical thresholds such as Tmax > 6 s were set) smooths the
+  box and peaks near its centre. Taking the onset instead puts Tmax MTT / 2 early exactly
+  where it matters, in dispersed tissue with prolonged MTT: on a phantom penumbra (box
+  residue) the onset gave a median of 4.5 s against a true 10.9 s and a hypoperfusion Dice
+  of 0.74, where bSVD reached 0.90.
 - TTP: time of the maximum of the fitted curve at the frame times, parabola-refined, from
   the first frame (`timing.time_to_peak`).
 
@@ -261,7 +266,7 @@ class BoxNLRFit(PerfusionFit):
 
     @cached_property
     def _tmax(self) -> np.ndarray:
-        return self.params["delay"]
+        return self.params["delay"] + self.params["mtt"] / 2.0
 
     @cached_property
     def sse(self) -> np.ndarray:
