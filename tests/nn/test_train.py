@@ -59,6 +59,7 @@ def test_outputs(run):
     net, meta = load_model(out / "cbv")
     assert meta["n_frames"] == 4 and meta["frame_indices"] == [0, 5, 10, 15]
     assert meta["target_source"] == "truth"
+    assert meta["cohort"]["phantom_seed"] == 3 and meta["cohort"]["n_patients"] == 4
     assert meta["metrics"]["best_fold"] == result["best_fold"]
     assert meta["metrics"]["test"]["mse"] == pytest.approx(result["test"]["mse"])
     table = (out / "cv_table.md").read_text()

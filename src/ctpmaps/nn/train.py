@@ -595,12 +595,32 @@ def _run(cfg: TrainConfig, cohort_dir: Path, out: Path, cache_dir: Path, env: _D
     best_fold = int(np.argmin([r["val_mse"] for r in results]))
     summary = {"folds": results, "best_fold": best_fold, "test": None, "model": None}
     if env.main:
-        summary.update(_finish(cfg, out, split, data, results, best_fold, frames, env.device))
+        summary.update(
+            _finish(cfg, out, split, data, results, best_fold, frames, env.device, cohort)
+        )
     env.barrier()
     return summary
 
 
-def _finish(cfg, out: Path, split, data, results, best_fold: int, frames, device) -> dict:
+def _cohort_info(cohort) -> dict[str, Any]:
+    """What the model was trained on: folder, layout, patients, and a phantom's seed."""
+    info: dict[str, Any] = {
+        "path": str(cohort.root),
+        "layout": cohort.layout,
+        "n_patients": len(cohort.patients),
+    }
+    manifest = cohort.root / "cohort.json"
+    if manifest.is_file():
+        try:
+            m = json.loads(manifest.read_text())
+            info["phantom_seed"] = m["seed"]
+            info["phantom_matrix"] = m["config"]["acquisition"]["matrix"]
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            log.warning("%s: not a phantom cohort manifest (%s)", manifest, exc)
+    return info
+
+
+def _finish(cfg, out: Path, split, data, results, best_fold, frames, device, cohort) -> dict:
     from .weights import load_model
 
     net, meta = load_model(out / f"fold-{best_fold}" / "best", device=device)
@@ -613,7 +633,8 @@ def _finish(cfg, out: Path, split, data, results, best_fold: int, frames, device
         _write_json(out / "test_metrics.json", {"target": cfg.target, **test})
     write_cv_table(out, cfg.target, results)
     metrics = {"cv": results, "best_fold": best_fold, "test": test}
-    _export(net.cpu(), cfg, frames, out / cfg.target, {"metrics": metrics, "command": cfg.command})
+    extra = {"metrics": metrics, "command": cfg.command, "cohort": _cohort_info(cohort)}
+    _export(net.cpu(), cfg, frames, out / cfg.target, extra)
     return {"test": test, "model": str(model_paths(out / cfg.target)[0])}
 
 
