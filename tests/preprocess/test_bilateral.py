@@ -80,20 +80,29 @@ def two_tissue(n_frames=20, *, seed=1, correlated=False, noise=15.0):
 
 
 @pytest.mark.parametrize(
-    ("shape", "spacing"),
-    [((40, 40, 4), HEAD_SPACING), ((20, 22, 18), (1.0, 1.0, 1.0))],
-    ids=["0.49x0.49x5mm", "1mm-isotropic"],
+    ("shape", "spacing", "truncate"),
+    [((40, 40, 4), HEAD_SPACING, 4.0), ((22, 24, 20), (0.6, 0.6, 0.6), 3.0)],
+    ids=["0.49x0.49x5mm", "0.6mm-isotropic"],
 )
-def test_matches_bruteforce(shape, spacing):
+def test_matches_bruteforce(shape, spacing, truncate):
     frames, _ = head_like(shape, spacing, 3, seed=3)
     fast = guided_bilateral_filter(frames, spacing)
-    slow = bilateral_filter_bruteforce(frames, spacing)
+    slow = bilateral_filter_bruteforce(frames, spacing, truncate=truncate)
     diff = np.abs(fast - slow)
     print(f"\nlargest |fast - brute force| on {shape} at {spacing} mm: {diff.max():.3f} HU")
     # The bound: 1 HU is a twentieth of the range sigma and under half the noise left after
     # filtering (2-3 HU); the skull edges, where frames jump by 1,000 HU, are included.
     assert diff.max() < 1.0
     assert np.percentile(diff, 99) < 0.5
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("sigma", [0.5, 1.5, 4.5])
+def test_other_spatial_sigmas_match_bruteforce(sigma):
+    frames, _ = head_like((36, 34, 5), HEAD_SPACING, 2, seed=5)
+    fast = guided_bilateral_filter(frames, HEAD_SPACING, sigma_spatial_mm=sigma)
+    slow = bilateral_filter_bruteforce(frames, HEAD_SPACING, sigma_spatial_mm=sigma, truncate=3.0)
+    assert np.abs(fast - slow).max() < 1.0
 
 
 def test_matches_bruteforce_with_a_given_guide():

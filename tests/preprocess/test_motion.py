@@ -224,3 +224,13 @@ def test_result_matrices_and_summary(moved):
     assert (
         summary["parameters"]["elastix"]["FixedImagePyramidSchedule"] == ["8", "8", "2"] + ["1"] * 3
     )
+
+
+def test_world_matrices_follow_the_affine(moved):
+    _, result = moved
+    affine = np.array([[-1.5, 0, 0, 47.0], [0, -1.5, 0, 40.0], [0, 0, 5.0, -17.5], [0, 0, 0, 1]])
+    index = np.array([10.0, 50.0, 6.0, 1.0])
+    for k in (1, 4):
+        moved_mm = result.matrices[k] @ np.r_[index[:3] * SPACING, 1.0]  # array mm
+        expected = affine @ np.r_[moved_mm[:3] / SPACING, 1.0]
+        np.testing.assert_allclose(result.world_matrices(affine)[k] @ affine @ index, expected)

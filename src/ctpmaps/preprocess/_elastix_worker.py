@@ -1,7 +1,7 @@
 """Elastix in a child process (run as a script by `ctpmaps.preprocess.motion`).
 
-Loading itk's elastix module makes a process about 1 GB larger (SWIG libraries, and torch,
-which itk imports whenever it is installed) and takes seconds. In a child process that
+Loading itk's elastix module makes a process about 0.8 GB larger (SWIG libraries; 1 GB
+when itk also imports torch, which this worker prevents) and takes seconds. In a child process that
 memory is returned as soon as the registrations are done, instead of staying with the
 pipeline through the filter and the perfusion fit; an elastix crash cannot take the
 pipeline down either.
@@ -32,6 +32,7 @@ KEYS = ("TransformParameters", "CenterOfRotationPoint", "ComputeZYX", "Transform
 
 def serve(inp, out) -> None:
     setup = pickle.load(inp)
+    _skip_array_libraries()
     import itk
 
     itk.ParameterObject.New()  # the lazy load happens here, before "ready"
@@ -69,6 +70,23 @@ def serve(inp, out) -> None:
                 _send(out, ("ok", list(pool.map(one, request))))
             except Exception as exc:  # reported to the parent, which raises
                 _send(out, ("error", f"{type(exc).__name__}: {exc}"))
+
+
+def _skip_array_libraries() -> None:
+    """Keep itk from importing torch, xarray and dask.distributed in this process.
+
+    itk's wrappers import them (when installed) to accept their arrays; this process only
+    passes numpy arrays, and torch alone adds about 250 MB. itk's private flags: if a
+    future itk renames them this does nothing and the libraries load as before.
+    """
+    try:
+        import itk.support.helpers as helpers
+
+        helpers._HAVE_TORCH = False
+        helpers._HAVE_XARRAY = False
+    except ImportError:
+        pass
+    sys.modules.setdefault("distributed", None)  # an ImportError for itk's optional hook
 
 
 def _send(out, message) -> None:

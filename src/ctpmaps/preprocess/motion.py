@@ -20,9 +20,11 @@ aimed at) keep an identity transform. A frame that moved is compared in the same
 the last frame registered before it (its anchor): if it has not moved since, it shares the
 anchor's transform (a head that moved once and stayed costs one registration, not one per
 frame); otherwise elastix registers it and it becomes the anchor. Comparing with the anchor
-rather than the previous frame keeps slow drifts from accumulating. The screening costs
-10-30 ms a frame and needs no itk, so a still study never loads it
-(`ctpmaps.preprocess._motion_screen`).
+rather than the previous frame keeps slow drifts from accumulating. The screening takes
+about 1.5 s for 89 frames of 512 x 512 x 8 and needs no itk, so a still study never loads it
+(`ctpmaps.preprocess._motion_screen`). On a 512 x 512 x 8 x 89 phantom patient whose head
+moved in 83 frames (ramps up to 1.2 mm and 2.7 degrees) 10 frames went through elastix and
+the transforms were recovered to 0.05 mm and 0.07 degrees RMS.
 
 Edge slices: through-plane motion moves anatomy in and out of a thin slab (8 x 5 mm), so the
 outermost slices have no counterpart in the other frame; by default the first and last
@@ -38,7 +40,7 @@ air inside the brain when the head tilts), or ``fill_hu`` if given.
 Speed and memory: elastix runs in one child process (`ctpmaps.preprocess._elastix_worker`)
 on a pool of threads (one frame per thread, one elastix thread each; itk releases the GIL),
 each thread keeping its fixed image, mask and parameter object for all its frames. Loading
-itk makes a process about 1 GB larger (it also imports torch when installed); in the child
+itk makes a process about 0.8-1 GB larger (1 GB when it also imports torch); in the child
 that memory is returned when the registrations end instead of staying through the filter and
 the perfusion fit.
 """
@@ -92,7 +94,7 @@ class MotionResult:
     Attributes
     ----------
     frames : ndarray, shape (x, y, z, t), float32
-        Registered frames in HU (frames not registered are copied unchanged).
+        Registered frames in HU (frames screened still are copied unchanged).
     translations_mm : ndarray, shape (t, 3)
         ``t`` along the array axes (x, y, z), mm.
     rotations_deg : ndarray, shape (t, 3)
@@ -146,6 +148,24 @@ class MotionResult:
                 for r, t in zip(self.rotations_deg, self.translations_mm, strict=True)
             ]
         )
+
+    def world_matrices(self, affine: np.ndarray) -> np.ndarray:
+        """The transforms in world mm (e.g. scanner RAS+) for a study with this ``affine``.
+
+        Parameters
+        ----------
+        affine : ndarray, shape (4, 4)
+            Voxel index to world mm (`Study.affine`).
+
+        Returns
+        -------
+        ndarray, shape (t, 4, 4)
+            Each maps a world point of the reference to where that anatomy is in the frame.
+        """
+        affine = np.asarray(affine, float)
+        spacing = np.linalg.norm(affine[:3, :3], axis=0)
+        to_world = affine @ np.diag([*(1.0 / spacing), 1.0])  # array mm -> world mm
+        return to_world @ self.matrices @ np.linalg.inv(to_world)
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready record for ``run.json``: thresholds, flagged frames and transforms."""
@@ -300,28 +320,11 @@ def register_frames(
     """
     frames, spacing = _check_frames(frames, spacing)
     n_t = frames.shape[3]
-    if not (isinstance(reference, (int, np.integer)) and 0 <= reference < n_t):
-        raise InputError(
-            "reference", f"expected a frame index in [0, {n_t - 1}], got {reference!r}"
-        )
     schedule = _schedule(frames.shape[:3], spacing, levels, shrink, samples, iterations)
-    if not (isinstance(edge_slices, (int, np.integer)) and edge_slices >= 0):
-        raise InputError("edge_slices", f"expected an integer >= 0, got {edge_slices!r}")
-    if frames.shape[2] < 2 * edge_slices + 3:
-        edge_slices = 0
-    for name, value in (
-        ("skip_threshold_mm", skip_threshold_mm),
-        ("flag_mm", flag_mm),
-        ("flag_deg", flag_deg),
-    ):
-        if not (np.isscalar(value) and np.isfinite(value) and value >= 0):
-            raise InputError(name, f"expected a finite number >= 0, got {value!r}")
-    if times is not None:
-        times = np.asarray(times, float)
-        if times.shape != (n_t,):
-            raise InputError(
-                "times", f"expected {n_t} values (one per frame), got shape {times.shape}"
-            )
+    edge_slices, times = _check_options(
+        n_t, frames.shape[2], reference, edge_slices, times,
+        skip_threshold_mm=skip_threshold_mm, flag_mm=flag_mm, flag_deg=flag_deg,
+    )  # fmt: skip
     out = _output(frames, out)
     n_threads = _n_threads(threads)
     timings: dict[str, float] = {}
@@ -356,20 +359,7 @@ def register_frames(
     timings["resample"] = time.perf_counter() - t0
 
     rotations, translations = params[:, :3], params[:, 3:]
-    flagged = (np.abs(translations) > flag_mm).any(axis=1) | (np.abs(rotations) > flag_deg).any(
-        axis=1
-    )
-    for k in np.flatnonzero(flagged):
-        when = f" (t = {times[k]:.1f} s)" if times is not None else ""
-        log.warning(
-            "frame %d%s moved beyond %.1f mm / %.1f deg: t = %s mm, r = %s deg",
-            k,
-            when,
-            flag_mm,
-            flag_deg,
-            np.round(translations[k], 2).tolist(),
-            np.round(rotations[k], 2).tolist(),
-        )
+    flagged = _flag(translations, rotations, flag_mm, flag_deg, times)
     return MotionResult(
         frames=out,
         translations_mm=translations.copy(),
@@ -406,6 +396,41 @@ def register_study(study: Study, **options: Any) -> tuple[Study, MotionResult]:
         study, frames=result.frames, metadata=dict(study.metadata), problems=list(study.problems)
     )
     return registered, result
+
+
+def _check_options(n_t, n_z, reference, edge_slices, times, **thresholds):
+    """Validate the scalar options; returns the edge slices to use and the times."""
+    if not (isinstance(reference, (int, np.integer)) and 0 <= reference < n_t):
+        raise InputError(
+            "reference", f"expected a frame index in [0, {n_t - 1}], got {reference!r}"
+        )
+    if not (isinstance(edge_slices, (int, np.integer)) and edge_slices >= 0):
+        raise InputError("edge_slices", f"expected an integer >= 0, got {edge_slices!r}")
+    for name, value in thresholds.items():
+        if not (np.isscalar(value) and np.isfinite(value) and value >= 0):
+            raise InputError(name, f"expected a finite number >= 0, got {value!r}")
+    if times is not None:
+        times = np.asarray(times, float)
+        if times.shape != (n_t,):
+            raise InputError(
+                "times", f"expected {n_t} values (one per frame), got shape {times.shape}"
+            )
+    return (edge_slices if n_z >= 2 * edge_slices + 3 else 0), times
+
+
+def _flag(translations, rotations, flag_mm, flag_deg, times) -> np.ndarray:
+    """Frames beyond either threshold, each logged as a warning."""
+    flagged = (np.abs(translations) > flag_mm).any(axis=1) | (np.abs(rotations) > flag_deg).any(
+        axis=1
+    )
+    for k in np.flatnonzero(flagged):
+        when = f" (t = {times[k]:.1f} s)" if times is not None else ""
+        log.warning(
+            "frame %d%s moved beyond %.1f mm / %.1f deg: t = %s mm, r = %s deg",
+            k, when, flag_mm, flag_deg,
+            np.round(translations[k], 2).tolist(), np.round(rotations[k], 2).tolist(),
+        )  # fmt: skip
+    return flagged
 
 
 def _n_threads(threads: int | None) -> int:
@@ -509,7 +534,7 @@ def _parameter_map(schedule, seed: int) -> dict[str, tuple[str, ...]]:
 def _register(frames, spacing, reference, todo, pmap, center, n_threads, timings, edge_slices):
     """Elastix on the frames in ``todo``; rows of (rx, ry, rz deg, tx, ty, tz mm).
 
-    Runs in a child process (`ctpmaps.preprocess._elastix_worker`): itk's ~1 GB stays out
+    Runs in a child process (`ctpmaps.preprocess._elastix_worker`): itk's ~0.8 GB stays out
     of this process and is returned when the registrations are done.
     """
     fixed_zyx = np.ascontiguousarray(frames[..., reference].T, dtype=np.float32)
