@@ -17,8 +17,10 @@ on the filtered frames (as UniToBrain's maps were made), cached. The brain mask 
 phantom's true mask, else the automatic CT brain mask; it restricts ``mse_brain`` (and the
 loss with ``masked_loss``).
 
-Everything derived (filtered, sub-sampled, normalised slices; NLR maps) is cached as
-safetensors under ``cache_dir``, keyed by the source file's size and time and the settings.
+Everything derived (filtered, normalised frames; NLR maps) is cached as safetensors under
+``cache_dir``, keyed by the source file's size and time, the settings and a checksum of the
+code that made it (filter, brain mask, NLR fit), so a changed filter or fit is not served
+stale.
 """
 
 from __future__ import annotations
@@ -128,6 +130,24 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
 
 
+def _code_stamp(*modules: str) -> str:
+    """SHA-256 of the source files of ``modules`` (dotted names under ``ctpmaps``, or
+    packages): a cache entry is rebuilt when the code that made it changes."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for name in modules:
+        path = root.joinpath(*name.split("."))
+        files = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
+        for f in files:
+            h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+#: Code behind each cached array.
+_INPUT_CODE = ("preprocess.bilateral", "preprocess.brainmask", "nn.normalise", "io.nifti")
+_NLR_CODE = (*_INPUT_CODE, "pipeline", "perfusion")
+
+
 def _stamp(path: Path) -> str:
     st = path.stat()
     return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
@@ -185,7 +205,7 @@ def _inputs_and_mask(cohort: Cohort, pid: str, cache_dir, state: dict) -> dict[s
             "times": study.times.astype(np.float64),
         }
 
-    key = _key(_source_stamp(cohort, pid), "bilateral 3 mm 20 HU", "v2")
+    key = _key(_source_stamp(cohort, pid), "bilateral 3 mm 20 HU", _code_stamp(*_INPUT_CODE))
     return _cached(cache_dir, f"{pid}/inputs-{key}.safetensors", make)
 
 
@@ -222,7 +242,7 @@ def _target_map(cohort: Cohort, pid: str, target: str, source: str, cache_dir, s
         study = state.setdefault("study", _read_frames(cohort, pid))
         return compute_maps(study, method="nlr").maps.as_dict()
 
-    key = _key(_source_stamp(cohort, pid), "nlr on bilateral 3 mm 20 HU", "v1")
+    key = _key(_source_stamp(cohort, pid), "nlr on bilateral", _code_stamp(*_NLR_CODE))
     return _cached(cache_dir, f"{pid}/nlr-{key}.safetensors", make)[target]
 
 
