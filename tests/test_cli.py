@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from typer.testing import CliRunner
 
 from ctpmaps.cli import app
@@ -50,3 +51,37 @@ def test_info_bad_input_names_file(tmp_path):
     res = runner.invoke(app, ["info", str(tmp_path / "x.txt")])
     assert res.exit_code == 2
     assert "x.txt" in res.output and "Traceback" not in res.output
+
+
+def test_preprocess_writes_study_report_and_dicom(tmp_path):
+    from ctpmaps.io import load_study
+    from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
+    from ctpmaps.phantom.write import write_phantom_study
+
+    cfg = PhantomConfig(
+        acquisition=acquisition_preset("seed", matrix=64, n_frames=8), motion_mm=2.0, motion_deg=2.0
+    )
+    ph = simulate_patient(cfg, seed=2, patient_id="MOL-002")
+    folder = write_phantom_study(ph, tmp_path, formats=("nifti", "dicom"))
+    res = runner.invoke(app, ["preprocess", str(folder / "dicom"), str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "p"
+    for name in ("ctp.nii.gz", "ctp.json", "motion.csv", "motion.png", "run.json"):
+        assert (out / name).exists(), name
+    pre = load_study(out / "ctp.nii.gz")
+    again = load_study(out / "dicom")
+    np.testing.assert_allclose(pre.times, ph.study.times)
+    np.testing.assert_allclose(again.frames, pre.frames, atol=0.51)
+    # Filtering lowers the noise: differences between two still pre-bolus frames shrink.
+    still = np.nonzero(~np.any(ph.truth.motion[1:] != 0, axis=1))[0]
+    if still.size:
+        b, k = ph.truth.masks["brain"], int(still[0]) + 1
+        raw = (ph.study.frames[b][:, k] - ph.study.frames[b][:, 0]).std()
+        assert (pre.frames[b][:, k] - pre.frames[b][:, 0]).std() < 0.6 * raw
+    bad = runner.invoke(
+        app,
+        ["preprocess", str(folder / "dicom"), str(tmp_path / "q"), "--no-motion", "--no-filter"],
+    )
+    assert bad.exit_code == 2 and not (tmp_path / "q").exists()
+    again_cmd = runner.invoke(app, ["preprocess", str(folder / "dicom"), str(out)])
+    assert again_cmd.exit_code == 2 and "already exists" in " ".join(again_cmd.output.split())

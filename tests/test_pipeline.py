@@ -92,6 +92,6 @@ def test_outputs_and_cli(ph, results, tmp_path):
     assert res.exit_code == 0, res.output
     assert "CBF" in res.stdout and (tmp_path / "cli" / "tmax.nii.gz").exists()
     again = runner.invoke(app, ["maps", str(study), str(tmp_path / "cli")])
-    assert again.exit_code == 2 and "already exists" in again.output
+    assert again.exit_code == 2 and "already exists" in " ".join(again.output.split())
     missing = runner.invoke(app, ["maps", str(tmp_path / "none.nii.gz"), str(tmp_path / "x")])
     assert missing.exit_code == 2 and not (tmp_path / "x").exists()

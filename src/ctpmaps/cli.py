@@ -355,7 +355,7 @@ def RunMethodFor(method: Method):  # noqa: N802 - maps the maps-method enum onto
 
 
 # Commands defined in their own modules register themselves on `app` when imported.
-from . import cli_clinical, cli_nn  # noqa: E402, F401
+from . import cli_clinical, cli_nn, cli_preprocess  # noqa: E402, F401
 
 
 def run() -> None:  # pragma: no cover - console entry for `python -m ctpmaps`
