@@ -122,6 +122,17 @@ def test_still_study_is_measured_and_skipped():
     assert "itk_load" not in result.timings  # elastix was never needed
 
 
+def test_report_without_times(tmp_path):
+    frames = noisy(np.stack([acquire((0, 0, 0), (0, 0, 0))] * 3, axis=-1), seed=4)
+    paths = motion_report(register_frames(frames, SPACING), tmp_path)
+    with open(paths["csv"], newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["time_s"] for r in rows] == ["", "", ""]
+    assert [r["transform"] for r in rows] == ["reference", "still", "still"]
+    assert paths["png"].stat().st_size > 10_000
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries
+
+
 def test_a_head_that_stays_where_it_moved_is_registered_once(moved):
     _, result = moved
     assert result.source.tolist() == [-1, 1, 2, 3, 4, 5, 5]
