@@ -69,9 +69,14 @@ def test_hir_side_and_custom_profile():
 
 
 def test_normal_patient_nlr_maps_give_volumes_near_zero(normal_128):
+    """NLR maps of the filtered frames, as the chain makes them (`ctpmaps.clinical`)."""
+    from dataclasses import replace
+
     from ctpmaps.pipeline import compute_maps
+    from ctpmaps.preprocess import guided_bilateral_filter
 
     s = normal_128.study
+    s = replace(s, frames=guided_bilateral_filter(s.frames, s.spacing))
     result = compute_maps(s, method="nlr")
     midline = fit_midline(s.frames[..., :3].mean(-1), s.spacing, s.affine)
     hemis = hemisphere_labels(s.shape, s.affine, midline, mask=result.brain)
