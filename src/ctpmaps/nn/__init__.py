@@ -1,8 +1,9 @@
 """The seed study's U-Net: trained on a cohort, predicts `PerfusionMaps` without an AIF.
 
 ``predict_maps(study, weights)`` maps a (preprocessed) study with one trained model per
-map; ``train(cohort, out, TrainConfig(...))`` trains one with a held-out test set and
-patient-wise k-fold cross-validation (``ctpmaps train``). Weights are safetensors plus a
+map; ``ctpmaps.nn.train.train(cohort, out, TrainConfig(...))`` trains one with a held-out
+test set and patient-wise k-fold cross-validation (``ctpmaps train``; the function is not
+re-exported here, so that ``ctpmaps.nn.train`` stays the module). Weights are safetensors plus a
 JSON of metadata, checked on load (`load_model`); see ``docs/unet.md``.
 """
 
@@ -20,7 +21,7 @@ from .normalise import (
 )
 from .predict import LoadedModel, default_weights_dir, find_weights, load_models, predict_maps
 from .splits import make_splits, read_splits, write_splits
-from .train import TrainConfig, evaluate, train
+from .train import TrainConfig, evaluate
 from .unet import PRESETS, UNet, count_parameters
 from .weights import load_model, read_metadata, save_model
 
@@ -40,7 +41,6 @@ __all__ = [
     "read_splits",
     "write_splits",
     "TrainConfig",
-    "train",
     "evaluate",
     "LoadedModel",
     "predict_maps",
