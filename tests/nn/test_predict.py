@@ -143,3 +143,21 @@ def test_every_map_name_is_a_target():
     from ctpmaps.nn.normalise import TARGET_RANGES
 
     assert set(TARGET_RANGES) == set(MAP_NAMES)
+
+
+def test_shipped_demo_weights_load_and_predict(monkeypatch):
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    models = load_models()
+    assert sorted(m.target for m in models) == ["cbf", "cbv", "ttp"]
+    total = 0
+    for m in models:
+        assert m.meta["n_frames"] == 22 and m.meta["target_source"] == "nlr"
+        assert m.meta["cohort"]["phantom_seed"] == 2024
+        assert m.meta["metrics"]["test"]["mse"] < {"cbv": 0.01, "cbf": 0.01, "ttp": 0.017}[m.target]
+        total += m.path.stat().st_size + m.path.with_suffix(".json").stat().st_size
+    assert total < 20e6
+    rng = np.random.default_rng(0)
+    frames = rng.normal(35, 5, (32, 32, 2, 89)).astype(np.float32)
+    maps = predict_maps(Study(frames, np.eye(4), np.arange(89) * 0.5), models, device="cpu")
+    assert np.isfinite(maps.cbv).all() and np.isnan(maps.mtt).all()
+    assert 0 <= np.min(maps.ttp) and np.max(maps.ttp) <= 50
