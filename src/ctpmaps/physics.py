@@ -31,6 +31,7 @@ __all__ = [
     "RESIDUE_SHAPES",
     "residue",
     "tissue_scale",
+    "MAP_UNITS",
 ]
 
 #: Hematocrit in large vessels (where the AIF is measured).
@@ -43,6 +44,16 @@ HEMATOCRIT_FACTOR = (1.0 - HCT_LARGE_VESSEL) / (1.0 - HCT_SMALL_VESSEL)
 BRAIN_DENSITY = 1.05
 #: 100 g * 60 s/min: converts CBF in mL/100 g/min to mL/g/s.
 FLOW_UNIT = 6000.0
+
+#: Units of every perfusion map, wherever it is made (phantom truth, fits, the U-Net).
+MAP_UNITS = {
+    "cbf": "mL/100 g/min",
+    "cbv": "mL/100 g",
+    "mtt": "s",
+    "ttp": "s",
+    "tmax": "s",
+    "delay": "s",
+}
 
 #: Residue-function shapes known to the project.
 RESIDUE_SHAPES = ("box", "exponential", "gamma")

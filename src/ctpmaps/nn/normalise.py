@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..physics import MAP_UNITS
 
 __all__ = [
     "HU_WINDOW",
@@ -72,14 +73,7 @@ TARGET_RANGES: dict[str, tuple[float, float]] = {
     "delay": (0.0, 20.0),
 }
 #: Unit of each map.
-TARGET_UNITS = {
-    "cbf": "mL/100 g/min",
-    "cbv": "mL/100 g",
-    "mtt": "s",
-    "ttp": "s",
-    "tmax": "s",
-    "delay": "s",
-}
+TARGET_UNITS = MAP_UNITS
 
 
 def normalise_frames(

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import FitError, InputError
-from ..physics import BRAIN_DENSITY, FLOW_UNIT, HEMATOCRIT_FACTOR, tissue_scale
+from ..physics import BRAIN_DENSITY, FLOW_UNIT, HEMATOCRIT_FACTOR, MAP_UNITS, tissue_scale
 from .timing import time_to_peak, trapezoid_weights
 
 __all__ = [
@@ -42,14 +42,7 @@ __all__ = [
 #: Names of the maps, in the order they are written.
 MAP_NAMES = ("cbf", "cbv", "mtt", "ttp", "tmax", "delay")
 #: Units of each map.
-UNITS = {
-    "cbf": "mL/100 g/min",
-    "cbv": "mL/100 g",
-    "mtt": "s",
-    "ttp": "s",
-    "tmax": "s",
-    "delay": "s",
-}
+UNITS = MAP_UNITS
 #: Voxels per chunk: bounds the memory of the (chunk, t) and (chunk, grid) temporaries.
 DEFAULT_CHUNK = 16384
 

@@ -11,6 +11,7 @@ import scipy.fft
 from scipy import ndimage
 
 from ..io.study import Study
+from ..physics import MAP_UNITS
 from .anatomy import Anatomy, ct_affine, euler_matrix, load_template, random_pose, sample_anatomy
 from .config import PhantomConfig
 from .haemodynamics import (
@@ -42,15 +43,6 @@ BASELINE_HU = {
 }
 #: Perfusion of the scalp (soft tissue), which enhances too: mL/100 g/min, s, shape.
 SCALP_PERFUSION = {"cbf": 8.0, "mtt_s": 9.0, "shape": "exponential", "delay_s": 1.0}
-#: Units of the truth maps.
-MAP_UNITS = {
-    "cbf": "mL/100 g/min",
-    "cbv": "mL/100 g",
-    "mtt": "s",
-    "ttp": "s",
-    "tmax": "s",
-    "delay": "s",
-}
 
 
 @dataclass

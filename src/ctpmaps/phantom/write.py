@@ -27,9 +27,10 @@ import numpy as np
 from ..io.atomic import atomic_dir, atomic_path
 from ..io.nifti import write_nifti_map, write_nifti_study
 from ..io.study import Study
+from ..physics import MAP_UNITS
 from .anatomy import load_template
 from .config import PhantomConfig
-from .simulate import MAP_UNITS, PhantomStudy, simulate_patient
+from .simulate import PhantomStudy, simulate_patient
 
 __all__ = ["FORMATS", "write_phantom_study", "write_cohort", "patient_id"]
 

@@ -41,7 +41,6 @@ voxel of that axis (exact positions, no tent).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ import scipy.sparse as sps
 from scipy import ndimage
 
 from ..errors import InputError
+from ._threads import n_threads as _n_threads
 
 if TYPE_CHECKING:
     from ..io.study import Study
@@ -187,17 +187,6 @@ def filter_study(
     return replace(
         study, frames=frames, metadata=dict(study.metadata), problems=list(study.problems)
     )
-
-
-def _n_threads(threads: int | None) -> int:
-    if threads is None:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            return max(1, os.cpu_count() or 1)
-    if int(threads) < 1:
-        raise InputError("threads", f"expected a positive number of threads, got {threads}")
-    return int(threads)
 
 
 def _output(frames: np.ndarray, out: np.ndarray | None) -> np.ndarray:

@@ -48,7 +48,6 @@ the perfusion fit.
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import subprocess
 import sys
@@ -65,6 +64,7 @@ from scipy.spatial.transform import Rotation
 
 from ..errors import CtpmapsError, InputError
 from ._motion_screen import SCREEN_MM, Screen, plan
+from ._threads import n_threads as _n_threads
 from .motion_report import motion_report
 
 if TYPE_CHECKING:
@@ -431,17 +431,6 @@ def _flag(translations, rotations, flag_mm, flag_deg, times) -> np.ndarray:
             np.round(translations[k], 2).tolist(), np.round(rotations[k], 2).tolist(),
         )  # fmt: skip
     return flagged
-
-
-def _n_threads(threads: int | None) -> int:
-    if threads is None:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            return max(1, os.cpu_count() or 1)
-    if int(threads) < 1:
-        raise InputError("threads", f"expected a positive number of threads, got {threads}")
-    return int(threads)
 
 
 def _check_frames(frames, spacing):
