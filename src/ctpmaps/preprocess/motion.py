@@ -419,16 +419,23 @@ def _check_options(n_t, n_z, reference, edge_slices, times, **thresholds):
 
 
 def _flag(translations, rotations, flag_mm, flag_deg, times) -> np.ndarray:
-    """Frames beyond either threshold, each logged as a warning."""
+    """Frames beyond either threshold: one warning for the study, each frame at INFO."""
     flagged = (np.abs(translations) > flag_mm).any(axis=1) | (np.abs(rotations) > flag_deg).any(
         axis=1
     )
-    for k in np.flatnonzero(flagged):
+    idx = np.flatnonzero(flagged)
+    for k in idx:
         when = f" (t = {times[k]:.1f} s)" if times is not None else ""
-        log.warning(
+        log.info(
             "frame %d%s moved beyond %.1f mm / %.1f deg: t = %s mm, r = %s deg",
             k, when, flag_mm, flag_deg,
             np.round(translations[k], 2).tolist(), np.round(rotations[k], 2).tolist(),
+        )  # fmt: skip
+    if idx.size:
+        log.warning(
+            "%d of %d frames moved beyond %.1f mm / %.1f deg (frames %d-%d, max %.2f mm %.2f deg)",
+            idx.size, len(flagged), flag_mm, flag_deg, idx[0], idx[-1],
+            np.abs(translations[idx]).max(), np.abs(rotations[idx]).max(),
         )  # fmt: skip
     return flagged
 
