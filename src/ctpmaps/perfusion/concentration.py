@@ -186,11 +186,8 @@ def enhancement(
     >>> enhancement(hu[None, :], t)[0, :6]
     array([  0.,   0.,   0.,   0.,  50., 100.], dtype=float32)
     """
-    frames, times = _check(frames, times)
-    n = _n_baseline(frames, times, n_baseline, mask)
-    dtype = frames.dtype if frames.dtype == np.float64 else np.float32
-    base = frames[..., :n].mean(axis=-1, dtype=np.float64).astype(dtype)
-    out = frames.astype(dtype, copy=True)
+    base = baseline(frames, times, n_baseline=n_baseline, mask=mask)
+    out = np.asarray(frames).astype(base.dtype, copy=True)
     out -= base[..., None]
     return out
 
