@@ -22,42 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ctpmaps.perfusion import BoxNLRModel, BSVDModel, OSVDModel, SSVDModel
+from ctpmaps.perfusion.osipi import osipi_passes as passes
+from ctpmaps.perfusion.osipi import read_osipi_cases as read_cases
+from ctpmaps.pipeline import METHODS as _ALL
 
+METHODS = {name: _ALL[name] for name in ("ssvd", "bsvd", "osvd", "nlr")}  # table order
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = {"ssvd": SSVDModel, "bsvd": BSVDModel, "osvd": OSVDModel, "nlr": BoxNLRModel}
-RULE = {"cbv": (0.1, 1.0), "cbf": (0.1, 15.0)}  # rtol, atol
-
-
-def read_cases(folder: Path) -> list[dict]:
-    """The 14 cases: curves, times and reference CBV (mL/100 mL) and CBF (mL/100 mL/min)."""
-    with open(folder / "dsc_data.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    cases = []
-    for r in rows:
-        tis = np.array(r["C_tis"].split(), float)
-        cases.append(
-            {
-                "label": r["label"],
-                "tissue": tis,
-                "aif": np.array(r["C_aif"].split(), float),
-                "times": np.arange(tis.size) * float(r["tr"]),
-                "cbv": float(r["cbv"]),
-                "cbf": float(r["cbf"]),
-            }
-        )
-    return cases
 
 
 def read_lcurve(folder: Path) -> dict[str, dict]:
     """OSIPI's L-curve results by case label."""
     with open(folder / "lcurve_reference_results.csv", newline="") as fh:
         return {r["label"]: r for r in csv.DictReader(fh)}
-
-
-def passes(measured: float, reference: float, key: str) -> bool:
-    rtol, atol = RULE[key]
-    return abs(measured - reference) <= atol + rtol * abs(reference)
 
 
 def run(cases: list[dict]) -> tuple[dict, dict]:
