@@ -52,6 +52,7 @@ from .lesion import (
 from .lesion.output import write_lesion_outputs
 from .perfusion.base import UNITS, PerfusionMaps
 from .physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
+from .pipeline import METHODS as MODEL_METHODS
 from .report.build import motion_summary
 
 __all__ = ["STAGES", "METHODS", "RunResult", "run_study", "cnn_available"]
@@ -61,7 +62,7 @@ log = logging.getLogger(__name__)
 #: Stages of `run_study`, in order.
 STAGES = ("load", "motion", "filter", "maps", "lesions", "nifti", "dicom", "report")
 #: Methods `run_study` accepts.
-METHODS = ("nlr", "ssvd", "bsvd", "osvd", "cnn")
+METHODS = (*MODEL_METHODS, "cnn")
 
 Progress = Callable[[str, float | None], None]
 
