@@ -164,8 +164,8 @@ def predict_cmd(
     preprocess: Annotated[
         Preprocess,
         typer.Option(
-            help="Guided bilateral filter before the network: auto filters unless the study "
-            "is a UniToBrain filtered stage."
+            help="Guided bilateral filter (the seed's 3 mm / 20 HU, as the training frames) "
+            "before the network: auto filters unless the study is a UniToBrain filtered stage."
         ),
     ] = Preprocess.auto,
     mask: Annotated[
@@ -194,10 +194,11 @@ def predict_cmd(
         timings["load"] = time.perf_counter() - t0
         filtered = s.metadata.get("unitobrain_stage") == "filtered"
         if preprocess is Preprocess.filter or (preprocess is Preprocess.auto and not filtered):
-            from .preprocess import filter_study
+            from .preprocess import SEED_SIGMAS, filter_study
 
             with console.status("guided bilateral filter"):
-                s = filter_study(s)
+                spatial, range_hu = SEED_SIGMAS  # what the network's training frames had
+                s = filter_study(s, sigma_spatial_mm=spatial, sigma_range_hu=range_hu)
         timings["preprocess"] = time.perf_counter() - t0 - timings["load"]
         brain = None
         if mask is not None:

@@ -31,8 +31,12 @@ def preprocess(
     filter_: Annotated[
         bool, typer.Option("--filter/--no-filter", help="Guided 3D bilateral filter.")
     ] = True,
-    sigma_spatial: Annotated[float, typer.Option(help="Filter spatial sigma, mm.")] = 3.0,
-    sigma_range: Annotated[float, typer.Option(help="Filter range sigma, HU.")] = 20.0,
+    sigma_spatial: Annotated[
+        float | None, typer.Option(help="Filter spatial sigma, mm [default: 2; the seed's: 3].")
+    ] = None,
+    sigma_range: Annotated[
+        float | None, typer.Option(help="Filter range sigma, HU [default: 3; the seed's: 20].")
+    ] = None,
     flag_mm: Annotated[float, typer.Option(help="Flag frames moving more than this, mm.")] = 1.0,
     flag_deg: Annotated[
         float, typer.Option(help="Flag frames rotating more than this, deg.")
@@ -44,8 +48,16 @@ def preprocess(
     from .io import load_study, write_nifti_study
     from .io.atomic import atomic_dir
     from .io.runinfo import write_run_json
-    from .preprocess import filter_study, motion_report, register_study
+    from .preprocess import (
+        SIGMA_RANGE_HU,
+        SIGMA_SPATIAL_MM,
+        filter_study,
+        motion_report,
+        register_study,
+    )
 
+    sigma_spatial = SIGMA_SPATIAL_MM if sigma_spatial is None else sigma_spatial
+    sigma_range = SIGMA_RANGE_HU if sigma_range is None else sigma_range
     if out.exists() and not overwrite:
         _fail_usage(f"{out}: already exists (use --overwrite to replace it)")
     if not (motion or filter_):

@@ -174,9 +174,11 @@ def _read_frames(cohort: Cohort, pid: str) -> Study:
         from ..io.unitobrain import read_unitobrain_study
 
         return read_unitobrain_study(cohort.root, patient_id=pid, stage="filtered")
-    from ..preprocess.bilateral import filter_study
+    from ..preprocess.bilateral import SEED_SIGMAS, filter_study
 
-    return filter_study(read_nifti_study(cohort.root / pid / "ctp.nii.gz"))
+    spatial, range_hu = SEED_SIGMAS  # the seed's filter, as UniToBrain's filtered frames
+    study = read_nifti_study(cohort.root / pid / "ctp.nii.gz")
+    return filter_study(study, sigma_spatial_mm=spatial, sigma_range_hu=range_hu)
 
 
 def _source_stamp(cohort: Cohort, pid: str) -> str:

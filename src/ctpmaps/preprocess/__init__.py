@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from .bilateral import filter_study, guided_bilateral_filter
+from .bilateral import (
+    GUIDE_WINDOW_HU,
+    SEED_SIGMAS,
+    SIGMA_RANGE_HU,
+    SIGMA_SPATIAL_MM,
+    filter_study,
+    guided_bilateral_filter,
+)
 from .motion import MotionResult, register_frames, register_study, resample_rigid, rigid_matrix
 from .motion_report import motion_report
 
 __all__ = [
     "guided_bilateral_filter",
+    "SIGMA_SPATIAL_MM",
+    "SIGMA_RANGE_HU",
+    "SEED_SIGMAS",
+    "GUIDE_WINDOW_HU",
     "filter_study",
     "MotionResult",
     "register_frames",

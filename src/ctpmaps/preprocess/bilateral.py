@@ -1,7 +1,14 @@
 """Guided (joint) 3D bilateral filter of CT perfusion frames, as in the seed pipeline.
 
 The seed filtered every frame with a 3D bilateral filter whose range weights come from the
-mean of all frames (Klein et al.), spatial sigma 3 mm, range sigma 20 HU. No installable
+mean of all frames (Klein et al.), spatial sigma 3 mm, range sigma 20 HU (`SEED_SIGMAS`).
+Our defaults are 2 mm and 3 HU (`SIGMA_SPATIAL_MM`, `SIGMA_RANGE_HU`): a 20 HU range kernel
+hardly separates grey from white matter, whose contrast is about 8 HU on unenhanced CT and
+10 HU in the guide (a 10 HU step keeps 88 % of its weight), so the seed's filter is nearly a
+3 mm Gaussian; on the phantom at 512 x 512 it keeps 55 % of the grey/white contrast, while
+2 mm / 3 HU keeps 91 % with a 10-fold noise reduction (``docs/filter.md``, made by
+``benchmarks/filter_quality.py``). The guide, the mean of 89 frames, has about 1.3 HU of
+noise at the default dose, well under 3 HU. No installable
 library does a 3D *joint* bilateral filter with one guide shared by many frames (scikit-image
 and SimpleITK filter one image by itself; OpenCV's ximgproc is 2D), so it is written here.
 
@@ -20,22 +27,26 @@ grid stays sparse even over the skull's 2,000 HU); the result is sliced back wit
 weights and normalised. Splat, blur and slice are sparse matrices built once from the guide
 and applied to all frames in batches of columns, on several threads (SciPy's sparse
 products release the GIL). The cost grows with voxels x frames and not with the kernel
-volume. The grid's Gaussian keeps the taps within 3 sigmas. Against a direct sum over the
-kernel, the largest difference on head-like volumes with skull (frames jumping by 1,000 HU)
-is 0.8 HU at 0.49 x 0.49 x 5 mm and 0.5 HU at 0.6 mm isotropic, under 1 HU for spatial
-sigmas of 0.5 to 4.5 mm (``tests/preprocess/test_bilateral.py`` prints it). On the
-512 x 512 x 8 x 89 benchmark it takes about 14 CPU-seconds (3 to build, 11 to apply; the
-apply step splits over the cores) and about 1.7 GB besides the frames.
+volume. Only voxels whose guide lies within `GUIDE_WINDOW_HU` (soft tissue and vessels) are
+filtered, among themselves; air and bone pass through unchanged, which changes nothing for
+tissue (their range weights with it are below exp(-(150 HU)**2 / (2 * (20 HU)**2))) and
+halves the work. The grid's Gaussian keeps the taps within 3 sigmas. Against a direct sum
+over the kernel, the largest difference on head-like volumes with skull (frames jumping by
+1,000 HU) is 0.8 HU at 0.49 x 0.49 x 5 mm and 0.5 HU at 0.6 mm isotropic, at 2 mm / 3 HU
+and at 3 mm / 20 HU, and under 1 HU for spatial sigmas of 0.5 to 4.5 mm
+(``tests/preprocess/test_bilateral.py`` prints it). Time and memory on the
+512 x 512 x 8 x 89 benchmark: ``BENCHMARKS.md`` (``benchmarks/bench_preprocess.py``).
 
 Anisotropic voxels: the spatial kernel is the physical Gaussian ``exp(-|p - q|**2 / (2
 sigma**2))`` in mm sampled at voxel centres. With 5 mm slices and ``sigma = 3`` mm it is 0.6
 slices wide: the neighbouring slices weigh ``exp(-25 / 18) = 0.25`` of the centre slice and
-the next ones 0.004 (beyond 3 sigmas, so dropped): along z the filter is nearly in-plane.
-That is what a 3 mm filter means on 5 mm slices; it is neither widened to a whole slice nor
-corrected for the slice thickness. An axis is down-sampled on the grid, to ``sigma / 2``,
-only when that step is at least 2 voxels (``0.4 sigma`` when all three axes are, as with thin
-isotropic voxels, since the tent errors add up per axis); otherwise the grid keeps every
-voxel of that axis (exact positions, no tent).
+the next ones 0.004 (beyond 3 sigmas, so dropped); at 2 mm they weigh 0.04: along z the
+filter is nearly in-plane. That is what a 2 or 3 mm filter means on 5 mm slices; it is
+neither widened to a whole slice nor corrected for the slice thickness. An axis is
+down-sampled on the grid, to ``sigma / 2``, only when that step is at least 2 voxels
+(``0.4 sigma`` when all three axes are, as with thin isotropic voxels, since the tent errors
+add up per axis); otherwise the grid keeps every voxel of that axis (exact positions, no
+tent).
 """
 
 from __future__ import annotations
@@ -57,9 +68,32 @@ from ._threads import n_threads as _n_threads
 if TYPE_CHECKING:
     from ..io.study import Study
 
-__all__ = ["guided_bilateral_filter", "filter_study"]
+__all__ = [
+    "guided_bilateral_filter",
+    "filter_study",
+    "SIGMA_SPATIAL_MM",
+    "SIGMA_RANGE_HU",
+    "SEED_SIGMAS",
+    "GUIDE_WINDOW_HU",
+]
 
 log = logging.getLogger(__name__)
+
+#: Default spatial sigma (mm) and range sigma (HU): >= 90 % of the grey/white contrast kept
+#: with a >= 3-fold noise reduction on the phantom (module docstring, ``docs/filter.md``).
+SIGMA_SPATIAL_MM = 2.0
+SIGMA_RANGE_HU = 3.0
+#: The seed's settings (Gava et al. 2023): spatial sigma 3 mm, range sigma 20 HU; what
+#: UniToBrain's filtered frames, hence the U-Net's inputs, were made with.
+SEED_SIGMAS = (3.0, 20.0)
+#: Voxels whose guide lies outside this window (HU) -- air and bone, far from the soft-tissue
+#: and vessel values of the guide (-100 to 300 HU) -- are passed through unfiltered and take
+#: no part in the filter: their range weight with a voxel inside the window would be below
+#: exp(-(its distance to the window's edge)**2 / (2 sigma**2)), nothing for tissue at any
+#: sigma up to the seed's 20 HU. Half of a 512 x 512 field of view is air, and the skull's
+#: 2,500 HU would need hundreds of range levels at 3 HU: leaving them out halves the work
+#: and the memory. Perfusion has no use for filtered air or bone.
+GUIDE_WINDOW_HU = (-100.0, 300.0)
 
 #: Grid step along a spatial axis, as a fraction of that axis' sigma (in voxels), when one or
 #: two axes are down-sampled (thick slices) and when all three are (errors add per axis).
@@ -82,8 +116,8 @@ def guided_bilateral_filter(
     frames: np.ndarray,
     spacing: tuple[float, float, float] | np.ndarray,
     *,
-    sigma_spatial_mm: float = 3.0,
-    sigma_range_hu: float = 20.0,
+    sigma_spatial_mm: float = SIGMA_SPATIAL_MM,
+    sigma_range_hu: float = SIGMA_RANGE_HU,
     guide: np.ndarray | None = None,
     threads: int | None = None,
     out: np.ndarray | None = None,
@@ -102,9 +136,9 @@ def guided_bilateral_filter(
     spacing : sequence of 3 floats
         Voxel size in mm along (x, y, z), e.g. ``Study.spacing``.
     sigma_spatial_mm : float, optional
-        Standard deviation of the spatial Gaussian in mm (seed: 3 mm).
+        Standard deviation of the spatial Gaussian in mm (2 mm; the seed's 3 mm).
     sigma_range_hu : float, optional
-        Standard deviation of the range Gaussian in HU (seed: 20 HU).
+        Standard deviation of the range Gaussian in HU (3 HU; the seed's 20 HU).
     guide : ndarray, shape (x, y, z), optional
         Image whose values set the range weights; default the mean of all frames (seed).
     threads : int, optional
@@ -127,9 +161,11 @@ def guided_bilateral_filter(
     Notes
     -----
     Sparse bilateral grid with an exactly factorised range kernel (see the module
-    docstring): cost proportional to voxels x frames. Along z with 5 mm slices the 3 mm
-    kernel is the Gaussian sampled at slice centres (neighbour slices weigh 0.25). Largest
-    difference from the direct sum: under 1 HU on head-like volumes with skull.
+    docstring): cost proportional to voxels x frames. Voxels whose guide is outside
+    `GUIDE_WINDOW_HU` (air, bone) are returned unchanged and are nobody's neighbours. Along
+    z with 5 mm slices the kernel is the Gaussian sampled at slice centres (neighbour slices
+    weigh 0.04 at 2 mm, 0.25 at 3 mm). Largest difference from the direct sum: under 1 HU on
+    head-like volumes with skull.
 
     References
     ----------
@@ -167,8 +203,8 @@ def guided_bilateral_filter(
 def filter_study(
     study: Study,
     *,
-    sigma_spatial_mm: float = 3.0,
-    sigma_range_hu: float = 20.0,
+    sigma_spatial_mm: float = SIGMA_SPATIAL_MM,
+    sigma_range_hu: float = SIGMA_RANGE_HU,
     threads: int | None = None,
 ) -> Study:
     """Return a copy of `study` whose frames went through `guided_bilateral_filter`.
@@ -240,7 +276,8 @@ class _BilateralGrid:
 
     splat: sps.csc_matrix
     blurs: list[sps.csr_matrix]
-    inv_norm: np.ndarray  # (voxels,) float32, 1 / (slice . blur . splat . 1)
+    inv_norm: np.ndarray  # (inside voxels,) float32, 1 / (slice . blur . splat . 1)
+    inside: np.ndarray  # flat indices of the voxels filtered (guide within GUIDE_WINDOW_HU)
 
     @property
     def n_vertices(self) -> int:
@@ -257,10 +294,16 @@ class _BilateralGrid:
         tent_free = np.sqrt(np.maximum(sigma_vox**2 - step**2 / 3.0, 0.0)) / step
         sigma_grid = np.where(step > 1.0, tent_free, sigma_vox)
         radius = np.maximum(1, np.floor(_TRUNCATE * sigma_grid).astype(int))  # taps within 3 sigma
-        splat, keys, dims = _splat_matrix(guide, step, radius, sigma_range_hu)
+        lo, hi = GUIDE_WINDOW_HU
+        inside = np.flatnonzero((guide.ravel() >= lo) & (guide.ravel() <= hi))
+        if inside.size == 0:  # nothing but air and bone: nothing to filter
+            return cls(
+                sps.csc_matrix((0, 0), dtype=np.float32), [], np.empty(0, np.float32), inside
+            )
+        splat, keys, dims = _splat_matrix(guide, inside, step, radius, sigma_range_hu)
         blurs = _blur_matrices(keys, dims, sigma_grid, radius)
-        grid = cls(splat, blurs, np.empty(0, np.float32))
-        norm = grid._chain(np.ones((guide.size, 1), np.float32))[:, 0]
+        grid = cls(splat, blurs, np.empty(0, np.float32), inside)
+        norm = grid._chain(np.ones((inside.size, 1), np.float32))[:, 0]
         grid.inv_norm = (1.0 / norm).astype(np.float32)
         return grid
 
@@ -281,9 +324,20 @@ class _BilateralGrid:
         batch = int(np.clip(_WORK_BYTES // (threads * 2 * 4 * largest), 1, _MAX_BATCH))
         threads = min(threads, -(-n_t // batch))
 
+        inside = self.inside
+        whole = inside.size == flat.shape[0]
+        if not whole and out is not frames:  # air and bone pass through
+            outside = np.ones(flat.shape[0], bool)
+            outside[inside] = False
+            out_flat[outside] = flat[outside]
+
         def run(t0: int) -> None:
-            cols = np.ascontiguousarray(flat[:, t0 : t0 + batch], dtype=np.float32)
-            out_flat[:, t0 : t0 + batch] = self._chain(cols) * self.inv_norm[:, None]
+            if whole:
+                cols = np.ascontiguousarray(flat[:, t0 : t0 + batch], dtype=np.float32)
+                out_flat[:, t0 : t0 + batch] = self._chain(cols) * self.inv_norm[:, None]
+                return
+            cols = flat[inside, t0 : t0 + batch].astype(np.float32, copy=False)
+            out_flat[inside, t0 : t0 + batch] = self._chain(cols) * self.inv_norm[:, None]
 
         starts = range(0, n_t, batch)
         if threads == 1:
@@ -294,18 +348,20 @@ class _BilateralGrid:
                 list(pool.map(run, starts))
 
 
-def _splat_matrix(guide, step, radius, sigma_range):
+def _splat_matrix(guide, inside, step, radius, sigma_range):
     """Splat weights (tent in space x factorised Gaussian in range) as a CSC matrix.
 
-    Returns the matrix (vertices x voxels), the vertices' sorted keys (flat indices into
-    the padded grid of shape ``dims``) and ``dims`` = (cx, cy, cz, levels).
+    Returns the matrix (vertices x voxels ``inside``, flat indices into ``guide``), the
+    vertices' sorted keys (flat indices into the padded grid of shape ``dims``) and
+    ``dims`` = (cx, cy, cz, levels).
     """
     shape = guide.shape
-    n_vox = guide.size
+    n_vox = inside.size
     h = sigma_range * _LEVEL_STEP
     reach = sigma_range * _RANGE_RADIUS
     n_levels_vox = int(np.floor(2 * reach / h)) + 1  # levels within +-reach of any value
-    g_min, g_max = float(guide.min()), float(guide.max())
+    g = guide.ravel()[inside]
+    g_min, g_max = (float(g.min()), float(g.max())) if n_vox else (0.0, 0.0)
     l0 = g_min - reach
     n_levels = int(np.ceil((g_max - g_min + 2 * reach) / h)) + n_levels_vox + 1
 
@@ -331,9 +387,8 @@ def _splat_matrix(guide, step, radius, sigma_range):
             view[a] = -1
             key = key + ((index[a] + offset[a]) * strides[a]).reshape(view)
             weight = weight * (frac[a] if offset[a] else 1.0 - frac[a]).reshape(view)
-        corners.append((key.ravel().astype(key_dtype), weight.ravel()))
+        corners.append((key.ravel()[inside].astype(key_dtype), weight.ravel()[inside]))
 
-    g = guide.ravel()
     k_first = np.ceil((g - reach - l0) / h).astype(key_dtype)
     # A voxel's levels are consecutive keys, so it suffices to mark its first level and
     # dilate forwards along the level axis; and since every key between a voxel's first and
