@@ -16,8 +16,9 @@ from ctpmaps.cli import app
 from ctpmaps.clinical import STAGES, run_study
 from ctpmaps.errors import InputError
 from ctpmaps.io.nifti import write_nifti_study
-from ctpmaps.lesion import LesionCriteria
+from ctpmaps.lesion import CORE_RCBF, LesionCriteria
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
+from ctpmaps.preprocess import SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
 
 runner = CliRunner()
 
@@ -64,7 +65,11 @@ def test_outputs_and_stages(run):
     run_json = json.loads((out / "run.json").read_text())
     assert set(STAGES) - {"load"} <= set(run_json["timings_s"])
     assert run_json["parameters"]["method"] == "nlr"
-    assert run_json["parameters"]["criteria"]["core_rcbf"] == 0.3
+    assert run_json["parameters"]["criteria"]["core_rcbf"] == CORE_RCBF["nlr"]  # resolved
+    assert run_json["parameters"]["filter_sigmas"] == {
+        "spatial_mm": SIGMA_SPATIAL_MM,
+        "range_hu": SIGMA_RANGE_HU,
+    }
     assert run_json["results"]["decision"] == json.loads(json.dumps(result.decision))
 
 

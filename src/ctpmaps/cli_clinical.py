@@ -63,6 +63,14 @@ def run_cmd(
     filter_: Annotated[
         bool, typer.Option("--filter/--no-filter", help="Guided bilateral filter.")
     ] = True,
+    sigma_spatial: Annotated[
+        float | None,
+        typer.Option(help="Filter spatial sigma, mm [default: 2, cnn 3; the seed's: 3]."),
+    ] = None,
+    sigma_range: Annotated[
+        float | None,
+        typer.Option(help="Filter range sigma, HU [default: 3, cnn 20; the seed's: 20]."),
+    ] = None,
     dicom: Annotated[
         bool, typer.Option("--dicom/--no-dicom", help="DICOM Parametric Maps and SEG.")
     ] = True,
@@ -71,8 +79,12 @@ def run_cmd(
         Rule, typer.Option(help="Lesion rule: tmax (RAPID-like), cbv (no Tmax), auto.")
     ] = Rule.auto,
     core_rcbf: Annotated[
-        float, typer.Option(help="Core: CBF below this fraction of healthy contralateral mean.")
-    ] = 0.30,
+        float | None,
+        typer.Option(
+            help="Core: CBF below this fraction of the healthy contralateral mean "
+            "[default: per method, 0.30 for the SVD family, 0.20 for nlr and cnn]."
+        ),
+    ] = None,
     tmax_threshold: Annotated[float, typer.Option(help="Hypoperfusion: Tmax above this, s.")] = 6.0,
     severe_tmax: Annotated[
         float, typer.Option(help="Severe hypoperfusion (HIR numerator): Tmax above this, s.")
@@ -98,8 +110,14 @@ def run_cmd(
 ) -> None:
     """The whole chain: preprocessing, maps, core and penumbra, NIfTI and DICOM outputs and
     an HTML report, with the decision numbers (mismatch, HIR, DEFUSE-3) on screen."""
-    from .clinical import run_study
+    from .clinical import filter_sigmas_for, run_study
     from .lesion import LesionCriteria
+
+    sigmas = filter_sigmas_for(method.value)
+    sigmas = (
+        sigmas[0] if sigma_spatial is None else sigma_spatial,
+        sigmas[1] if sigma_range is None else sigma_range,
+    )
 
     t0 = time.perf_counter()
     try:
@@ -133,6 +151,7 @@ def run_cmd(
                 method=method.value,
                 motion=motion,
                 filter=filter_,
+                filter_sigmas=sigmas,
                 criteria=criteria,
                 dicom=dicom,
                 report=report,

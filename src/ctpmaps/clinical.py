@@ -55,7 +55,7 @@ from .physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 from .pipeline import METHODS as MODEL_METHODS
 from .report.build import motion_summary
 
-__all__ = ["STAGES", "METHODS", "RunResult", "run_study", "cnn_available"]
+__all__ = ["STAGES", "METHODS", "RunResult", "run_study", "cnn_available", "filter_sigmas_for"]
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,15 @@ class _Clock:
         seconds = time.perf_counter() - self._t0
         self.timings[self._stage] = seconds
         self.progress(self._stage, seconds)
+
+
+def filter_sigmas_for(method: str) -> tuple[float, float]:
+    """Default (spatial mm, range HU) of the guided bilateral filter for ``method``: the
+    seed's 3 mm / 20 HU for ``"cnn"`` (what made the U-Net's training frames), else
+    2 mm / 3 HU (`ctpmaps.preprocess.bilateral`)."""
+    from .preprocess.bilateral import SEED_SIGMAS, SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
+
+    return SEED_SIGMAS if method == "cnn" else (SIGMA_SPATIAL_MM, SIGMA_RANGE_HU)
 
 
 def _check_arguments(out: Path, method: str, overwrite: bool) -> None:
@@ -262,7 +271,7 @@ def run_study(
     vof_mask: np.ndarray | str | Path | None = None,
     hematocrit_factor: float = HEMATOCRIT_FACTOR,
     density: float = BRAIN_DENSITY,
-    filter_sigmas: tuple[float, float] = (3.0, 20.0),
+    filter_sigmas: tuple[float, float] | None = None,
     weights: str | Path | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
@@ -292,7 +301,9 @@ def run_study(
     mask, aif_mask, aif_csv, vof_mask, hematocrit_factor, density
         As in `ctpmaps.pipeline.compute_maps`.
     filter_sigmas : (float, float)
-        Spatial sigma (mm) and range sigma (HU) of the filter (seed: 3 mm, 20 HU).
+        Spatial sigma (mm) and range sigma (HU) of the filter; by default 2 mm and 3 HU
+        (`ctpmaps.preprocess.SIGMA_SPATIAL_MM`, `SIGMA_RANGE_HU`), and for ``"cnn"`` the
+        seed's 3 mm and 20 HU (`SEED_SIGMAS`), which made the frames the U-Net learnt from.
     weights : str or Path, optional
         U-Net weights for ``method="cnn"`` (default: ``$CTPMAPS_WEIGHTS`` or the package's).
     progress : callable, optional
@@ -321,6 +332,7 @@ def run_study(
     out = Path(out)
     _check_arguments(out, method, overwrite)
     crit = criteria or LesionCriteria()
+    filter_sigmas = filter_sigmas or filter_sigmas_for(method)
     clock = _Clock(progress)
     skipped: dict[str, str] = {}
     if isinstance(study_or_path, Study):
@@ -363,7 +375,7 @@ def run_study(
         "filter": "filter" in clock.timings,
         "filter_sigmas": {"spatial_mm": filter_sigmas[0], "range_hu": filter_sigmas[1]},
         "maps": made.parameters,
-        "criteria": crit.as_dict(),
+        "criteria": lesions.criteria.as_dict(),  # thresholds resolved for the method
         "profile": decision["profile"],
         "midline": midline.as_dict(),
         "lesion_rule": lesions.rule,

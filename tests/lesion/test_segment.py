@@ -7,6 +7,7 @@ import pytest
 
 from ctpmaps.errors import InputError
 from ctpmaps.lesion import (
+    CORE_RCBF,
     LesionCriteria,
     fit_midline,
     hemisphere_labels,
@@ -55,6 +56,28 @@ def test_thresholds_are_configurable(dtype):
     maps["cbf"][15, 5, 0] = 5.0  # low flow without delay: counted only when not restricted
     les = segment_lesions(maps, brain, hemis, 0.1, criteria=loose)
     assert les.core.sum() == 19
+
+
+@pytest.mark.parametrize("method", ["nlr", "bsvd", "unet"])
+def test_default_core_threshold_follows_the_method(method):
+    """A voxel at 25 % of the healthy CBF is core for the SVD family (RAPID's 30 %), not for
+    the box NLR and the U-Net (calibrated 20 %); maps of unknown origin take RAPID's value."""
+    from ctpmaps.perfusion import PerfusionMaps
+
+    maps, brain, hemis = _toy()
+    maps["cbf"][3:6, 3:6, :] = 12.5  # 25 % of 50
+    zeros = np.zeros_like(maps["cbf"])
+    pm = PerfusionMaps(
+        cbf=maps["cbf"], cbv=zeros, mtt=zeros, ttp=zeros, tmax=maps["tmax"], delay=zeros,
+        method=method,
+    )  # fmt: skip
+    crit = LesionCriteria(min_cluster_ml=0)
+    les = segment_lesions(pm, brain, hemis, 0.1, criteria=crit)
+    assert les.criteria.core_rcbf == CORE_RCBF[method]
+    assert les.core.sum() == (18 if CORE_RCBF[method] > 0.25 else 0)
+    assert segment_lesions(maps, brain, hemis, 0.1, criteria=crit).core.sum() == 18
+    explicit = LesionCriteria(min_cluster_ml=0, core_rcbf=0.3)
+    assert segment_lesions(pm, brain, hemis, 0.1, criteria=explicit).core.sum() == 18
 
 
 def test_small_clusters_dropped():

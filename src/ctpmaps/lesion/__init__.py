@@ -14,9 +14,11 @@ from .decision import DEFUSE3, TargetMismatch, decision_numbers
 from .midline import HEMISPHERES, Midline, fit_midline, hemisphere_labels
 from .output import write_lesion_outputs
 from .segment import (
+    CORE_RCBF,
     RULES,
     LesionCriteria,
     Lesions,
+    core_rcbf_for,
     mirror_reference,
     remove_small_clusters,
     segment_lesions,
@@ -28,6 +30,8 @@ __all__ = [
     "fit_midline",
     "hemisphere_labels",
     "RULES",
+    "CORE_RCBF",
+    "core_rcbf_for",
     "LesionCriteria",
     "Lesions",
     "segment_lesions",

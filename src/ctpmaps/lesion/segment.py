@@ -5,8 +5,12 @@ Two rules, every threshold a field of `LesionCriteria`:
 ``"tmax"`` (default when the maps hold Tmax; RAPID-like, Campbell et al. 2011,
 Albers et al. 2018):
 
-- core: relative CBF below ``core_rcbf`` (30 %), CBF relative to the mean CBF of healthy
-  tissue (Tmax below ``healthy_tmax_s``) in the *other* hemisphere;
+- core: relative CBF below ``core_rcbf``, CBF relative to the median (RAPID: mean; see
+  ``reference_statistic``) CBF of healthy tissue (Tmax below ``healthy_tmax_s``) in the
+  *other* hemisphere. By default the
+  threshold depends on the method that made the maps (`CORE_RCBF`): RAPID's 30 % for the
+  SVD family, a lower value calibrated on phantom patients for the box NLR and the U-Net
+  trained on its maps (``docs/core_threshold.md``);
 - hypoperfusion: Tmax above ``hypoperfusion_tmax_s`` (6 s);
 - severe hypoperfusion: Tmax above ``severe_tmax_s`` (10 s), for the hypoperfusion
   intensity ratio.
@@ -37,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +52,8 @@ from .midline import Midline
 
 __all__ = [
     "RULES",
+    "CORE_RCBF",
+    "core_rcbf_for",
     "LesionCriteria",
     "Lesions",
     "segment_lesions",
@@ -60,6 +66,24 @@ log = logging.getLogger(__name__)
 #: Segmentation rules by name.
 RULES = ("auto", "tmax", "cbv")
 
+#: Default core threshold (fraction of the healthy contralateral mean CBF) per method.
+#: RAPID's 30 % belongs to RAPID's delay-insensitive SVD: a relative-CBF threshold is
+#: specific to the deconvolution (methods differ in how dispersion, delay and noise lower
+#: the CBF of hypoperfused tissue against healthy tissue; Fahmi et al., AJNR 2012). The SVD
+#: family keeps 30 %, which the phantom calibration confirms; the box NLR, whose CBF of
+#: dispersed, delayed penumbra is lower relative to healthy tissue, and the U-Net that
+#: learns NLR maps take the value calibrated by ``benchmarks/calibrate_core.py`` on a
+#: cohort disjoint from the evaluation cohort (``docs/core_threshold.md``).
+CORE_RCBF = {"ssvd": 0.30, "bsvd": 0.30, "osvd": 0.30, "nlr": 0.20, "unet": 0.20}
+
+#: For maps of unknown origin (a dict of arrays): RAPID's value.
+DEFAULT_CORE_RCBF = 0.30
+
+
+def core_rcbf_for(method: str | None) -> float:
+    """The default core threshold for maps made by ``method`` (`CORE_RCBF`)."""
+    return CORE_RCBF.get(str(method or "").lower(), DEFAULT_CORE_RCBF)
+
 
 @dataclass(frozen=True)
 class LesionCriteria:
@@ -69,8 +93,9 @@ class LesionCriteria:
     ----------
     rule : {"auto", "tmax", "cbv"}
         ``"auto"`` takes ``"tmax"`` when the maps hold a finite Tmax, else ``"cbv"``.
-    core_rcbf : float
-        ``"tmax"``: core where CBF < this fraction of the healthy contralateral mean.
+    core_rcbf : float or None
+        ``"tmax"``: core where CBF < this fraction of the healthy contralateral mean; None
+        takes the value for the maps' method (`CORE_RCBF`), recorded in `Lesions.criteria`.
     hypoperfusion_tmax_s : float
         ``"tmax"``: hypoperfusion where Tmax > this, s.
     severe_tmax_s : float
@@ -78,8 +103,14 @@ class LesionCriteria:
     healthy_tmax_s : float
         Healthy reference tissue has Tmax below this, s.
     core_reference : {"hemisphere", "mirror"}
-        ``"tmax"``: relative CBF against the mean of the other hemisphere's healthy tissue
-        (RAPID) or against the mirrored contralateral tissue.
+        ``"tmax"``: relative CBF against the other hemisphere's healthy tissue (RAPID) or
+        against the mirrored contralateral tissue.
+    reference_statistic : {"median", "mean"}
+        ``"tmax"``/``"hemisphere"``: how the other hemisphere's healthy CBF is summarised.
+        RAPID takes the mean; the median is the default because a fit can leave a few voxels
+        of implausible CBF (the box NLR fits 2 % of healthy voxels at 512 x 512 with boxes
+        under 1 s, CBF in the thousands) which move the mean several-fold and the median
+        not at all; on tissue without such outliers the two agree within a few percent.
     core_within_hypoperfusion : bool
         Count core only inside the hypoperfusion (low flow without delay is not ischaemia:
         partial volume with CSF at the brain's edges, white matter).
@@ -102,11 +133,12 @@ class LesionCriteria:
     """
 
     rule: str = "auto"
-    core_rcbf: float = 0.30
+    core_rcbf: float | None = None
     hypoperfusion_tmax_s: float = 6.0
     severe_tmax_s: float = 10.0
     healthy_tmax_s: float = 4.0
     core_reference: str = "hemisphere"
+    reference_statistic: str = "median"
     core_within_hypoperfusion: bool = True
     hypoperfusion_on: str = "ttp"
     hypoperfusion_ttp_delay_s: float = 4.0
@@ -123,6 +155,11 @@ class LesionCriteria:
         if self.core_reference not in ("hemisphere", "mirror"):
             raise InputError(
                 "core_reference", f"expected 'hemisphere' or 'mirror', got {self.core_reference!r}"
+            )
+        if self.reference_statistic not in ("median", "mean"):
+            raise InputError(
+                "reference_statistic",
+                f"expected 'median' or 'mean', got {self.reference_statistic!r}",
             )
         if self.hypoperfusion_on not in ("ttp", "cbf"):
             raise InputError(
@@ -296,6 +333,8 @@ def segment_lesions(
         Shapes that differ, a missing map the rule needs, or ``"cbv"`` without midline.
     """
     crit = criteria or LesionCriteria()
+    if crit.core_rcbf is None:
+        crit = replace(crit, core_rcbf=core_rcbf_for(getattr(maps, "method", None)))
     m = _maps_dict(maps)
     brain = np.asarray(brain, bool)
     hemis = np.asarray(hemispheres)
@@ -340,8 +379,12 @@ def _tmax_rule(m, brain, hemis, crit, midline, affine):
     cbf, tmax = m["cbf"], m["tmax"]
     valid = brain & np.isfinite(cbf) & np.isfinite(tmax)
     healthy = valid & (tmax < crit.healthy_tmax_s)
-    ref, record = _other_hemisphere_stat(cbf, healthy, hemis, np.mean)
-    record["reference"] = "mean CBF of healthy tissue (Tmax < healthy_tmax_s), other hemisphere"
+    stat = np.median if crit.reference_statistic == "median" else np.mean
+    ref, record = _other_hemisphere_stat(cbf, healthy, hemis, stat)
+    record["reference"] = (
+        f"{crit.reference_statistic} CBF of healthy tissue (Tmax < healthy_tmax_s), "
+        "other hemisphere"
+    )
     if crit.core_reference == "mirror":
         ref = mirror_reference(cbf, healthy, midline, affine, fwhm_mm=crit.mirror_fwhm_mm)
         record["reference"] = "CBF of healthy tissue at the mirror position, smoothed"
