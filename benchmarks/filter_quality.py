@@ -19,7 +19,7 @@ patients at the seed's matrix (512 x 512 x 8 x 89, default dose) for several
 Writes ``docs/filter.md`` (date, machine, command, table) and prints the table.
 
 Run: ``python benchmarks/filter_quality.py [--patients 1] [--matrix 512]
-[--settings 3:20,3:10,3:4,2:6,2:4,2:3,1.5:10]``.
+[--settings 3:20,3:10,3:4,2:6,2:4,2:3]``.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--patients", type=int, default=1)
     p.add_argument("--matrix", type=int, default=512)
-    p.add_argument("--settings", default="3:20,3:10,3:4,2:6,2:4,2:3,1.5:10")
+    p.add_argument("--settings", default="3:20,3:10,3:4,2:6,2:4,2:3")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "filter.md")
     args = p.parse_args()
     settings = [tuple(float(x) for x in s.split(":")) for s in args.settings.split(",")]

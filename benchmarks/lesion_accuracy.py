@@ -162,8 +162,9 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> No
         f"Cohort: {len(rows)} phantom patients ({len(stroke)} with an MCA stroke, "
         f"{len(normal)} with normal perfusion), seeds 1000-{999 + len(rows)}, seed protocol at "
         f"the default dose (150 mAs, 89 frames at 0.5 s, 8 slices of 5 mm), **matrix "
-        f"{args.matrix}** ({250 / args.matrix:.2f} mm pixels; the seed's is 512, 0.49 mm). "
-        "Each patient runs the whole chain "
+        f"{args.matrix}** ({250 / args.matrix:.2f} mm pixels"
+        + ("). " if args.matrix == 512 else "; the seed's is 512, 0.49 mm). ")
+        + "Each patient runs the whole chain "
         "(`run_study`: motion correction, guided bilateral filter, maps, lesions; default "
         "options) once per method.",
         "",
