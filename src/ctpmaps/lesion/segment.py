@@ -7,10 +7,9 @@ Albers et al. 2018):
 
 - core: relative CBF below ``core_rcbf``, CBF relative to the median (RAPID: mean; see
   ``reference_statistic``) CBF of healthy tissue (Tmax below ``healthy_tmax_s``) in the
-  *other* hemisphere. By default the
-  threshold depends on the method that made the maps (`CORE_RCBF`): RAPID's 30 % for the
-  SVD family, a lower value calibrated on phantom patients for the box NLR and the U-Net
-  trained on its maps (``docs/core_threshold.md``);
+  *other* hemisphere. By default the threshold depends on the method that made the maps
+  (`CORE_RCBF`): RAPID's 30 % for the SVD family, 20 % calibrated on phantom patients for
+  the box NLR and the U-Net trained on its maps (``docs/core_threshold.md``);
 - hypoperfusion: Tmax above ``hypoperfusion_tmax_s`` (6 s);
 - severe hypoperfusion: Tmax above ``severe_tmax_s`` (10 s), for the hypoperfusion
   intensity ratio.
@@ -66,7 +65,7 @@ log = logging.getLogger(__name__)
 #: Segmentation rules by name.
 RULES = ("auto", "tmax", "cbv")
 
-#: Default core threshold (fraction of the healthy contralateral mean CBF) per method.
+#: Default core threshold (fraction of the healthy contralateral reference CBF) per method.
 #: RAPID's 30 % belongs to RAPID's delay-insensitive SVD: a relative-CBF threshold is
 #: specific to the deconvolution (methods differ in how dispersion, delay and noise lower
 #: the CBF of hypoperfused tissue against healthy tissue; Fahmi et al., AJNR 2012). The SVD
