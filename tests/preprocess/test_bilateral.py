@@ -156,6 +156,12 @@ def test_air_and_bone_pass_through_and_change_nothing_for_tissue(sigmas):
     assert diff.max() < 1.0
 
 
+def test_a_volume_of_air_only_comes_back_unchanged():
+    rng = np.random.default_rng(0)
+    frames = (-1000 + 5 * rng.standard_normal((8, 8, 2, 3))).astype(np.float32)
+    np.testing.assert_array_equal(guided_bilateral_filter(frames, (1.0, 1.0, 5.0)), frames)
+
+
 def test_matches_bruteforce_with_a_given_guide():
     frames, img = head_like((32, 32, 3), HEAD_SPACING, 2, seed=4)
     guide = img.astype(np.float32)

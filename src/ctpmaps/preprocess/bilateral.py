@@ -319,23 +319,19 @@ class _BilateralGrid:
         n_t = frames.shape[3]
         flat = frames.reshape(-1, n_t)
         out_flat = out.reshape(-1, n_t)
+        inside = self.inside
+        if inside.size < flat.shape[0] and out is not frames:  # air and bone pass through
+            outside = np.ones(flat.shape[0], bool)
+            outside[inside] = False
+            out_flat[outside] = flat[outside]
+        if inside.size == 0:
+            return
         # Two temporaries of the largest pass are alive per thread at a time.
         largest = max(m.shape[0] for m in (self.splat, *self.blurs))
         batch = int(np.clip(_WORK_BYTES // (threads * 2 * 4 * largest), 1, _MAX_BATCH))
         threads = min(threads, -(-n_t // batch))
 
-        inside = self.inside
-        whole = inside.size == flat.shape[0]
-        if not whole and out is not frames:  # air and bone pass through
-            outside = np.ones(flat.shape[0], bool)
-            outside[inside] = False
-            out_flat[outside] = flat[outside]
-
         def run(t0: int) -> None:
-            if whole:
-                cols = np.ascontiguousarray(flat[:, t0 : t0 + batch], dtype=np.float32)
-                out_flat[:, t0 : t0 + batch] = self._chain(cols) * self.inv_norm[:, None]
-                return
             cols = flat[inside, t0 : t0 + batch].astype(np.float32, copy=False)
             out_flat[inside, t0 : t0 + batch] = self._chain(cols) * self.inv_norm[:, None]
 
@@ -361,7 +357,7 @@ def _splat_matrix(guide, inside, step, radius, sigma_range):
     reach = sigma_range * _RANGE_RADIUS
     n_levels_vox = int(np.floor(2 * reach / h)) + 1  # levels within +-reach of any value
     g = guide.ravel()[inside]
-    g_min, g_max = (float(g.min()), float(g.max())) if n_vox else (0.0, 0.0)
+    g_min, g_max = float(g.min()), float(g.max())  # build() never passes an empty set
     l0 = g_min - reach
     n_levels = int(np.ceil((g_max - g_min + 2 * reach) / h)) + n_levels_vox + 1
 
