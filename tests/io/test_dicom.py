@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from ctpmaps.errors import InputError
+from ctpmaps.io.atomic import MANIFEST
 from ctpmaps.io.dicom import (
     read_dicom_study,
     read_dicom_volume,
@@ -29,7 +30,7 @@ TIMES = np.array([0.0, 1.0, 2.5, 3.0, 4.75])  # as in conftest.make_study
 
 # ----------------------------------------------------------------------------- helpers
 def dicom_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
 def edit(path: Path, change: Callable[[Dataset], None]) -> None:

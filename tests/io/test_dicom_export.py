@@ -130,7 +130,7 @@ def test_references_the_source_dicom_series(tmp_path):
     assert info["reference_synthetic"] is False
     assert not (tmp_path / "dicom" / "CT_reference").exists()
     first = {}
-    for p in folder.iterdir():
+    for p in folder.glob("*.dcm"):
         ds = pydicom.dcmread(p, stop_before_pixels=True)
         if int(ds.TemporalPositionIndex) == 1:
             first[str(ds.SOPInstanceUID)] = ds

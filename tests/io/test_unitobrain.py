@@ -10,6 +10,7 @@ import pydicom
 import pytest
 
 from ctpmaps.errors import InputError
+from ctpmaps.io.atomic import MANIFEST
 from ctpmaps.io.study import Study
 from ctpmaps.io.unitobrain import (
     find_unitobrain_patients,
@@ -63,16 +64,16 @@ def test_layout_and_names(cohort):
     ]
     filtered = cohort / "MOL-001_Registered_Filtered_3mm_20HU"
     assert (filtered / "Filtered00001.dcm").is_file()  # the seed's own naming
-    assert len(list(filtered.iterdir())) == 15
+    assert len(list(filtered.glob("*.dcm"))) == 15
     maps = cohort / "MOL-001_Registered_Filtered_3mm_20HU_Maps"
-    assert sorted(p.name for p in maps.iterdir()) == [
+    assert sorted(p.name for p in maps.iterdir() if p.name != MANIFEST) == [
         "NLR_CBF",
         "NLR_CBV",
         "NLR_Delay",
         "NLR_MTT",
         "NLR_TTP",
     ]
-    assert sorted(p.name for p in (maps / "NLR_CBV").iterdir()) == [
+    assert sorted(p.name for p in (maps / "NLR_CBV").glob("*.dcm")) == [
         "NLR_CBV001.dcm",
         "NLR_CBV002.dcm",
         "NLR_CBV003.dcm",
@@ -80,7 +81,7 @@ def test_layout_and_names(cohort):
 
 
 def test_stored_tags(cohort):
-    raw = pydicom.dcmread(next((cohort / "MOL-001").iterdir()))
+    raw = pydicom.dcmread(next((cohort / "MOL-001").glob("*.dcm")))
     pytest.importorskip("imagecodecs")
     assert raw.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.70"  # JPEG Lossless SV1
     cbv = pydicom.dcmread(

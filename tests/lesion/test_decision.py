@@ -69,10 +69,10 @@ def test_hir_side_and_custom_profile():
 
 
 def test_normal_patient_nlr_maps_give_volumes_near_zero(normal_128):
-    """NLR maps of the filtered frames, as the chain makes them (`ctpmaps.clinical`)."""
+    """NLR maps of the filtered frames, as the chain makes them (`ctpmaps.pipeline`)."""
     from dataclasses import replace
 
-    from ctpmaps.pipeline import compute_maps
+    from ctpmaps.perfusion import compute_maps
     from ctpmaps.preprocess import guided_bilateral_filter
 
     s = normal_128.study

@@ -7,7 +7,6 @@ import pytest
 
 from ctpmaps.errors import InputError
 from ctpmaps.lesion import (
-    CORE_RCBF,
     LesionCriteria,
     fit_midline,
     hemisphere_labels,
@@ -58,11 +57,11 @@ def test_thresholds_are_configurable(dtype):
     assert les.core.sum() == 19
 
 
-@pytest.mark.parametrize("method", ["nlr", "bsvd", "unet"])
+@pytest.mark.parametrize("method", ["nlr", "bsvd", "cnn"])
 def test_default_core_threshold_follows_the_method(method):
     """A voxel at 25 % of the healthy CBF is core for the SVD family (RAPID's 30 %), not for
     the box NLR and the U-Net (calibrated 20 %); maps of unknown origin take RAPID's value."""
-    from ctpmaps.perfusion import PerfusionMaps
+    from ctpmaps.perfusion import METHODS, PerfusionMaps
 
     maps, brain, hemis = _toy()
     maps["cbf"][3:6, 3:6, :] = 12.5  # 25 % of 50
@@ -73,8 +72,8 @@ def test_default_core_threshold_follows_the_method(method):
     )  # fmt: skip
     crit = LesionCriteria(min_cluster_ml=0)
     les = segment_lesions(pm, brain, hemis, 0.1, criteria=crit)
-    assert les.criteria.core_rcbf == CORE_RCBF[method]
-    assert les.core.sum() == (18 if CORE_RCBF[method] > 0.25 else 0)
+    assert les.criteria.core_rcbf == METHODS[method].core_rcbf
+    assert les.core.sum() == (18 if METHODS[method].core_rcbf > 0.25 else 0)
     assert segment_lesions(maps, brain, hemis, 0.1, criteria=crit).core.sum() == 18
     explicit = LesionCriteria(min_cluster_ml=0, core_rcbf=0.3)
     assert segment_lesions(pm, brain, hemis, 0.1, criteria=explicit).core.sum() == 18

@@ -38,7 +38,7 @@ def test_phantom_nlr_targets_are_computed_on_filtered_frames_and_cached(
     tiny_cohort, tmp_path, monkeypatch
 ):
     # the NLR fit itself is tested in tests/perfusion; here: what it is given, what is kept
-    import ctpmaps.pipeline
+    import ctpmaps.perfusion.maps
     from ctpmaps.perfusion.base import PerfusionMaps
 
     calls = []
@@ -52,7 +52,7 @@ def test_phantom_nlr_targets_are_computed_on_filtered_frames_and_cached(
         ones = np.ones(study.shape, np.float32)
         return type("R", (), {"maps": PerfusionMaps(*(ones * v for v in (60, 4, 4, 10, 1, 1)))})
 
-    monkeypatch.setattr(ctpmaps.pipeline, "compute_maps", fake_compute_maps)
+    monkeypatch.setattr(ctpmaps.perfusion.maps, "compute_maps", fake_compute_maps)
     cohort = find_cohort(tiny_cohort)
     p = load_patient(cohort, "MOL-001", target="cbf", source="nlr", cache_dir=tmp_path)
     np.testing.assert_allclose(p.target, 60 / 150)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import nibabel as nib
 import numpy as np
 import pytest
 import torch
@@ -20,7 +19,6 @@ from ctpmaps.nn.predict import (
     find_weights,
     load_models,
     predict_maps,
-    write_predicted_maps,
 )
 from ctpmaps.nn.unet import UNet
 from ctpmaps.nn.weights import save_model
@@ -100,20 +98,6 @@ def test_weights_lookup(tmp_path, monkeypatch):
     assert find_weights() == [tmp_path / "env" / "ttp.safetensors"]
 
 
-def test_write_only_predicted_maps(tmp_path, study):
-    _model(tmp_path / "w", "cbv")
-    models = load_models(tmp_path / "w")
-    maps = predict_maps(study, models)
-    write_predicted_maps(maps, study, tmp_path / "out", models=models)
-    names = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert names == ["cbv.nii.gz", "run.json"]
-    img = nib.load(tmp_path / "out" / "cbv.nii.gz")
-    np.testing.assert_allclose(img.affine, study.affine)
-    run = json.loads((tmp_path / "out" / "run.json").read_text())
-    assert run["results"]["maps"] == ["cbv"] and run["results"]["units"]["cbv"] == "mL/100 g"
-    assert run["inputs"]["weights_cbv"]["sha256"]
-
-
 def test_cli_predict(tmp_path, tiny_cohort):
     _model(tmp_path / "w", "cbv")
     _model(tmp_path / "w", "cbf", seed=2)
@@ -121,9 +105,13 @@ def test_cli_predict(tmp_path, tiny_cohort):
     src = str(tiny_cohort / "MOL-002" / "ctp.nii.gz")
     res = CliRunner().invoke(app, ["predict", src, str(out), "--weights", str(tmp_path / "w")])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
         "brain_mask.nii.gz", "cbf.nii.gz", "cbv.nii.gz", "run.json",
     ]  # fmt: skip
+    run = json.loads((out / "run.json").read_text())
+    assert sorted(run["results"]["maps"]) == ["cbf", "cbv"]
+    assert run["results"]["maps"]["cbv"]["unit"] == "mL/100 g"
+    assert run["parameters"]["maps"]["models"]["cbv"]["file"].endswith("cbv.safetensors")
     assert "CBV" in res.output and "mL/100 g" in res.output
     bad = tmp_path / "bad"
     bad.mkdir()

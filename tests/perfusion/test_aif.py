@@ -15,7 +15,6 @@ from ctpmaps.perfusion.aif import (
     first_pass_area,
     partial_volume_scale,
     read_curve_csv,
-    write_input_functions,
 )
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 from ctpmaps.preprocess.brainmask import ct_brain_mask, intracranial_mask
@@ -107,7 +106,12 @@ def test_outputs_written(tmp_path):
     s = ph.study
     aif = find_aif(enh, s.times, region, n_voxels=6)
     vof = find_vof(enh, s.times, region, aif)
-    write_input_functions(tmp_path, aif, vof)
+    from ctpmaps.io.curves import write_input_function_csv
+    from ctpmaps.report.figures import input_functions_figure, write_png
+
+    for curve in (aif, vof):
+        write_input_function_csv(tmp_path, curve)
+    write_png(tmp_path / "input_functions.png", input_functions_figure(aif, vof))
     rows = np.loadtxt(tmp_path / "aif.csv", delimiter=",", skiprows=1)
     np.testing.assert_allclose(rows[:, 1], aif.curve, atol=1e-3)
     assert len(np.loadtxt(tmp_path / "aif_voxels.csv", delimiter=",", skiprows=1)) == 6

@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from ctpmaps.errors import InputError
 from ctpmaps.io import load_study
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 from ctpmaps.phantom.write import write_cohort, write_phantom_study
@@ -62,9 +63,12 @@ def test_unitobrain_layout_loads_back(small, tmp_path):
 
 def test_existing_patient_not_overwritten(small, tmp_path):
     write_phantom_study(small, tmp_path)
-    with pytest.raises(FileExistsError, match="MOL-007"):
+    with pytest.raises(InputError, match="MOL-007: already exists"):
         write_phantom_study(small, tmp_path)
     write_phantom_study(small, tmp_path, overwrite=True)
+    (tmp_path / "MOL-007" / "notes.txt").write_text("a user's file")  # survives an overwrite
+    write_phantom_study(small, tmp_path, overwrite=True)
+    assert (tmp_path / "MOL-007" / "notes.txt").read_text() == "a user's file"
 
 
 def test_cohort_reproducible_and_parallel(tmp_path):

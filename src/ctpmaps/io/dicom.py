@@ -26,6 +26,7 @@ from pydicom.pixels import get_decoder
 from pydicom.uid import UID, JPEGLossless, JPEGLosslessSV1
 
 from ..errors import InputError
+from .atomic import MANIFEST
 
 if TYPE_CHECKING:
     from .dicom_read import Volume, read_dicom_study, read_dicom_volume
@@ -339,6 +340,8 @@ def list_files(folder: Path, problems: list[str]) -> list[Path]:
         for name in sorted(names):
             path = Path(root) / name
             low = name.lower()
+            if name == MANIFEST:
+                continue  # ctpmaps' own record of what it wrote there
             if (
                 low in HARMLESS_NAMES
                 or Path(low).suffix in HARMLESS_SUFFIXES

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from .decision import DEFUSE3, TargetMismatch, decision_numbers
 from .midline import HEMISPHERES, Midline, fit_midline, hemisphere_labels
-from .output import write_lesion_outputs
 from .segment import (
-    CORE_RCBF,
+    DEFAULT_CORE_RCBF,
     RULES,
     LesionCriteria,
     Lesions,
@@ -30,7 +29,7 @@ __all__ = [
     "fit_midline",
     "hemisphere_labels",
     "RULES",
-    "CORE_RCBF",
+    "DEFAULT_CORE_RCBF",
     "core_rcbf_for",
     "LesionCriteria",
     "Lesions",
@@ -40,5 +39,4 @@ __all__ = [
     "TargetMismatch",
     "DEFUSE3",
     "decision_numbers",
-    "write_lesion_outputs",
 ]

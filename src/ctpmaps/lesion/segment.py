@@ -8,8 +8,9 @@ Albers et al. 2018):
 - core: relative CBF below ``core_rcbf``, CBF relative to the median (RAPID: mean; see
   ``reference_statistic``) CBF of healthy tissue (Tmax below ``healthy_tmax_s``) in the
   *other* hemisphere. By default the threshold depends on the method that made the maps
-  (`CORE_RCBF`): RAPID's 30 % for the SVD family, 20 % calibrated on phantom patients for
-  the box NLR and the U-Net trained on its maps (``docs/core_threshold.md``);
+  (`core_rcbf_for`, from the method registry `ctpmaps.perfusion.METHODS`): RAPID's 30 % for
+  the SVD family, 20 % calibrated on phantom patients for the box NLR and the U-Net trained
+  on its maps (``docs/core_threshold.md``);
 - hypoperfusion: Tmax above ``hypoperfusion_tmax_s`` (6 s);
 - severe hypoperfusion: Tmax above ``severe_tmax_s`` (10 s), for the hypoperfusion
   intensity ratio.
@@ -47,11 +48,12 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from ..perfusion.methods import METHODS
 from .midline import Midline
 
 __all__ = [
     "RULES",
-    "CORE_RCBF",
+    "DEFAULT_CORE_RCBF",
     "core_rcbf_for",
     "LesionCriteria",
     "Lesions",
@@ -65,23 +67,22 @@ log = logging.getLogger(__name__)
 #: Segmentation rules by name.
 RULES = ("auto", "tmax", "cbv")
 
-#: Default core threshold (fraction of the healthy contralateral reference CBF) per method.
-#: RAPID's 30 % belongs to RAPID's delay-insensitive SVD: a relative-CBF threshold is
-#: specific to the deconvolution (methods differ in how dispersion, delay and noise lower
-#: the CBF of hypoperfused tissue against healthy tissue; Fahmi et al., AJNR 2012). The SVD
-#: family keeps 30 %, which the phantom calibration confirms; the box NLR, whose CBF of
-#: dispersed, delayed penumbra is lower relative to healthy tissue, and the U-Net that
-#: learns NLR maps take the value calibrated by ``benchmarks/calibrate_core.py`` on a
-#: cohort disjoint from the evaluation cohort (``docs/core_threshold.md``).
-CORE_RCBF = {"ssvd": 0.30, "bsvd": 0.30, "osvd": 0.30, "nlr": 0.20, "unet": 0.20}
-
 #: For maps of unknown origin (a dict of arrays): RAPID's value.
 DEFAULT_CORE_RCBF = 0.30
 
 
 def core_rcbf_for(method: str | None) -> float:
-    """The default core threshold for maps made by ``method`` (`CORE_RCBF`)."""
-    return CORE_RCBF.get(str(method or "").lower(), DEFAULT_CORE_RCBF)
+    """The default core threshold for maps made by ``method``.
+
+    A relative-CBF threshold is specific to the deconvolution (methods differ in how
+    dispersion, delay and noise lower the CBF of hypoperfused tissue against healthy
+    tissue; Fahmi et al., AJNR 2012), so each registered method carries its own
+    (`ctpmaps.perfusion.Method.core_rcbf`, calibrated by ``benchmarks/calibrate_core.py``
+    on a cohort disjoint from the evaluation cohort: ``docs/core_threshold.md``); maps of
+    unknown origin get RAPID's 30 % (`DEFAULT_CORE_RCBF`).
+    """
+    entry = METHODS.get(str(method or "").lower())
+    return entry.core_rcbf if entry is not None else DEFAULT_CORE_RCBF
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,9 @@ class LesionCriteria:
     rule : {"auto", "tmax", "cbv"}
         ``"auto"`` takes ``"tmax"`` when the maps hold a finite Tmax, else ``"cbv"``.
     core_rcbf : float or None
-        ``"tmax"``: core where CBF < this fraction of the healthy contralateral mean; None
-        takes the value for the maps' method (`CORE_RCBF`), recorded in `Lesions.criteria`.
+        ``"tmax"``: core where CBF < this fraction of the healthy contralateral reference
+        (its median by default, see ``reference_statistic``); None takes the value for the
+        maps' method (`core_rcbf_for`), recorded in `Lesions.criteria`.
     hypoperfusion_tmax_s : float
         ``"tmax"``: hypoperfusion where Tmax > this, s.
     severe_tmax_s : float

@@ -239,7 +239,7 @@ def _target_map(cohort: Cohort, pid: str, target: str, source: str, cache_dir, s
         return read_unitobrain_maps(cohort.root, pid)[target]
 
     def make() -> dict[str, np.ndarray]:
-        from ..pipeline import compute_maps
+        from ..perfusion.maps import compute_maps
 
         study = state.setdefault("study", _read_frames(cohort, pid))
         return compute_maps(study, method="nlr").maps.as_dict()

@@ -39,7 +39,6 @@ __all__ = [
     "load_models",
     "predict_maps",
     "predict_map",
-    "write_predicted_maps",
 ]
 
 log = logging.getLogger(__name__)
@@ -238,60 +237,3 @@ def predict_maps(
 def predicted(maps: PerfusionMaps) -> list[str]:
     """Names of the maps that hold a prediction (not all NaN)."""
     return [k for k, v in maps.as_dict().items() if np.isfinite(v).any()]
-
-
-def write_predicted_maps(
-    maps: PerfusionMaps,
-    study: Study,
-    out: str | Path,
-    *,
-    models: Sequence[LoadedModel],
-    mask: np.ndarray | None = None,
-    parameters: dict[str, Any] | None = None,
-    timings_s: dict[str, float] | None = None,
-    overwrite: bool = False,
-) -> Path:
-    """Write ``<map>.nii.gz`` for each predicted map (units in the header), the brain mask
-    if any, and ``run.json`` (weights' checksums and training metadata) into ``out``; maps
-    without a model are not written. All or nothing."""
-    from ..io.atomic import atomic_dir
-    from ..io.nifti import write_nifti_map
-    from ..io.runinfo import write_run_json
-
-    out = Path(out)
-    names = predicted(maps)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        for name in names:
-            write_nifti_map(
-                getattr(maps, name),
-                study.affine,
-                tmp / f"{name}.nii.gz",
-                units=maps.units[name],
-                description=f"{name.upper()} unet",
-            )
-        if mask is not None:
-            write_nifti_map(mask, study.affine, tmp / "brain_mask.nii.gz", description="brain mask")
-        inside = mask if mask is not None else np.ones(study.shape, dtype=bool)
-        results = {f"median_{k}": float(np.nanmedian(getattr(maps, k)[inside])) for k in names}
-        results["units"] = {k: maps.units[k] for k in names}
-        results["maps"] = names
-        results["models"] = {
-            m.target: {
-                "file": str(m.path),
-                "n_frames": m.meta["n_frames"],
-                "value_range": m.meta["value_range"],
-                "target_source": m.meta.get("target_source"),
-                "architecture": m.meta["architecture"],
-                "command": m.meta.get("command"),
-                "test_metrics": (m.meta.get("metrics") or {}).get("test"),
-            }
-            for m in models
-        }
-        write_run_json(
-            tmp,
-            inputs={"study": study.path, **{f"weights_{m.target}": m.path for m in models}},
-            parameters={"method": "unet", **(parameters or {})},
-            timings_s=timings_s or {},
-            results=results,
-        )
-    return out

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ._aifspline import aif_integral
 from .timing import is_uniform
 
 __all__ = ["ShiftTable", "solve"]
@@ -64,8 +65,6 @@ class ShiftTable:
         scale: float,
         dtype: Any,
     ) -> None:
-        from .boxnlr import aif_integral
-
         self.h = float(np.diff(knots[0]).min())
         if not is_uniform(times):
             self.h /= 2.0

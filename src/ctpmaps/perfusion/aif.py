@@ -32,7 +32,6 @@ __all__ = [
     "read_curve_csv",
     "first_pass_area",
     "partial_volume_scale",
-    "write_input_functions",
 ]
 
 log = logging.getLogger(__name__)
@@ -257,46 +256,3 @@ def read_curve_csv(path: str | Path, times: np.ndarray, *, kind: str = "aif") ->
             path, f"times cover {t[0]:g}-{t[-1]:g} s, the study {times[0]:g}-{times[-1]:g} s"
         )
     return InputFunction(np.interp(times, t, v), np.asarray(times), kind=kind, source=f"csv:{path}")
-
-
-def write_input_functions(out: Path, aif: InputFunction, vof: InputFunction | None) -> None:
-    """Write ``aif.csv``, ``vof.csv`` (time_s, value_hu), ``aif_voxels.csv`` and
-    ``input_functions.png`` into ``out``."""
-    from ..io.atomic import atomic_path
-
-    for f in (aif, vof):
-        if f is None:
-            continue
-        with atomic_path(out / f"{f.kind}.csv") as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["time_s", f"{f.kind}_hu"])
-            w.writerows([f"{t:.4f}", f"{v:.4f}"] for t, v in zip(f.times, f.curve, strict=True))
-        with atomic_path(out / f"{f.kind}_voxels.csv") as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["i", "j", "k"])
-            w.writerows(f.voxels.tolist())
-    _plot(out / "input_functions.png", aif, vof)
-
-
-def _plot(path: Path, aif: InputFunction, vof: InputFunction | None) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..io.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    label = f"AIF ({aif.source}, {len(aif.voxels)} voxels"
-    label += f", x{aif.scale:.2f} partial-volume scale)" if aif.scale != 1 else ")"
-    ax.plot(aif.times, aif.curve, "r-", label=label)
-    if vof is not None:
-        ax.plot(vof.times, vof.curve, "b-", label=f"VOF ({vof.source}, {len(vof.voxels)} voxels)")
-    ax.set_xlabel("time (s)")
-    ax.set_ylabel("enhancement (HU)")
-    ax.legend(loc="upper right", fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)

@@ -82,14 +82,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
+from ._aifspline import aif_integral, aif_knots
 from ._boxgrid import StartGrid
 from ._boxsolve import ShiftTable, solve
 from .base import PerfusionFit, PerfusionModel, VoxelLayout, map_chunks
 
 __all__ = ["BoxNLRModel", "BoxNLRFit", "aif_knots", "aif_integral", "box_curves", "box_sse"]
 
-#: Knots of the AIF interpolant per frame interval.
-SUBSTEPS = 8
 #: Default bounds of the box onset in s (relative to the AIF).
 DELAY_BOUNDS = (0.0, 20.0)
 #: Default smallest MTT in s (the largest is the acquisition's duration).
@@ -114,76 +113,6 @@ RTOL = {np.dtype(np.float32): 1e-7, np.dtype(np.float64): 1e-10}
 
 
 # ----------------------------------------------------------------------------- forward model
-def aif_knots(
-    times: np.ndarray, aif: np.ndarray, *, substeps: int = SUBSTEPS
-) -> tuple[np.ndarray, np.ndarray]:
-    """Knots of the AIF interpolant: a not-a-knot cubic spline at ``substeps`` per interval.
-
-    A knot of value 0 one sub-step before the first frame makes the AIF continuous (it is
-    zero before), so that the model is smooth in the delay.
-
-    Parameters
-    ----------
-    times, aif : ndarray, shape (t,)
-        AIF samples (s, enhancement).
-    substeps : int
-        Knots per frame interval; 1 gives the samples themselves (linear AIF).
-
-    Returns
-    -------
-    knot_times, knot_values : ndarray, shape ((t - 1) * substeps + 2,)
-        The AIF model is linear between knots and zero before the first.
-    """
-    from scipy.interpolate import CubicSpline
-
-    times = np.asarray(times, dtype=np.float64)
-    aif = np.asarray(aif, dtype=np.float64)
-    substeps = max(1, int(substeps))
-    frac = np.arange(substeps) / substeps
-    knot_times = np.append((times[:-1, None] + np.diff(times)[:, None] * frac).ravel(), times[-1])
-    values = CubicSpline(times, aif)(knot_times) if substeps > 1 else aif.copy()
-    lead = times[0] - (times[1] - times[0]) / substeps
-    return np.concatenate([[lead], knot_times]), np.concatenate([[0.0], values])
-
-
-def aif_integral(
-    u: np.ndarray, times: np.ndarray, aif: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Running integral ``Ā(u)`` and value ``a(u)`` of the linearly interpolated AIF.
-
-    ``a`` is 0 before ``times[0]`` and held at ``aif[-1]`` after ``times[-1]``.
-
-    Parameters
-    ----------
-    u : ndarray
-        Times in s (any shape).
-    times, aif : ndarray, shape (t,)
-        AIF samples.
-
-    Returns
-    -------
-    integral : ndarray, like ``u``
-        ``∫_{times[0]}^{u} a`` (AIF unit x s), 0 before ``times[0]``.
-    value : ndarray, like ``u``
-        ``a(u)``.
-    """
-    times = np.asarray(times, dtype=np.float64)
-    aif = np.asarray(aif, dtype=np.float64)
-    u = np.asarray(u, dtype=np.float64)
-    seg = np.clip(np.searchsorted(times, u, side="right") - 1, 0, times.size - 2)
-    cum = np.concatenate([[0.0], np.cumsum(np.diff(times) * (aif[1:] + aif[:-1]) / 2)])
-    t0 = times[seg]
-    slope = (aif[seg + 1] - aif[seg]) / (times[seg + 1] - t0)
-    after = u > times[-1]
-    x = np.where(after, times[-1], u) - t0
-    value = aif[seg] + slope * x
-    integral = cum[seg] + x * (aif[seg] + value) / 2
-    integral = np.where(after, cum[-1] + aif[-1] * (u - times[-1]), integral)
-    value = np.where(after, aif[-1], value)
-    before = u < times[0]
-    return np.where(before, 0.0, integral), np.where(before, 0.0, value)
-
-
 def box_curves(
     times: np.ndarray,
     knots: tuple[np.ndarray, np.ndarray],

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from ..errors import FitError, InputError
+from ..preprocess.unenhanced import unenhanced
 
 __all__ = ["bolus_arrival_frame", "baseline", "enhancement"]
 
@@ -149,9 +150,7 @@ def baseline(
         HU, float32 (float64 stays float64).
     """
     frames, times = _check(frames, times)
-    n = _n_baseline(frames, times, n_baseline, mask)
-    dtype = frames.dtype if frames.dtype == np.float64 else np.float32
-    return frames[..., :n].mean(axis=-1, dtype=np.float64).astype(dtype)
+    return unenhanced(frames, _n_baseline(frames, times, n_baseline, mask))
 
 
 def enhancement(

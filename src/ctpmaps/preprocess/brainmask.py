@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import InputError
+from .unenhanced import DEFAULT_BASELINE_FRAMES, unenhanced
 
 __all__ = ["intracranial_mask", "ct_brain_mask"]
 
@@ -63,7 +64,7 @@ def ct_brain_mask(
     frames: np.ndarray,
     spacing: tuple[float, float, float],
     *,
-    n_baseline: int = 3,
+    n_baseline: int = DEFAULT_BASELINE_FRAMES,
     csf_hu: float = 15.0,
     blood_hu: float = 60.0,
     vessel_enhancement_hu: float = 80.0,
@@ -78,8 +79,7 @@ def ct_brain_mask(
     spacing : tuple of 3 floats
         Voxel size in mm.
     n_baseline : int
-        Frames averaged for the unenhanced image (the bolus has not arrived by then in
-        any protocol we know; use `ctpmaps.perfusion.bolus_arrival_frame` to be exact).
+        Pre-bolus frames averaged for the unenhanced image (`unenhanced`).
     csf_hu, blood_hu : float
         Parenchyma lies between these unenhanced HU values (CSF ~5–10 HU below, bone and
         blood clot above).
@@ -95,12 +95,11 @@ def ct_brain_mask(
     ndarray of bool, shape (x, y, z)
     """
     _check(frames, spacing)
-    n_baseline = max(1, min(int(n_baseline), frames.shape[3]))
-    unenhanced = frames[..., :n_baseline].mean(axis=-1)
-    inside = intracranial_mask(unenhanced, spacing, margin_mm=max(1.5, spacing[0]))
-    img = _smooth_inplane(unenhanced, spacing, 2.0)
+    base = unenhanced(frames, max(1, min(int(n_baseline), frames.shape[3])))
+    inside = intracranial_mask(base, spacing, margin_mm=max(1.5, spacing[0]))
+    img = _smooth_inplane(base, spacing, 2.0)
     soft = inside & (img >= csf_hu) & (img <= blood_hu)
-    peak = _smooth_inplane(frames.max(axis=-1) - unenhanced, spacing, 1.0)
+    peak = _smooth_inplane(frames.max(axis=-1) - base, spacing, 1.0)
     vessels = ndimage.binary_dilation(
         peak > vessel_enhancement_hu, structure=np.ones((3, 3, 1), bool)
     )

@@ -23,7 +23,9 @@ __all__ = [
     "colour_bar",
     "slice_tiles",
     "curves_figure",
+    "input_functions_figure",
     "motion_figure",
+    "write_png",
 ]
 
 #: Display settings per map: colour map and range in the map's unit (None: from the data).
@@ -201,6 +203,40 @@ def curves_figure(
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _png(fig)
+
+
+def input_functions_figure(aif, vof=None) -> bytes:
+    """The AIF (as used: after partial-volume scaling) and the VOF against time; PNG bytes.
+
+    ``aif`` and ``vof`` are `ctpmaps.perfusion.aif.InputFunction`; the legend names where
+    each came from, how many voxels were averaged and the AIF's scale.
+    """
+    fig = _figure(7.0, 3.6)
+    ax = fig.subplots()
+    label = f"AIF ({aif.source}, {len(aif.voxels)} voxels"
+    label += f", x{aif.scale:.2f} partial-volume scale)" if aif.scale != 1 else ")"
+    ax.plot(aif.times, aif.curve, "-", marker=".", ms=3, color="tab:red", label=label)
+    if vof is not None:
+        vlabel = f"VOF ({vof.source}, {len(vof.voxels)} voxels)"
+        ax.plot(vof.times, vof.curve, "-", marker=".", ms=3, color="tab:blue", label=vlabel)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("enhancement (HU)")
+    ax.legend(loc="upper right", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def write_png(path, png: bytes):
+    """Write PNG bytes to ``path`` atomically; returns the path."""
+    from pathlib import Path
+
+    from ..io.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(png)
+    return path
 
 
 def motion_figure(

@@ -1,4 +1,4 @@
-"""`run_study` and ``ctpmaps run`` end to end on a small phantom (matrix 128)."""
+"""`ctpmaps.pipeline.run_study` and ``ctpmaps run`` end to end on a small phantom (128)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ import pydicom
 import pytest
 from typer.testing import CliRunner
 
-from ctpmaps import clinical
 from ctpmaps.cli import app
-from ctpmaps.clinical import STAGES, run_study
-from ctpmaps.errors import InputError
+from ctpmaps.errors import InputError, WeightsError
 from ctpmaps.io.nifti import write_nifti_study
-from ctpmaps.lesion import CORE_RCBF, LesionCriteria
+from ctpmaps.lesion import LesionCriteria
+from ctpmaps.perfusion import METHODS
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
+from ctpmaps.pipeline import STAGES, run_study
 from ctpmaps.preprocess import SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
 
 runner = CliRunner()
@@ -65,7 +65,7 @@ def test_outputs_and_stages(run):
     run_json = json.loads((out / "run.json").read_text())
     assert set(STAGES) - {"load"} <= set(run_json["timings_s"])
     assert run_json["parameters"]["method"] == "nlr"
-    assert run_json["parameters"]["criteria"]["core_rcbf"] == CORE_RCBF["nlr"]  # resolved
+    assert run_json["parameters"]["criteria"]["core_rcbf"] == METHODS["nlr"].core_rcbf  # resolved
     assert run_json["parameters"]["filter_sigmas"] == {
         "spatial_mm": SIGMA_SPATIAL_MM,
         "range_hu": SIGMA_RANGE_HU,
@@ -84,7 +84,7 @@ def test_volumes_match_masks(run, stroke):
         np.testing.assert_allclose(nib.load(out / f"{name}.nii.gz").affine, stroke.study.affine)
     with open(out / "volumes.csv") as fh:
         row = next(csv.DictReader(fh))
-    assert row["patient_id"] == "MOL-003"
+    assert row["patient_id"] == ""  # no patient identifiers in our own files
     assert float(row["core_ml"]) == pytest.approx(vol["decision"]["core_ml"])
     d = result.decision
     assert d["hypoperfusion_ml"] == pytest.approx(d["core_ml"] + d["penumbra_ml"], abs=0.05)
@@ -115,24 +115,24 @@ def test_bad_input_writes_nothing(tmp_path, stroke):
         run_study(tmp_path / "missing.nii.gz", tmp_path / "out")
     with pytest.raises(InputError, match="method"):
         run_study(stroke.study, tmp_path / "out", method="rapid")
-    (tmp_path / "exists").mkdir()
-    with pytest.raises(InputError, match="already exists"):
-        run_study(stroke.study, tmp_path / "exists")
+    (tmp_path / "theirs").mkdir()
+    (tmp_path / "theirs" / "notes.txt").write_text("a user's file")
+    with pytest.raises(InputError, match="did not write"):
+        run_study(stroke.study, tmp_path / "theirs")
     with pytest.raises(InputError, match="rule"):
         LesionCriteria(rule="magic")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs"]
+    assert [p.name for p in (tmp_path / "theirs").iterdir()] == ["notes.txt"]
 
 
-def test_cnn_needs_the_network(tmp_path, stroke, monkeypatch):
-    monkeypatch.setattr(
-        clinical, "cnn_available", lambda: (False, "ctpmaps.nn provides no predict_maps yet")
-    )
-    with pytest.raises(InputError, match="'cnn' is not available"):
-        run_study(stroke.study, tmp_path / "out", method="cnn")
+def test_cnn_weights_checked_before_any_work(tmp_path, stroke):
+    with pytest.raises(WeightsError, match="no such weights"):
+        run_study(stroke.study, tmp_path / "out", method="cnn", weights=tmp_path / "none")
     assert not (tmp_path / "out").exists()
-    res = runner.invoke(app, ["run", "whatever.nii.gz", str(tmp_path / "o2"), "--method", "cnn"])
-    assert res.exit_code == 2
-    assert "not available" in _text(res.output)
+    res = runner.invoke(
+        app, ["run", "whatever.nii.gz", str(tmp_path / "o2"), "--method", "cnn", "-w", "none"]
+    )
+    assert res.exit_code == 4 and "no such weights" in _text(res.output)
     assert not (tmp_path / "o2").exists()
 
 

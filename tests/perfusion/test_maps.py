@@ -1,4 +1,4 @@
-"""compute_maps / write_maps / `ctpmaps maps` on a phantom study."""
+"""`ctpmaps.perfusion.compute_maps` and ``ctpmaps maps`` on a phantom study."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from typer.testing import CliRunner
 from ctpmaps.cli import app
 from ctpmaps.errors import InputError
 from ctpmaps.io import write_nifti_map, write_nifti_study
+from ctpmaps.perfusion import MODEL_METHODS, compute_maps
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
-from ctpmaps.pipeline import METHODS, compute_maps, write_maps
+from ctpmaps.pipeline import run_study
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def ph():
 
 @pytest.fixture(scope="module")
 def results(ph):
-    return {m: compute_maps(ph.study, method=m) for m in METHODS}
+    return {m: compute_maps(ph.study, method=m) for m in MODEL_METHODS}
 
 
 def test_every_method_gives_plausible_and_different_maps(ph, results):
@@ -70,6 +71,8 @@ def test_manual_aif_used_as_given_unless_vof(ph, results, tmp_path):
 def test_bad_arguments(ph, tmp_path):
     with pytest.raises(InputError, match="method"):
         compute_maps(ph.study, method="tikhonov")
+    with pytest.raises(InputError, match="model-based"):
+        compute_maps(ph.study, method="cnn")
     bad = tmp_path / "mask.nii.gz"
     write_nifti_map(np.ones((4, 4, 4), bool), ph.study.affine, bad)
     with pytest.raises(InputError, match="mask.nii.gz: mask shape"):
@@ -79,13 +82,16 @@ def test_bad_arguments(ph, tmp_path):
 
 
 def test_outputs_and_cli(ph, results, tmp_path):
-    out = write_maps(results["nlr"], ph.study, tmp_path / "m")
+    out = run_study(ph.study, tmp_path / "m", motion=False, filter=False, lesions=False).out
     cbf = nib.load(out / "cbf.nii.gz")
     assert b"mL/100 g/min" in cbf.header["descrip"].tobytes()
     np.testing.assert_allclose(cbf.affine, ph.study.affine)
     run = json.loads((out / "run.json").read_text())
-    assert run["parameters"]["method"] == "nlr" and run["timings_s"]["deconvolution"] > 0
-    assert run["results"]["units"]["cbv"] == "mL/100 g"
+    assert run["parameters"]["method"] == "nlr" and run["timings_s"]["maps.deconvolution"] > 0
+    assert run["results"]["maps"]["cbv"]["unit"] == "mL/100 g"
+    nlr = results["nlr"].maps.cbv[results["nlr"].brain]
+    assert run["results"]["maps"]["cbv"]["median"] == pytest.approx(float(np.median(nlr)), rel=1e-6)
+    assert not (out / "core.nii.gz").exists() and not (out / "report.html").exists()
     study = write_nifti_study(ph.study, tmp_path / "ctp.nii.gz")
     runner = CliRunner()
     res = runner.invoke(app, ["maps", str(study), str(tmp_path / "cli"), "--method", "bsvd"])

@@ -6,14 +6,15 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..io.atomic import atomic_path
-from ..io.nifti import write_nifti_map
-from .midline import Midline
-from .segment import Lesions
+from .atomic import atomic_path
+from .nifti import write_nifti_map
+
+if TYPE_CHECKING:  # the writer takes the lesion stage's results; io does not depend on it
+    from ..lesion import Lesions, Midline
 
 __all__ = ["CSV_FIELDS", "write_lesion_outputs"]
 

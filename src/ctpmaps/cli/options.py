@@ -1,0 +1,122 @@
+"""Arguments and options shared by several commands, defined once."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..perfusion.methods import METHODS
+from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
+
+#: ``--method`` choices: the method registry (`ctpmaps.perfusion.METHODS`).
+MethodChoice = Enum("MethodChoice", {name: name for name in METHODS}, type=str)
+
+Study = Annotated[
+    Path,
+    typer.Argument(
+        metavar="STUDY",
+        help="NIfTI file, DICOM folder or UniToBrain patient folder.",
+        show_default=False,
+    ),
+]
+Out = Annotated[
+    Path,
+    typer.Argument(
+        metavar="OUT",
+        help="Output folder: new, empty, or an earlier run's (with --overwrite).",
+        show_default=False,
+    ),
+]
+Method = Annotated[
+    MethodChoice,
+    typer.Option(
+        help="A deconvolution method, or cnn for the U-Net (docs/methods.md describes each).",
+    ),
+]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace the files an earlier ctpmaps run wrote in OUT (never other files).",
+    ),
+]
+SeriesUID = Annotated[
+    str | None,
+    typer.Option(metavar="UID", help="DICOM series to read when the folder holds several."),
+]
+Mask = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="NIFTI", help="Brain mask on the study's grid instead of the automatic one."
+    ),
+]
+AifMask = Annotated[
+    Path | None, typer.Option(metavar="NIFTI", help="Arterial voxels (mask) for a manual AIF.")
+]
+AifCsv = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="CSV",
+        help="A manual AIF: rows 'time_s,hu' of enhancement (the aif.csv a run writes).",
+    ),
+]
+VofMask = Annotated[
+    Path | None,
+    typer.Option(metavar="NIFTI", help="Venous voxels (mask); the AIF is scaled to this VOF."),
+]
+HematocritFactor = Annotated[
+    float,
+    typer.Option(
+        metavar="KAPPA",
+        help="(1 - large-vessel Hct) / (1 - small-vessel Hct).",
+        show_default=f"{HEMATOCRIT_FACTOR:.3f}",
+    ),
+]
+Density = Annotated[
+    float,
+    typer.Option(
+        metavar="G_PER_ML", help="Brain density in g/mL.", show_default=f"{BRAIN_DENSITY:g}"
+    ),
+]
+Motion = Annotated[
+    bool, typer.Option("--motion/--no-motion", help="Rigid motion correction (elastix).")
+]
+Filter = Annotated[bool, typer.Option("--filter/--no-filter", help="Guided 3D bilateral filter.")]
+SigmaSpatial = Annotated[
+    float | None,
+    typer.Option(
+        metavar="MM",
+        help="Filter spatial sigma in mm (default 2, with --method cnn 3; the seed's 3).",
+        show_default=False,
+    ),
+]
+SigmaRange = Annotated[
+    float | None,
+    typer.Option(
+        metavar="HU",
+        help="Filter range sigma in HU (default 3, with --method cnn 20; the seed's 20).",
+        show_default=False,
+    ),
+]
+Weights = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        metavar="PATH",
+        help="U-Net model file or folder (repeat for several maps); default $CTPMAPS_WEIGHTS "
+        "or the shipped demo weights.",
+        show_default=False,
+    ),
+]
+Device = Annotated[
+    str | None,
+    typer.Option(
+        metavar="DEVICE",
+        help="cpu or cuda for the U-Net (default: cuda if present).",
+        show_default=False,
+    ),
+]

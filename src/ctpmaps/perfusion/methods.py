@@ -1,0 +1,114 @@
+"""The registry of methods that make perfusion maps: one entry per method, one name each.
+
+Everything that depends on the method is read from here: the command line's choices
+(``--method``), the per-method lesion thresholds (`ctpmaps.lesion`), the filter the frames
+get before the maps, the documentation tables. Adding a method is one entry here (and its
+model class for a model-based method); see ``docs/architecture.md``.
+
+The U-Net (`ctpmaps.nn`) is registered under ``"cnn"`` without being imported: this module
+only names it, so ``perfusion`` does not depend on torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import InputError
+from .base import PerfusionModel
+from .boxnlr import BoxNLRModel
+from .svd import BSVDModel, OSVDModel, SSVDModel
+
+__all__ = ["Method", "METHODS", "MODEL_METHODS", "DEFAULT_METHOD", "method_info"]
+
+
+@dataclass(frozen=True)
+class Method:
+    """What the project knows about one way of making maps.
+
+    Attributes
+    ----------
+    name : str
+        The one name of the method: command line, ``PerfusionMaps.method``, file metadata.
+    label : str
+        One line for help texts, reports and docs.
+    model : type of PerfusionModel or None
+        The model class of a model-based method; None for the U-Net (`ctpmaps.nn`).
+    core_rcbf : float
+        Default core threshold: CBF below this fraction of the healthy contralateral
+        reference (`ctpmaps.lesion.LesionCriteria.core_rcbf`); calibrated per method on
+        a phantom cohort disjoint from the evaluation cohort (``docs/core_threshold.md``).
+    reference : str
+        Where the method comes from.
+    """
+
+    name: str
+    label: str
+    model: type[PerfusionModel] | None
+    core_rcbf: float
+    reference: str = ""
+
+    @property
+    def model_based(self) -> bool:
+        """Whether the maps come from a deconvolution model (needs an AIF)."""
+        return self.model is not None
+
+
+#: Every method, by name, in the order the command line lists them.
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "nlr",
+            "box-shaped nonlinear regression (the seed's reference maps)",
+            BoxNLRModel,
+            0.20,
+            "Bennink et al., J Med Imaging 2016",
+        ),
+        Method(
+            "ssvd",
+            "standard truncated SVD deconvolution",
+            SSVDModel,
+            0.30,
+            "Østergaard et al., Magn Reson Med 1996",
+        ),
+        Method(
+            "bsvd",
+            "block-circulant (delay-insensitive) SVD deconvolution",
+            BSVDModel,
+            0.30,
+            "Wu et al., Magn Reson Med 2003",
+        ),
+        Method(
+            "osvd",
+            "oscillation-index block-circulant SVD deconvolution",
+            OSVDModel,
+            0.30,
+            "Wu et al., Magn Reson Med 2003",
+        ),
+        Method(
+            "cnn",
+            "U-Net from the registered frames, no AIF (the seed's CNN)",
+            None,
+            0.20,
+            "Gava et al., Front Neuroinform 2023",
+        ),
+    )
+}
+#: The model-based methods (a deconvolution of tissue curves by an AIF).
+MODEL_METHODS = tuple(name for name, m in METHODS.items() if m.model_based)
+#: The method used when none is named.
+DEFAULT_METHOD = "nlr"
+
+
+def method_info(name: str) -> Method:
+    """The registry entry of ``name``.
+
+    Raises
+    ------
+    InputError
+        ``name`` is not a registered method.
+    """
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise InputError("method", f"expected one of {', '.join(METHODS)}, got {name!r}") from None

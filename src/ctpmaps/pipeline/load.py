@@ -1,0 +1,39 @@
+"""The first stage of the chain: a study from a path (or as given), and what was read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..clock import Stopwatch
+from ..io.load import load_study
+from ..io.study import Study
+
+__all__ = ["load", "study_summary"]
+
+
+def load(
+    study_or_path: Study | str | Path, series_uid: str | None, clock: Stopwatch
+) -> tuple[Study, bool]:
+    """The study, and whether its frames are ours to modify in place.
+
+    A `Study` given by the caller is never modified (the first stage copies its frames);
+    one read here is ours. Reading is timed as the stage ``load``.
+    """
+    if isinstance(study_or_path, Study):
+        return study_or_path, False
+    with clock.stage("load"):
+        study = load_study(study_or_path, series_uid=series_uid)
+    return study, True
+
+
+def study_summary(study: Study) -> dict[str, Any]:
+    """What was read, for run.json and the report: no patient name, birth date or ID."""
+    return {
+        "source": study.source,
+        "path": str(study.path) if study.path else None,
+        "dimensions": " x ".join(map(str, study.shape)),
+        "spacing_mm": " x ".join(f"{v:.3g}" for v in study.spacing),
+        "frames": f"{study.n_frames} over {study.times[-1]:.1f} s",
+        "study_instance_uid": study.metadata.get("study_instance_uid"),
+    }

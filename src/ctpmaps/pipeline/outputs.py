@@ -1,0 +1,221 @@
+"""The one writer of the chain's outputs: what files a result becomes, in which format.
+
+Every command writes through here into a staging folder (`ctpmaps.io.atomic.atomic_dir`),
+which is moved into place only when everything is written. The formats themselves belong
+to ``io/`` (NIfTI, DICOM, CSV, JSON) and ``report/`` (figures, HTML).
+
+Files of a run (``ctpmaps run``; ``maps`` and ``predict`` write the maps part):
+
+=========================================  =============================================
+``cbf cbv mtt ttp tmax delay .nii.gz``     maps in physical units (units in ``descrip``)
+``brain_mask.nii.gz``                      the voxels fitted
+``core penumbra hypoperfusion [severe_hypoperfusion] .nii.gz``, ``lesions.nii.gz``,
+``hemispheres.nii.gz``, ``volumes.json``, ``volumes.csv``           lesions (``run``)
+``aif.csv vof.csv aif_voxels.csv vof_voxels.csv input_functions.png``  input functions
+``motion.csv motion.png``                  head motion, when corrected
+``dicom/``                                 Parametric Maps and SEG (``run --dicom``)
+``report.html``                            the report (``run --report``)
+``run.json``                               how it was made, what it found, its caveats
+=========================================  =============================================
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..clock import Stopwatch
+from ..io.curves import write_input_function_csv
+from ..io.lesions import write_lesion_outputs
+from ..io.nifti import write_nifti_map, write_nifti_study
+from ..io.runinfo import write_run_json
+from ..preprocess.unenhanced import unenhanced
+from .result import StudyResult
+
+__all__ = ["MAIN_FILES", "write_outputs", "write_preprocessed"]
+
+#: Main output files by name (`StudyResult.files`).
+MAIN_FILES = {
+    "report": "report.html",
+    "volumes_json": "volumes.json",
+    "volumes_csv": "volumes.csv",
+    "run_json": "run.json",
+    "dicom": "dicom",
+    "lesions": "lesions.nii.gz",
+    "cbf": "cbf.nii.gz",
+    "ctp": "ctp.nii.gz",
+}
+
+
+def _present(maps) -> dict[str, np.ndarray]:
+    """Maps that hold values (a U-Net set may lack some)."""
+    return {k: v for k, v in maps.as_dict().items() if np.isfinite(v).any()}
+
+
+def write_maps(folder: Path, result: StudyResult) -> None:
+    """The maps (NIfTI, physical units), the brain mask and the input functions."""
+    made, affine = result.maps, result.study.affine
+    for name, arr in _present(made.maps).items():
+        write_nifti_map(
+            arr,
+            affine,
+            folder / f"{name}.nii.gz",
+            units=made.maps.units[name],
+            description=f"{name.upper()} {made.maps.method}",
+        )
+    write_nifti_map(made.brain, affine, folder / "brain_mask.nii.gz", description="brain mask")
+    if made.aif is not None:
+        from ..report.figures import input_functions_figure, write_png
+
+        for curve in (made.aif, made.vof):
+            if curve is not None:
+                write_input_function_csv(folder, curve)
+        write_png(folder / "input_functions.png", input_functions_figure(made.aif, made.vof))
+
+
+def _write_motion(folder: Path, result: StudyResult) -> None:
+    if result.motion is not None:
+        from ..preprocess.motion_report import motion_report
+
+        motion_report(result.motion, folder)
+
+
+def _export_dicom(folder: Path, result: StudyResult) -> dict[str, Any]:
+    from ..io.dicom_export import export_dicom
+
+    made, lesions = result.maps, result.lesions
+    info = export_dicom(
+        _present(made.maps),
+        {"core": lesions.core, "penumbra": lesions.penumbra},
+        result.study,
+        folder / "dicom",
+        method=made.maps.method,
+        lesion_description=f"{lesions.rule} rule (ctpmaps {__version__})",
+        image=unenhanced(result.study.frames, made.baseline_frames),
+    )
+    info["files"] = {k: str(Path(v).relative_to(folder)) for k, v in info["files"].items()}
+    return info
+
+
+def _report(path: Path, result: StudyResult) -> None:
+    from ..report.build import study_report
+
+    p = result.parameters
+    study_report(
+        path,
+        study=result.study,
+        maps=result.maps.maps,
+        lesions=result.lesions,
+        decision=result.decision,
+        study_summary=result.summary,
+        aif=result.maps.aif,
+        vof=result.maps.vof,
+        motion=result.motion,
+        problems=result.problems,
+        provenance={
+            "method": p["method"],
+            "timings_s": {k: round(v, 2) for k, v in result.timings_s.items()},
+            "parameters": {k: v for k, v in p.items() if k not in ("study", "dicom")},
+            "criteria": p.get("criteria"),
+            "midline": p.get("midline"),
+            "inputs": {"study": result.summary.get("path")},
+        },
+    )
+
+
+def _maps_summary(result: StudyResult) -> dict[str, Any]:
+    """Median and quartiles of every map inside the brain, with its unit."""
+    made = result.maps
+    out = {}
+    for name, arr in _present(made.maps).items():
+        values = arr[made.brain & np.isfinite(arr)]
+        q = np.percentile(values, [25, 50, 75]) if values.size else [np.nan] * 3
+        out[name] = {
+            "median": float(q[1]),
+            "q1": float(q[0]),
+            "q3": float(q[2]),
+            "unit": made.maps.units[name],
+        }
+    return out
+
+
+def write_outputs(
+    folder: Path,
+    result: StudyResult,
+    *,
+    clock: Stopwatch,
+    dicom: bool,
+    report: bool,
+    inputs: dict[str, Any],
+) -> None:
+    """Write every output of a run (maps, lesions, curves, motion, DICOM, report, run.json)
+    into ``folder``, timing the stages ``nifti``, ``dicom`` and ``report``."""
+    with clock.stage("nifti"):
+        write_maps(folder, result)
+        if result.lesions is not None:
+            write_lesion_outputs(
+                folder,
+                result.lesions,
+                result.decision,
+                result.midline,
+                result.study.affine,
+                patient_id=result.summary.get("patient_id"),
+            )
+        _write_motion(folder, result)
+    skipped = result.skipped
+    if dicom and result.lesions is not None:
+        with clock.stage("dicom"):
+            result.parameters["dicom"] = _export_dicom(folder, result)
+    else:
+        skipped.setdefault("dicom", "switched off")
+    if report and result.lesions is not None:
+        result.timings_s = dict(clock.timings)
+        with clock.stage("report"):
+            _report(folder / "report.html", result)
+    else:
+        skipped.setdefault("report", "switched off")
+    timings = dict(clock.timings)
+    timings["total"] = clock.total()
+    timings.update({f"maps.{k}": v for k, v in result.maps.timings_s.items()})
+    result.timings_s = timings
+    results: dict[str, Any] = {"maps": _maps_summary(result), "caveats": result.caveats}
+    if result.lesions is not None:
+        results |= {"decision": result.decision, "volumes_ml": result.lesions.volumes_ml()}
+    write_run_json(
+        folder, inputs=inputs, parameters=result.parameters, timings_s=timings, results=results
+    )
+
+
+def write_preprocessed(
+    folder: Path, result: StudyResult, *, steps: str, inputs, clock: Stopwatch
+) -> None:
+    """The preprocessed frames (NIfTI + sidecar; a derived DICOM series when the input was
+    DICOM), the motion report and run.json; the stage ``write`` is timed."""
+    study = result.study
+    with clock.stage("write"):
+        write_nifti_study(study, folder / "ctp.nii.gz", extra={"Preprocessing": steps})
+        if study.source == "dicom":
+            from ..io.dicom import write_dicom_study
+
+            desc = f"{study.metadata.get('series_description') or 'CT perfusion'} {steps}"
+            write_dicom_study(study, folder / "dicom", series_description=desc[:64])
+        _write_motion(folder, result)
+    result.timings_s = dict(clock.timings)
+    moved: dict[str, Any] = {}
+    m = result.motion
+    if m is not None:
+        moved = {
+            "flagged_frames": np.nonzero(m.flagged)[0].tolist(),
+            "max_translation_mm": float(np.abs(m.translations_mm).max()),
+            "max_rotation_deg": float(np.abs(m.rotations_deg).max()),
+        }
+    write_run_json(
+        folder,
+        inputs=inputs,
+        parameters=result.parameters,
+        timings_s=result.timings_s,
+        results=moved,
+    )

@@ -1,0 +1,128 @@
+"""The U-Net's maps stage (``run --method cnn``) and `predict_study` (``ctpmaps predict``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..clock import Progress
+from ..io.study import Study
+from ..perfusion.maps import MapsResult
+from ..preprocess.brainmask import ct_brain_mask
+from ..preprocess.unenhanced import DEFAULT_BASELINE_FRAMES
+
+__all__ = ["load_network", "cnn_maps", "predict_study"]
+
+
+def load_network(weights: str | Path | Sequence[str | Path] | None, device: str | None) -> list:
+    """The U-Net models (one per map) from files or folders, ``$CTPMAPS_WEIGHTS`` or the
+    shipped demo weights; checked against their metadata (`ctpmaps.nn.load_models`).
+
+    Raises
+    ------
+    WeightsError
+        Missing, corrupt or inconsistent weights.
+    """
+    from ..nn.predict import load_models
+
+    if isinstance(weights, (str, Path)):
+        weights = [weights]
+    return load_models(list(weights) if weights else None, device=device or "cpu")
+
+
+def cnn_maps(
+    study: Study, models: list, *, mask: np.ndarray | bool | None = None, device: str | None = None
+) -> MapsResult:
+    """Maps of a preprocessed study from trained U-Nets (no AIF).
+
+    Parameters
+    ----------
+    study : Study
+        Registered, filtered HU frames (as the networks' training frames).
+    models : list
+        From `load_network`.
+    mask : ndarray (x, y, z) bool, False or None
+        Brain mask; None for the automatic CT brain mask; False keeps every voxel.
+    device : str, optional
+        ``cpu`` or ``cuda`` (CUDA when available by default).
+    """
+    from ..nn.predict import predict_maps
+
+    if mask is None:
+        brain = ct_brain_mask(study.frames, study.spacing)
+    elif mask is False:
+        brain = np.ones(study.shape, bool)
+    else:
+        brain = np.asarray(mask, bool)
+    t0 = time.perf_counter()
+    maps = predict_maps(study, models, mask=None if mask is False else brain, device=device)
+    maps.method = "cnn"
+    params = {
+        "method": "cnn",
+        "device": device,
+        "models": {
+            m.target: {
+                "file": str(m.path),
+                "n_frames": m.meta["n_frames"],
+                "value_range": m.meta["value_range"],
+                "target_source": m.meta.get("target_source"),
+                "architecture": m.meta["architecture"],
+                "command": m.meta.get("command"),
+                "test_metrics": (m.meta.get("metrics") or {}).get("test"),
+            }
+            for m in models
+        },
+    }
+    return MapsResult(
+        maps, brain, DEFAULT_BASELINE_FRAMES, None, None, params,
+        {"unet": time.perf_counter() - t0},
+    )  # fmt: skip
+
+
+def predict_study(
+    study_or_path: Study | str | Path,
+    out: str | Path,
+    *,
+    weights: str | Path | Sequence[str | Path] | None = None,
+    filter: bool | None = None,  # noqa: A002 - the name users know from the command line
+    mask: np.ndarray | str | Path | bool | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    series_uid: str | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """Perfusion maps of a study from the U-Net alone (``ctpmaps predict``).
+
+    The frames get the guided bilateral filter the networks' training frames had, unless
+    they are filtered already (``filter=None``) or ``filter`` says otherwise; no motion
+    correction. Writes the predicted maps (NIfTI, physical units), the brain mask and
+    ``run.json`` into ``out``.
+
+    Parameters are those of `ctpmaps.pipeline.run_study`; ``mask=False`` keeps every voxel.
+
+    Returns
+    -------
+    StudyResult
+    """
+    from .run import run_study
+
+    return run_study(
+        study_or_path,
+        out,
+        method="cnn",
+        weights=weights,
+        motion=False,
+        filter=filter,
+        lesions=False,
+        dicom=False,
+        report=False,
+        mask=mask,
+        device=device,
+        overwrite=overwrite,
+        series_uid=series_uid,
+        progress=progress,
+    )

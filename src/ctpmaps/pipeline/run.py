@@ -1,0 +1,235 @@
+"""The whole chain in one call (``ctpmaps run``): a CTP study in; maps, core, penumbra,
+decision numbers, NIfTI and DICOM outputs and an HTML report out.
+
+Stages (`STAGES`), each timed and reported to ``progress``:
+
+``load``      read the study (`ctpmaps.io.load_study`), unless a `Study` is given;
+``motion``    rigid motion correction (`ctpmaps.preprocess.register_frames`);
+``filter``    guided 3D bilateral filter (`ctpmaps.preprocess.guided_bilateral_filter`);
+``maps``      brain mask, input functions and deconvolution (`ctpmaps.perfusion.compute_maps`),
+              or the U-Net (`ctpmaps.nn`) for ``method="cnn"``;
+``lesions``   midline, hemispheres, core/hypoperfusion/penumbra, decision numbers
+              (`ctpmaps.lesion`);
+``nifti``     maps, masks, volumes, curves, motion files (`ctpmaps.pipeline.outputs`);
+``dicom``     Parametric Maps and SEG (`ctpmaps.io.dicom`);
+``report``    ``report.html`` (`ctpmaps.report`), then ``run.json``.
+
+The output folder is checked before anything is read (`ctpmaps.io.atomic.OutputFolder`),
+everything is written into a staging folder and moved into place at the end: a failure
+leaves nothing behind, and only files of an earlier ctpmaps run are ever replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..clock import Progress, Stopwatch
+from ..io.atomic import atomic_dir
+from ..io.study import Study
+from ..lesion import (
+    DEFUSE3,
+    LesionCriteria,
+    TargetMismatch,
+    decision_numbers,
+    fit_midline,
+    hemisphere_labels,
+    segment_lesions,
+)
+from ..perfusion.maps import compute_maps
+from ..perfusion.methods import method_info
+from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
+from ..preprocess.bilateral import SEED_SIGMAS, SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
+from ..preprocess.unenhanced import unenhanced
+from ..report.build import motion_summary
+from .load import load, study_summary
+from .outputs import MAIN_FILES, write_outputs
+from .predict import cnn_maps, load_network
+from .preprocess import preprocess_frames
+from .result import StudyResult
+
+__all__ = ["STAGES", "default_filter_sigmas", "run_study"]
+
+log = logging.getLogger(__name__)
+
+#: Stages of `run_study`, in order.
+STAGES = ("load", "motion", "filter", "maps", "lesions", "nifti", "dicom", "report")
+
+
+def default_filter_sigmas(method: str) -> tuple[float, float]:
+    """Default (spatial mm, range HU) of the guided bilateral filter for ``method``: the
+    seed's 3 mm / 20 HU for ``"cnn"`` (what made the U-Net's training frames), else
+    2 mm / 3 HU (`ctpmaps.preprocess.bilateral`)."""
+    return SEED_SIGMAS if method == "cnn" else (SIGMA_SPATIAL_MM, SIGMA_RANGE_HU)
+
+
+def _lesions(result: StudyResult, criteria: LesionCriteria, profile: TargetMismatch) -> None:
+    study, made = result.study, result.maps
+    midline = fit_midline(
+        unenhanced(study.frames, made.baseline_frames), study.spacing, study.affine
+    )
+    hemis = hemisphere_labels(study.shape, study.affine, midline, mask=made.brain)
+    voxel_ml = float(np.prod(study.spacing)) / 1000.0
+    lesions = segment_lesions(
+        made.maps, made.brain, hemis, voxel_ml, criteria=criteria, midline=midline,
+        affine=study.affine,
+    )  # fmt: skip
+    result.lesions, result.midline = lesions, midline
+    result.decision = decision_numbers(lesions, profile=profile)
+
+
+def _inputs(study_or_path, **paths) -> dict[str, Any]:
+    """The files a run reads, by role (for run.json's checksums and the output checks)."""
+    named = {"study": None if isinstance(study_or_path, Study) else study_or_path}
+    named.update({k: v for k, v in paths.items() if isinstance(v, (str, Path))})
+    return {k: v for k, v in named.items() if v is not None}
+
+
+def run_study(
+    study_or_path: Study | str | Path,
+    out: str | Path,
+    *,
+    method: str = "nlr",
+    motion: bool = True,
+    filter: bool = True,  # noqa: A002 - the name users know from the command line
+    filter_sigmas: tuple[float, float] | None = None,
+    lesions: bool = True,
+    criteria: LesionCriteria | None = None,
+    profile: TargetMismatch = DEFUSE3,
+    dicom: bool = True,
+    report: bool = True,
+    overwrite: bool = False,
+    series_uid: str | None = None,
+    mask: np.ndarray | str | Path | bool | None = None,
+    aif_mask: np.ndarray | str | Path | None = None,
+    aif_csv: str | Path | None = None,
+    vof_mask: np.ndarray | str | Path | None = None,
+    hematocrit_factor: float = HEMATOCRIT_FACTOR,
+    density: float = BRAIN_DENSITY,
+    weights: str | Path | Sequence[str | Path] | None = None,
+    device: str | None = None,
+    progress: Progress | None = None,
+) -> StudyResult:
+    """Run the chain on one study and write its outputs into ``out``.
+
+    Parameters
+    ----------
+    study_or_path : Study, str or Path
+        A `Study` (not modified), or a NIfTI file, DICOM folder or UniToBrain patient folder.
+    out : str or Path
+        Output folder: new, empty, or an earlier ctpmaps run's with ``overwrite``.
+    method : str
+        A method of `ctpmaps.perfusion.METHODS`: ``nlr``, ``ssvd``, ``bsvd``, ``osvd`` or
+        ``cnn`` (the U-Net).
+    motion, filter : bool
+        Rigid motion correction and the guided bilateral filter (the seed's
+        preprocessing); skipped when the frames had them already.
+    filter_sigmas : (float, float), optional
+        Spatial sigma (mm) and range sigma (HU) of the filter (`default_filter_sigmas`).
+    lesions : bool
+        Segment core, hypoperfusion and penumbra and compute the decision numbers.
+    criteria : LesionCriteria, optional
+        Lesion thresholds (RAPID-like, per-method core threshold by default).
+    profile : TargetMismatch
+        Target-mismatch thresholds (DEFUSE-3).
+    dicom, report : bool
+        Write the DICOM Parametric Maps and SEG, and the HTML report (need ``lesions``).
+    overwrite : bool
+        Replace the files an earlier ctpmaps run wrote in ``out`` (nothing else).
+    series_uid : str, optional
+        DICOM series to read from a folder holding several.
+    mask : array, NIfTI path, False or None
+        Brain mask; the automatic CT brain mask by default (False: every voxel, ``cnn``).
+    aif_mask, aif_csv, vof_mask, hematocrit_factor, density
+        As in `ctpmaps.perfusion.compute_maps`.
+    weights : path or paths, optional
+        U-Net weights for ``cnn`` (default: ``$CTPMAPS_WEIGHTS`` or the package's).
+    device : str, optional
+        ``cpu`` or ``cuda`` for the U-Net (CUDA when available by default).
+    progress : callable, optional
+        `ctpmaps.clock.Progress` of the `STAGES` that run.
+
+    Returns
+    -------
+    StudyResult
+
+    Raises
+    ------
+    InputError
+        Unknown method, an unusable output folder, or a study that cannot be read;
+        nothing is computed and nothing is written.
+    WeightsError
+        U-Net weights that cannot be used (before any computation).
+    FitError
+        No usable AIF (no bolus).
+
+    Examples
+    --------
+    >>> from ctpmaps.pipeline import run_study                  # doctest: +SKIP
+    >>> r = run_study("MOL-001/ctp.nii.gz", "MOL-001/run")      # doctest: +SKIP
+    >>> r.decision["core_ml"], r.decision["target_mismatch"], r.report  # doctest: +SKIP
+    (24.1, True, PosixPath('MOL-001/run/report.html'))
+    """
+    method_info(method)
+    crit = criteria or LesionCriteria()
+    sigmas = filter_sigmas or default_filter_sigmas(method)
+    models = load_network(weights, device) if method == "cnn" else None
+    inputs = _inputs(study_or_path, mask=mask, aif_mask=aif_mask, aif_csv=aif_csv,
+                     vof_mask=vof_mask)  # fmt: skip
+    clock = Stopwatch(progress)
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs.values()) as tmp:
+        study, owned = load(study_or_path, series_uid, clock)
+        skipped: dict[str, str] = {}
+        result = StudyResult(study, study_summary(study), list(study.problems), skipped=skipped)
+        study, result.motion = preprocess_frames(
+            study, motion=motion, filter=filter, filter_sigmas=sigmas, owned=owned,
+            clock=clock, skipped=skipped,
+        )  # fmt: skip
+        result.study = study
+        with clock.stage("maps"):
+            if models is not None:
+                result.maps = cnn_maps(study, models, mask=mask, device=device)
+            else:
+                result.maps = compute_maps(
+                    study, method=method, mask=mask, aif_mask=aif_mask, aif_csv=aif_csv,
+                    vof_mask=vof_mask, hematocrit_factor=hematocrit_factor, density=density,
+                )  # fmt: skip
+        if lesions:
+            with clock.stage("lesions"):
+                _lesions(result, crit, profile)
+        else:
+            skipped["lesions"] = "not asked for"
+        result.parameters = _parameters(result, method, sigmas, "filter" in clock.timings)
+        write_outputs(tmp, result, clock=clock, dicom=dicom, report=report, inputs=inputs)
+    result.out = Path(out)
+    result.files = {k: result.out / rel for k, rel in MAIN_FILES.items()
+                    if (result.out / rel).exists()}  # fmt: skip
+    log.info("run finished in %.1f s: %s", result.timings_s["total"], out)
+    return result
+
+
+def _parameters(result: StudyResult, method: str, sigmas, filtered: bool) -> dict[str, Any]:
+    """Everything the run depended on, for run.json and the report."""
+    p: dict[str, Any] = {
+        "method": method,
+        "motion_correction": result.motion is not None,
+        "motion": None if result.motion is None else motion_summary(result.motion),
+        "filter": filtered,
+        "filter_sigmas": {"spatial_mm": sigmas[0], "range_hu": sigmas[1]},
+        "maps": result.maps.parameters,
+        "skipped": result.skipped,
+        "study": result.summary,
+    }
+    if result.lesions is not None:
+        p |= {
+            "criteria": result.lesions.criteria.as_dict(),  # thresholds resolved for the method
+            "profile": result.decision["profile"],
+            "midline": result.midline.as_dict(),
+            "lesion_rule": result.lesions.rule,
+            "lesion_reference": result.lesions.reference,
+        }
+    return p
