@@ -61,6 +61,7 @@ def test_icc_matches_shrout_and_fleiss_published_values():
 def test_icc_degenerate_input_gives_nan_not_an_error():
     same = np.full((4, 2), 3.0)
     assert math.isnan(intraclass_correlation(same).icc1k)
+    assert math.isnan(intraclass_correlation([[1.0, 2.0], [3.0, 5.0]]).icc1k)  # 2 patients
     with pytest.raises(InputError, match="sources"):
         intraclass_correlation(np.ones((4, 1)))
 

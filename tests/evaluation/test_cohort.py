@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -164,3 +165,8 @@ def test_bad_input_is_named():
     result = evaluate_patient(p, reference="nlr", value_ranges={})
     with pytest.raises(InputError, match="reference"):
         summarise_cohort([result], reference="truth")
+
+
+def test_evaluation_is_strict_json(evaluation):
+    text = json.dumps(evaluation.as_dict(), allow_nan=False)
+    assert json.loads(text)["settings"]["reference"] == "truth"

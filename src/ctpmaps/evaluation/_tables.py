@@ -75,6 +75,10 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan
 
 
+def _of_pair(rows: list[Row], lesion: str, a: str, b: str) -> list[Row]:
+    return [r for r in rows if (r["lesion"], r["source_a"], r["source_b"]) == (lesion, a, b)]
+
+
 def _dice_of(result, lesion: str, a: str, b: str) -> float | None:
     value = result.dice.get((lesion, a, b))
     return result.dice.get((lesion, b, a)) if value is None else value
@@ -129,12 +133,7 @@ def dice_summary(per_patient: list[Row], ctx: Context) -> list[Row]:
     rows = []
     for lesion in ctx.lesions:
         for a, b in ctx.pairs:
-            kept = [
-                r["dice"]
-                for r in per_patient
-                if (r["lesion"], r["source_a"], r["source_b"]) == (lesion, a, b)
-                and not r["excluded"]
-            ]
+            kept = [r["dice"] for r in _of_pair(per_patient, lesion, a, b) if not r["excluded"]]
             if not kept:
                 continue
             mean, sd = _mean_sd(kept)
@@ -193,9 +192,7 @@ def volume_agreement(pairs: list[Row], ctx: Context) -> list[Row]:
     rows = []
     for lesion in ctx.lesions:
         for a, b in ctx.pairs:
-            sel = [
-                p for p in pairs if (p["lesion"], p["source_a"], p["source_b"]) == (lesion, a, b)
-            ]
+            sel = _of_pair(pairs, lesion, a, b)
             if sel:
                 va = np.array([p["volume_a_ml"] for p in sel], dtype=float)
                 vb = np.array([p["volume_b_ml"] for p in sel], dtype=float)

@@ -9,8 +9,8 @@ every result is a small frozen record whose ``as_dict()`` is JSON-ready.
 Conventions
     - Differences are ``a - b``: pass the reference (or the older method) second.
     - Standard deviations use ``n - 1`` (sample SD, as SPSS and the seed).
-    - Too few patients for a statistic (fewer than 3 pairs for r, 2 for Bland-Altman and
-      ICC) gives NaN fields rather than an error, so a cohort table can show a pair with few
+    - Too few patients for a statistic (fewer than 3 for r and ICC, 2 for Bland-Altman and
+      the Friedman/Wilcoxon test) gives NaN fields rather than an error, so a cohort table can show a pair with few
       patients; mismatched shapes and non-finite volumes raise `InputError`.
 
 Bland-Altman (Bland & Altman 1986, Lancet i:307-310; 1999, Stat Methods Med Res 8:135-160)
@@ -302,11 +302,12 @@ def intraclass_correlation(values) -> Reliability:
     Returns
     -------
     Reliability
-        NaN fields with fewer than 2 patients or when every volume is equal.
+        NaN fields with fewer than 3 patients (pingouin's ANOVA needs 5 values) or when
+        every volume is equal.
     """
     v = _columns(values)
     n, k = v.shape
-    if n < 2 or np.ptp(v) == 0:
+    if n < 3 or np.ptp(v) == 0:
         return Reliability(n, k, *([_NAN] * 11))
     t = _icc_table(v)
     return Reliability(n, k, *t["icc1k"], *t["icc1"][:3], *t["icc2"][:3])

@@ -72,6 +72,13 @@ def _grid(n: int, *, cols: int = 3, size: tuple[float, float] = (3.6, 3.0)):
     return fig, axes
 
 
+def _finish(fig) -> bytes | None:
+    if fig is None:
+        return None
+    fig.tight_layout()
+    return _png(fig)
+
+
 # ----------------------------------------------------------------------------- figures
 def map_error_figure(maps: Rows) -> bytes | None:
     """Bars of MSE (normalised scale) per map and source, inside the brain and over the
@@ -97,8 +104,7 @@ def map_error_figure(maps: Rows) -> bytes | None:
         ax.set_ylabel("MSE (normalised [0, 1])", fontsize=8)
         ax.tick_params(labelsize=8)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig)
 
 
 def dice_figure(dice_per_patient: Rows, lesions: Sequence[str]) -> bytes | None:
@@ -122,8 +128,7 @@ def dice_figure(dice_per_patient: Rows, lesions: Sequence[str]) -> bytes | None:
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("Dice", fontsize=8)
         ax.set_title(lesion, fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig)
 
 
 def volumes_figure(
@@ -149,27 +154,32 @@ def volumes_figure(
     ax.set_xticks(x, labels, rotation=60, fontsize=7)
     ax.set_ylabel(f"{lesion} volume (mL)", fontsize=8)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig)
 
 
-def _pair_points(volume_pairs: Rows, lesion: str, a: str, b: str) -> tuple[np.ndarray, ...]:
-    rows = _select(volume_pairs, lesion=lesion, source_a=a, source_b=b)
-    va = np.array([r["volume_a_ml"] for r in rows], dtype=float)
-    vb = np.array([r["volume_b_ml"] for r in rows], dtype=float)
-    return va, vb
+def _pair_panels(volume_pairs: Rows, agreement: Rows, lesion: str) -> tuple[Any, list]:
+    """A figure with one panel per agreement row of ``lesion`` and, per panel, the row and
+    its paired volumes ``(ax, row, volumes_a_ml, volumes_b_ml)``; (None, []) without rows."""
+    rows = [r for r in _select(agreement, lesion=lesion) if r.get("n")]
+    if not rows:
+        return None, []
+    fig, axes = _grid(len(rows))
+    panels = []
+    for ax, row in zip(axes, rows, strict=True):
+        match = {"lesion": lesion, "source_a": row["source_a"], "source_b": row["source_b"]}
+        points = _select(volume_pairs, **match)
+        va = np.array([r["volume_a_ml"] for r in points], dtype=float)
+        vb = np.array([r["volume_b_ml"] for r in points], dtype=float)
+        panels.append((ax, row, va, vb))
+    return fig, panels
 
 
 def bland_altman_figure(volume_pairs: Rows, agreement: Rows, lesion: str) -> bytes | None:
     """Bland-Altman plots of one lesion, one panel per pair: difference ``a - b`` against the
     mean, with the bias and the 95 % limits of agreement of the agreement table."""
-    rows = [r for r in _select(agreement, lesion=lesion) if r.get("n")]
-    if not rows:
-        return None
-    fig, axes = _grid(len(rows))
-    for ax, row in zip(axes, rows, strict=True):
+    fig, panels = _pair_panels(volume_pairs, agreement, lesion)
+    for ax, row, va, vb in panels:
         a, b = row["source_a"], row["source_b"]
-        va, vb = _pair_points(volume_pairs, lesion, a, b)
         ax.plot((va + vb) / 2, va - vb, "o", ms=4, alpha=0.7)
         for key, style, label, x in (
             ("bias_ml", "-", "bias", 0.0),
@@ -187,19 +197,14 @@ def bland_altman_figure(volume_pairs: Rows, agreement: Rows, lesion: str) -> byt
         cr = f", CR {row['cr_ml']:.2f} mL" if _finite(row.get("cr_ml")) else ""
         ax.set_title(f"{lesion}: {a} vs {b}{cr}", fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig)
 
 
 def volume_scatter_figure(volume_pairs: Rows, agreement: Rows, lesion: str) -> bytes | None:
     """Volumes of ``a`` against ``b`` per pair, identity line, Pearson r in the title."""
-    rows = [r for r in _select(agreement, lesion=lesion) if r.get("n")]
-    if not rows:
-        return None
-    fig, axes = _grid(len(rows))
-    for ax, row in zip(axes, rows, strict=True):
+    fig, panels = _pair_panels(volume_pairs, agreement, lesion)
+    for ax, row, va, vb in panels:
         a, b = row["source_a"], row["source_b"]
-        va, vb = _pair_points(volume_pairs, lesion, a, b)
         top = float(max(va.max(initial=0.0), vb.max(initial=0.0), 1e-3)) * 1.05
         ax.plot([0, top], [0, top], color="#888", lw=0.8)
         ax.plot(vb, va, "o", ms=4, alpha=0.7)
@@ -210,8 +215,7 @@ def volume_scatter_figure(volume_pairs: Rows, agreement: Rows, lesion: str) -> b
         r = f"r = {row['pearson_r']:.3f}" if _finite(row.get("pearson_r")) else "r undefined"
         ax.set_title(f"{lesion}: {a} vs {b}, {r}", fontsize=9)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    return _png(fig)
+    return _finish(fig)
 
 
 # ----------------------------------------------------------------------------- html
