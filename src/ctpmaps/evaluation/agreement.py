@@ -10,8 +10,9 @@ Conventions
     - Differences are ``a - b``: pass the reference (or the older method) second.
     - Standard deviations use ``n - 1`` (sample SD, as SPSS and the seed).
     - Too few patients for a statistic (fewer than 3 for r and ICC, 2 for Bland-Altman and
-      the Friedman/Wilcoxon test) gives NaN fields rather than an error, so a cohort table can show a pair with few
-      patients; mismatched shapes and non-finite volumes raise `InputError`.
+      the Friedman/Wilcoxon test) gives NaN fields rather than an error, so a cohort table
+      can show a pair with few patients; mismatched shapes and non-finite volumes raise
+      `InputError`.
 
 Bland-Altman (Bland & Altman 1986, Lancet i:307-310; 1999, Stat Methods Med Res 8:135-160)
     bias = mean(d), SD = SD(d), limits of agreement = bias -+ 1.96 SD, with ``d = a - b``.
