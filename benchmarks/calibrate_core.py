@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from lesion_accuracy import _dice, _machine, cohort_arguments, run_cohort
+from lesion_accuracy import _machine, cohort_arguments, run_cohort
+
+from ctpmaps.evaluation import dice
 
 ROOT = Path(__file__).resolve().parents[1]
 THRESHOLDS = tuple(round(x, 3) for x in np.arange(0.10, 0.401, 0.025))
@@ -42,6 +44,7 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
     from dataclasses import replace
 
     from ctpmaps.clinical import run_study
+
     from ctpmaps.lesion import segment_lesions
     from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 
@@ -56,7 +59,7 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
         for th in THRESHOLDS:
             crit = replace(les.criteria, core_rcbf=th)
             found = segment_lesions(r.maps, r.brain, les.hemispheres, les.voxel_ml, criteria=crit)
-            row[(method, th)] = _dice(found.core, truth)
+            row[(method, th)] = dice(found.core, truth)
     return row
 
 

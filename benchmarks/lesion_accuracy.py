@@ -28,12 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ctpmaps.evaluation import dice
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float | None:
-    total = int(a.sum() + b.sum())
-    return None if total == 0 else 2.0 * float((a & b).sum()) / total
 
 
 def _rule_on(maps, brain, ph, rule: str):
@@ -60,8 +57,8 @@ def _score(row: dict, label: str, lesions, truth) -> None:
     v = lesions.volumes_ml()
     row[f"{label}_core_ml"] = v["core"]
     row[f"{label}_hypo_ml"] = v["hypoperfusion"]
-    row[f"{label}_dice_core"] = _dice(lesions.core, truth.masks["core"])
-    row[f"{label}_dice_hypo"] = _dice(lesions.hypoperfusion, truth.masks["hypoperfusion"])
+    row[f"{label}_dice_core"] = dice(lesions.core, truth.masks["core"])
+    row[f"{label}_dice_hypo"] = dice(lesions.hypoperfusion, truth.masks["hypoperfusion"])
     row[f"{label}_target"] = _target(v["core"], v["hypoperfusion"])
 
 
@@ -71,6 +68,7 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
 
     logging.disable(logging.WARNING)
     from ctpmaps.clinical import run_study
+
     from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 
     normal = i % 5 == 4
@@ -114,7 +112,7 @@ def _f(v, digits=2) -> str:
 
 
 def _stats(values) -> str:
-    v = np.array([x for x in values if x is not None], float)
+    v = np.array([x for x in values if x is not None and np.isfinite(x)], float)
     if v.size == 0:
         return "–"
     sd = v.std(ddof=1) if v.size > 1 else 0.0

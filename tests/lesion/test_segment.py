@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ctpmaps.errors import InputError
+from ctpmaps.evaluation import dice
 from ctpmaps.lesion import (
     LesionCriteria,
     fit_midline,
@@ -13,10 +14,6 @@ from ctpmaps.lesion import (
     remove_small_clusters,
     segment_lesions,
 )
-
-
-def _dice(a, b):
-    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
 def _toy(shape=(20, 10, 2)):
@@ -131,9 +128,9 @@ def test_tmax_rule_on_true_maps(stroke_128):
     maps, brain, hemis, voxel_ml, midline = _truth_inputs(stroke_128)
     les = segment_lesions(maps, brain, hemis, voxel_ml)
     m = stroke_128.truth.masks
-    assert _dice(les.hypoperfusion, m["hypoperfusion"]) > 0.95
-    assert _dice(les.core, m["core"]) > 0.75
-    assert _dice(les.penumbra, m["penumbra"]) > 0.7
+    assert dice(les.hypoperfusion, m["hypoperfusion"]) > 0.95
+    assert dice(les.core, m["core"]) > 0.75
+    assert dice(les.penumbra, m["penumbra"]) > 0.7
     assert np.array_equal(les.hypoperfusion, les.core | les.penumbra)
 
 
@@ -144,8 +141,8 @@ def test_cbv_rule_on_true_maps_without_tmax(stroke_128):
     les = segment_lesions(maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine)
     assert les.rule == "cbv" and les.severe is None
     m = stroke_128.truth.masks
-    assert _dice(les.hypoperfusion, m["hypoperfusion"]) > 0.9
-    assert _dice(les.core, m["core"]) > 0.8
+    assert dice(les.hypoperfusion, m["hypoperfusion"]) > 0.9
+    assert dice(les.core, m["core"]) > 0.8
     absolute = LesionCriteria(core_cbv_ml=2.0)
     les2 = segment_lesions(
         maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine, criteria=absolute
@@ -155,7 +152,7 @@ def test_cbv_rule_on_true_maps_without_tmax(stroke_128):
     les3 = segment_lesions(
         maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine, criteria=on_cbf
     )
-    assert _dice(les3.hypoperfusion, m["hypoperfusion"]) > 0.6
+    assert dice(les3.hypoperfusion, m["hypoperfusion"]) > 0.6
 
 
 def test_normal_perfusion_gives_no_lesion(normal_128):

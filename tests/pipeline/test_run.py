@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from ctpmaps.cli import app
 from ctpmaps.errors import InputError, WeightsError
+from ctpmaps.evaluation import dice
 from ctpmaps.io.nifti import write_nifti_study
 from ctpmaps.lesion import LesionCriteria
 from ctpmaps.perfusion import METHODS
@@ -42,10 +43,6 @@ def run(stroke, tmp_path_factory):
     result = run_study(stroke.study, out, progress=lambda s, t: events.append((s, t)))
     assert np.array_equal(stroke.study.frames, frames_before)  # the caller's study is kept
     return result, events
-
-
-def _dice(a, b):
-    return 2 * (a & b).sum() / max(a.sum() + b.sum(), 1)
 
 
 def test_outputs_and_stages(run):
@@ -91,8 +88,8 @@ def test_volumes_match_masks(run, stroke):
     truth = stroke.truth.masks
     assert d["affected_side"] == stroke.truth.params["lesion"]["side"]
     # the lesion is found where it is (accuracy over a cohort: docs/accuracy_lesion.md)
-    assert _dice(result.lesions.hypoperfusion, truth["hypoperfusion"]) > 0.4
-    assert _dice(result.lesions.core, truth["core"]) > 0.4
+    assert dice(result.lesions.hypoperfusion, truth["hypoperfusion"]) > 0.4
+    assert dice(result.lesions.core, truth["core"]) > 0.4
     cbf = nib.load(out / "cbf.nii.gz")
     assert b"mL/100 g/min" in cbf.header["descrip"].tobytes()
 

@@ -10,6 +10,7 @@ import numpy as np
 import typer
 from rich.table import Table
 
+from ..evaluation import dice
 from . import options as o
 from .common import StageDisplay, console, guarded, out
 from .phantom import Matrix
@@ -100,6 +101,6 @@ def _against_truth(result, ph) -> None:
     voxel_ml = float(np.prod(ph.study.spacing)) / 1000
     for name in ("core", "penumbra", "hypoperfusion"):
         est, t = getattr(result.lesions, name), truth.masks[name]
-        dice = 2 * (est & t).sum() / max(est.sum() + t.sum(), 1)
-        table.add_row(name, f"{v[name]:.1f}", f"{est.sum() * voxel_ml:.1f}", f"{dice:.2f}")
+        overlap = dice(est, t, empty=1.0)
+        table.add_row(name, f"{v[name]:.1f}", f"{est.sum() * voxel_ml:.1f}", f"{overlap:.2f}")
     out.print(table)
