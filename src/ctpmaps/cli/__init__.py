@@ -16,6 +16,7 @@ from ..errors import EXIT_CODES
 from .common import PlainCommand, out, setup
 from .demo import demo_command
 from .info import info_command
+from .methods import methods_command
 from .phantom import phantom_command
 from .predict import predict_command
 from .preprocess import preprocess_command
@@ -67,6 +68,7 @@ for _name, _command in (
     ("train", train_command),
     ("phantom", phantom_command),
     ("info", info_command),
+    ("methods", methods_command),
     ("demo", demo_command),
 ):
     app.command(_name, cls=PlainCommand)(_command)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -54,8 +55,10 @@ class PlainCommand(TyperCommand):
                 args.append((p.display_name_raw, getattr(p, "help", None) or ""))
             else:
                 record = p.get_help_record(ctx)
-                if record is not None:
-                    opts.append(record)
+                if record is not None:  # typer brackets a default given as text: unwrap it
+                    opts.append(
+                        (record[0], re.sub(r"\[default: \((.*)\)\]", r"[default: \1]", record[1]))
+                    )
         if args:
             with formatter.section("Arguments"):
                 formatter.write_dl(args)

@@ -233,10 +233,15 @@ def print_caveats(result) -> None:
 def print_decision(result, study: Path, elapsed: float) -> None:
     """The decision numbers, the time per stage and where the report is."""
     d = result.decision
-    table = Table(title=f"{study} -> {result.out} ({elapsed:.1f} s)")
+    supported = d.get("supported", True)
+    title = f"{study} -> {result.out} ({elapsed:.1f} s)"
+    if not supported:
+        title += " - NOT FOR A TREATMENT DECISION (caveats below)"
+    table = Table(title=title)
     table.add_column("lesion")
     table.add_column("value", justify="right")
     ratio = "inf" if d["mismatch_ratio_infinite"] else fmt(d["mismatch_ratio"], 2)
+    verdict = fmt(d["target_mismatch"]) if supported else "withheld"
     for label, value in (
         ("core (mL)", fmt(d["core_ml"])),
         ("penumbra = mismatch (mL)", fmt(d["penumbra_ml"])),
@@ -245,7 +250,7 @@ def print_decision(result, study: Path, elapsed: float) -> None:
         ("mismatch ratio", ratio),
         ("hypoperfusion intensity ratio", fmt(d["hypoperfusion_intensity_ratio"], 2)),
         ("affected side", fmt(d["affected_side"])),
-        ("DEFUSE-3 target mismatch", fmt(d["target_mismatch"])),
+        ("DEFUSE-3 target mismatch", verdict),
         ("rule", d["rule"]),
     ):
         table.add_row(label, value)

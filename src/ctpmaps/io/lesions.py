@@ -31,6 +31,7 @@ CSV_FIELDS = (
     "target_mismatch",
     "affected_side",
     "rule",
+    "supported",
 )
 
 
@@ -48,7 +49,8 @@ def write_lesion_outputs(
     Files: ``core``, ``penumbra``, ``hypoperfusion`` (and ``severe_hypoperfusion``)
     ``.nii.gz`` (uint8 0/1); ``lesions.nii.gz`` (1 penumbra, 2 core); ``hemispheres.nii.gz``
     (1 right, 2 left); ``volumes.json`` (volumes in mL, decision numbers, criteria, midline);
-    ``volumes.csv`` (`CSV_FIELDS`, an infinite mismatch ratio written ``inf``).
+    ``volumes.csv`` (`CSV_FIELDS`, an infinite mismatch ratio written ``inf``;
+    ``supported`` False when the run's caveats withhold the decision numbers).
 
     Returns
     -------

@@ -165,10 +165,13 @@ class VoxelLayout:
         """Number of fitted voxels."""
         return int(self.index.size)
 
-    def unflatten(self, values: np.ndarray, *, dtype: Any = np.float32) -> np.ndarray:
-        """Scatter per-voxel ``values`` (shape (n_fit, ...)) to the spatial shape, NaN elsewhere."""
+    def unflatten(
+        self, values: np.ndarray, *, dtype: Any = np.float32, fill: Any = np.nan
+    ) -> np.ndarray:
+        """Scatter per-voxel ``values`` (shape (n_fit, ...)) to the spatial shape, ``fill``
+        (NaN) elsewhere."""
         values = np.asarray(values)
-        out = np.full((math.prod(self.shape),) + values.shape[1:], np.nan, dtype=dtype)
+        out = np.full((math.prod(self.shape),) + values.shape[1:], fill, dtype=dtype)
         out[self.index] = values
         return out.reshape(self.shape + values.shape[1:])
 

@@ -197,6 +197,22 @@ class BoxNLRFit(PerfusionFit):
     def _tmax(self) -> np.ndarray:
         return self.params["delay"] + self.params["mtt"] / 2.0
 
+    def at_bounds(self, *, tol_s: float = 1e-3) -> np.ndarray:
+        """Voxels whose fit ended on a bound of MTT (either) or on the delay's upper bound,
+        shape (x, y, z) bool.
+
+        Such a fit is the best the bounds allow, not a minimum of the error: its CBF and
+        MTT are not to be trusted (typically noise fitted by a very short box, or a bolus
+        that arrives after the delay bound). A delay on its lower bound is not counted: tissue
+        that fills with the AIF (no delay) is a plausible answer there.
+        """
+        m, p = self.model, self.params
+        lo, hi = m.mtt_bounds
+        hit = (p["mtt"] <= lo + tol_s) | (p["mtt"] >= hi - tol_s)
+        hit |= p["delay"] >= m.delay_bounds[1] - tol_s
+        hit &= p["cbf"] > 0  # no signal: nothing was fitted
+        return self.layout.unflatten(hit, dtype=bool, fill=False)
+
     @cached_property
     def sse(self) -> np.ndarray:
         """Sum of squared errors of each voxel's fit, shape (x, y, z) float32."""

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import FitError, InputError
 from ..preprocess.unenhanced import unenhanced
 
-__all__ = ["bolus_arrival_frame", "baseline", "enhancement"]
+__all__ = ["bolus_arrival_frame", "baseline", "enhancement", "noise_sd"]
 
 #: Fraction of the peak enhancement that marks the sustained rise.
 RISE_FRACTION = 0.1
@@ -214,3 +214,28 @@ def _n_baseline(
     if int(n_baseline) != n_baseline or not 1 <= int(n_baseline) <= n_t:
         raise InputError("n_baseline", f"expected an integer in [1, {n_t}], got {n_baseline!r}")
     return int(n_baseline)
+
+
+def noise_sd(curves: np.ndarray, n_baseline: int) -> float:
+    """Noise of the frames in HU: a robust SD of frame-to-frame differences before the bolus.
+
+    Parameters
+    ----------
+    curves : ndarray, shape (n_vox, t)
+        HU curves (e.g. the brain's voxels).
+    n_baseline : int
+        Pre-bolus frames (at least the first two are used).
+
+    Returns
+    -------
+    float
+        ``1.4826 * MAD(d) / sqrt(2)`` of the differences ``d`` between consecutive
+        pre-bolus frames: the SD of one frame's noise, insensitive to anatomy and to a few
+        moving voxels.
+    """
+    curves = np.asarray(curves)
+    n = max(2, min(int(n_baseline), curves.shape[-1]))
+    d = np.diff(curves[:, :n].astype(np.float64), axis=1).ravel()
+    if d.size == 0:
+        return float("nan")
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))

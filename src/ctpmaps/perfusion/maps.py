@@ -31,7 +31,7 @@ from .aif import (
     read_curve_csv,
 )
 from .base import PerfusionMaps
-from .concentration import bolus_arrival_frame, enhancement
+from .concentration import bolus_arrival_frame, enhancement, noise_sd
 from .methods import MODEL_METHODS, method_info
 
 __all__ = ["MapsResult", "compute_maps"]
@@ -57,6 +57,10 @@ class MapsResult:
         Everything the maps depend on, JSON-ready (method, factors, input functions ...).
     timings_s : dict
         Seconds per step.
+    flags : dict of str to ndarray (x, y, z) bool
+        Voxels whose values are not to be trusted, by reason (``fit_at_bound``: the fit
+        ended on a bound of the model); their share of the brain is in
+        ``parameters["quality"]``.
     """
 
     maps: PerfusionMaps
@@ -66,6 +70,7 @@ class MapsResult:
     vof: InputFunction | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    flags: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def method(self) -> str:
@@ -159,8 +164,10 @@ def compute_maps(
         model = info.model(
             aif.curve, study.times, hematocrit_factor=hematocrit_factor, density=density
         )
-        maps = model.fit(enh, mask=brain).maps()
+        fit = model.fit(enh, mask=brain)
+        maps = fit.maps()
         maps.method = method
+    flags = {"fit_at_bound": fit.at_bounds()} if hasattr(fit, "at_bounds") else {}
     params = {
         "method": method,
         "hematocrit_factor": hematocrit_factor,
@@ -170,8 +177,30 @@ def compute_maps(
         "aif_scale": aif.scale,
         "aif_voxels": len(aif.voxels),
         "vof_source": vof.source if vof else None,
+        "quality": _quality(study, brain, n_base, maps, flags, enh),
     }
-    return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings)
+    return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings, flags)
+
+
+def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh) -> dict:
+    """Numbers that say whether the maps can be trusted (`ctpmaps.pipeline.quality`)."""
+    n = max(int(brain.sum()), 1)
+    mtt = maps.mtt[brain]
+    noise = noise_sd(study.frames[brain], n_base)
+    peak = float(enh[brain].mean(axis=0, dtype=np.float64).max())
+    out = {
+        "noise_hu": noise,
+        "tissue_peak_hu": peak,
+        "contrast_to_noise": peak / noise if noise > 0 else float("inf"),
+        "frame_interval_s": study.frame_interval,
+        "mtt_below_frame_interval_fraction": float(
+            np.count_nonzero(mtt < study.frame_interval) / n
+        ),
+        "mtt_below_1s_fraction": float(np.count_nonzero(mtt < 1.0) / n),
+    }
+    for name, mask in flags.items():
+        out[f"{name}_fraction"] = float(np.count_nonzero(mask & brain) / n)
+    return out
 
 
 def _as_mask(m: np.ndarray | str | Path, study: Study) -> tuple[np.ndarray, str]:

@@ -18,7 +18,14 @@ from .base import PerfusionModel
 from .boxnlr import BoxNLRModel
 from .svd import BSVDModel, OSVDModel, SSVDModel
 
-__all__ = ["Method", "METHODS", "MODEL_METHODS", "DEFAULT_METHOD", "method_info"]
+__all__ = [
+    "Method",
+    "METHODS",
+    "MODEL_METHODS",
+    "DEFAULT_METHOD",
+    "method_info",
+    "methods_markdown",
+]
 
 
 @dataclass(frozen=True)
@@ -112,3 +119,27 @@ def method_info(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise InputError("method", f"expected one of {', '.join(METHODS)}, got {name!r}") from None
+
+
+def methods_markdown() -> str:
+    """``docs/methods.md``: the registry as a table (``ctpmaps methods --markdown`` prints
+    it; a test keeps the file equal to it)."""
+    lines = [
+        "# Methods",
+        "",
+        "The methods `--method` accepts, from the registry `ctpmaps.perfusion.METHODS`",
+        "(this page is printed by `ctpmaps methods --markdown`).",
+        "",
+        "| name | what | model | core threshold (rCBF) | reference |",
+        "|---|---|---|---|---|",
+    ]
+    for m in METHODS.values():
+        model = f"`{m.model.__name__}`" if m.model else "U-Net (`ctpmaps.nn`)"
+        lines.append(f"| `{m.name}` | {m.label} | {model} | {m.core_rcbf:g} | {m.reference} |")
+    lines += [
+        "",
+        "The core threshold is the default of `--core-rcbf`: CBF below this fraction of the",
+        "median CBF of healthy tissue in the other hemisphere (`docs/core_threshold.md`).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -6,10 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from ..clock import Stopwatch
+from ..errors import InputError
 from ..io.load import load_study
 from ..io.study import Study
 
-__all__ = ["load", "study_summary"]
+__all__ = ["check_inputs", "load", "study_summary"]
+
+
+def check_inputs(paths) -> None:
+    """Every input file or folder exists (checked before anything is written or computed)."""
+    for path in paths:
+        if not Path(path).exists():
+            raise InputError(path, "no such file or folder")
 
 
 def load(

@@ -9,6 +9,7 @@ Files of a run (``ctpmaps run``; ``maps`` and ``predict`` write the maps part):
 =========================================  =============================================
 ``cbf cbv mtt ttp tmax delay .nii.gz``     maps in physical units (units in ``descrip``)
 ``brain_mask.nii.gz``                      the voxels fitted
+``fit_at_bound.nii.gz``                    box NLR fits that ended on a bound (not trusted)
 ``core penumbra hypoperfusion [severe_hypoperfusion] .nii.gz``, ``lesions.nii.gz``,
 ``hemispheres.nii.gz``, ``volumes.json``, ``volumes.csv``           lesions (``run``)
 ``aif.csv vof.csv aif_voxels.csv vof_voxels.csv input_functions.png``  input functions
@@ -67,6 +68,8 @@ def write_maps(folder: Path, result: StudyResult) -> None:
             description=f"{name.upper()} {made.maps.method}",
         )
     write_nifti_map(made.brain, affine, folder / "brain_mask.nii.gz", description="brain mask")
+    for name, mask in made.flags.items():
+        write_nifti_map(mask, affine, folder / f"{name}.nii.gz", description=name.replace("_", " "))
     if made.aif is not None:
         from ..report.figures import input_functions_figure, write_png
 
@@ -100,10 +103,86 @@ def _export_dicom(folder: Path, result: StudyResult) -> dict[str, Any]:
     return info
 
 
+def settings_rows(result: StudyResult) -> list[tuple[str, str]]:
+    """How the maps and lesions were made, one human-readable row each (the report)."""
+    from ..perfusion.methods import METHODS
+
+    p, made = result.parameters, result.maps
+    mp = made.parameters
+    method = METHODS[p["method"]]
+    rows = [("method", f"{method.name}: {method.label}")]
+    motion = p.get("motion")
+    rows.append(
+        ("motion correction", "off" if not motion else
+         f"{motion['frames_registered']} frames registered, largest "
+         f"{motion['max_translation_mm']:.2f} mm / {motion['max_rotation_deg']:.2f} deg")
+    )  # fmt: skip
+    sig = p["filter_sigmas"]
+    rows.append(
+        ("bilateral filter", f"{sig['spatial_mm']:g} mm, {sig['range_hu']:g} HU" if p["filter"]
+         else result.skipped.get("filter", "off"))
+    )  # fmt: skip
+    if "baseline_frames" in mp:
+        rows.append(("pre-bolus frames", str(mp["baseline_frames"])))
+    if made.aif is not None:
+        rows.append(("AIF", f"{mp['aif_source']}, {mp['aif_voxels']} voxels, "
+                            f"partial-volume scale {mp['aif_scale']:.2f}"))  # fmt: skip
+        rows.append(("VOF", str(mp["vof_source"] or "none (manual AIF used as given)")))
+        rows.append(("hematocrit factor, density", f"{mp['hematocrit_factor']:.3f}, "
+                                                   f"{mp['density']:g} g/mL"))  # fmt: skip
+    q = mp.get("quality", {})
+    if q:
+        rows.append(("noise of the frames", f"{q['noise_hu']:.1f} HU"))
+        for key, value in q.items():
+            if key.endswith("_fraction"):
+                rows.append(
+                    (key.removesuffix("_fraction").replace("_", " "), f"{100 * value:.1f} %")
+                )
+    if result.lesions is not None:
+        rows += _rule_rows(result.lesions)
+    return rows
+
+
+def _rule_rows(lesions) -> list[tuple[str, str]]:
+    c, ref = lesions.criteria, lesions.reference
+    if lesions.rule == "tmax":
+        refs = ", ".join(
+            f"{side} {ref[f'reference_for_{side}']:.1f}" for side in ("right", "left")
+            if f"reference_for_{side}" in ref
+        )  # fmt: skip
+        return [
+            ("lesion rule", "Tmax (RAPID-like)"),
+            ("hypoperfusion", f"Tmax > {c.hypoperfusion_tmax_s:g} s"),
+            ("severe hypoperfusion", f"Tmax > {c.severe_tmax_s:g} s"),
+            (
+                "core",
+                f"CBF < {c.core_rcbf:g} x the {c.reference_statistic} CBF of healthy "
+                f"contralateral tissue (Tmax < {c.healthy_tmax_s:g} s)",
+            ),  # fmt: skip
+            ("reference CBF (mL/100 g/min)", refs),
+            ("smallest cluster kept", f"{c.min_cluster_ml:g} mL"),
+        ]
+    hypo = (
+        f"TTP > {c.hypoperfusion_ttp_delay_s:g} s later than healthy tissue"
+        if c.hypoperfusion_on == "ttp"
+        else f"CBF < {c.hypoperfusion_rcbf:g} x mirror side"
+    )
+    core = (
+        f"CBV < {c.core_cbv_ml:g} mL/100 g"
+        if c.core_cbv_ml is not None
+        else f"CBV < {c.core_rcbv:g} x mirror side"
+    )
+    return [
+        ("lesion rule", "CBV/TTP (maps without Tmax)"),
+        ("hypoperfusion", hypo),
+        ("core", core),
+        ("smallest cluster kept", f"{c.min_cluster_ml:g} mL"),
+    ]
+
+
 def _report(path: Path, result: StudyResult) -> None:
     from ..report.build import study_report
 
-    p = result.parameters
     study_report(
         path,
         study=result.study,
@@ -111,16 +190,17 @@ def _report(path: Path, result: StudyResult) -> None:
         lesions=result.lesions,
         decision=result.decision,
         study_summary=result.summary,
+        settings=settings_rows(result),
+        brain=result.maps.brain,
         aif=result.maps.aif,
         vof=result.maps.vof,
         motion=result.motion,
         problems=result.problems,
+        caveats=result.caveats,
+        baseline_frames=result.maps.baseline_frames,
         provenance={
-            "method": p["method"],
+            "method": result.parameters["method"],
             "timings_s": {k: round(v, 2) for k, v in result.timings_s.items()},
-            "parameters": {k: v for k, v in p.items() if k not in ("study", "dicom")},
-            "criteria": p.get("criteria"),
-            "midline": p.get("midline"),
             "inputs": {"study": result.summary.get("path")},
         },
     )

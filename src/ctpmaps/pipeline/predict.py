@@ -73,6 +73,7 @@ def cnn_maps(
                 "architecture": m.meta["architecture"],
                 "command": m.meta.get("command"),
                 "test_metrics": (m.meta.get("metrics") or {}).get("test"),
+                "validated_on": _validated_on(m.meta),
             }
             for m in models
         },
@@ -81,6 +82,15 @@ def cnn_maps(
         maps, brain, DEFAULT_BASELINE_FRAMES, None, None, params,
         {"unet": time.perf_counter() - t0},
     )  # fmt: skip
+
+
+def _validated_on(meta: dict[str, Any]) -> str:
+    """What a model was validated on: its metadata's ``validated_on``, else ``phantom`` for
+    a model trained on a phantom cohort (weights exported before that field existed)."""
+    if meta.get("validated_on"):
+        return str(meta["validated_on"])
+    cohort = meta.get("cohort") or {}
+    return "phantom" if cohort.get("phantom_seed") is not None else "unknown"
 
 
 def predict_study(

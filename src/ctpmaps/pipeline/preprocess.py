@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_dir
 from ..io.study import Study
 from ..preprocess.bilateral import SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
-from .load import load, study_summary
+from .load import check_inputs, load, study_summary
 from .outputs import write_preprocessed
 from .result import StudyResult
 
@@ -176,6 +176,7 @@ def preprocess_study(
         raise InputError("preprocess", "--no-motion and --no-filter together leave nothing to do")
     clock = Stopwatch(progress)
     inputs = [] if isinstance(study_or_path, Study) else [study_or_path]
+    check_inputs(inputs)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
         study, owned = load(study_or_path, series_uid, clock)
         summary, problems = study_summary(study), list(study.problems)

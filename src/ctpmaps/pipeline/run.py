@@ -46,10 +46,11 @@ from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 from ..preprocess.bilateral import SEED_SIGMAS, SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
 from ..preprocess.unenhanced import unenhanced
 from ..report.build import motion_summary
-from .load import load, study_summary
+from .load import check_inputs, load, study_summary
 from .outputs import MAIN_FILES, write_outputs
 from .predict import cnn_maps, load_network
-from .preprocess import preprocess_frames
+from .preprocess import applied_steps, preprocess_frames
+from .quality import assess
 from .result import StudyResult
 
 __all__ = ["STAGES", "default_filter_sigmas", "run_study"]
@@ -80,6 +81,9 @@ def _lesions(result: StudyResult, criteria: LesionCriteria, profile: TargetMisma
     )  # fmt: skip
     result.lesions, result.midline = lesions, midline
     result.decision = decision_numbers(lesions, profile=profile)
+    withheld = [c["code"] for c in result.caveats if c["severity"] == "withhold"]
+    result.decision["supported"] = not withheld
+    result.decision["withheld_because"] = withheld
 
 
 def _inputs(study_or_path, **paths) -> dict[str, Any]:
@@ -180,6 +184,7 @@ def run_study(
     models = load_network(weights, device) if method == "cnn" else None
     inputs = _inputs(study_or_path, mask=mask, aif_mask=aif_mask, aif_csv=aif_csv,
                      vof_mask=vof_mask)  # fmt: skip
+    check_inputs(inputs.values())
     clock = Stopwatch(progress)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs.values()) as tmp:
         study, owned = load(study_or_path, series_uid, clock)
@@ -198,6 +203,8 @@ def run_study(
                     study, method=method, mask=mask, aif_mask=aif_mask, aif_csv=aif_csv,
                     vof_mask=vof_mask, hematocrit_factor=hematocrit_factor, density=density,
                 )  # fmt: skip
+        filtered = "filter" in clock.timings or "filter" in applied_steps(study)
+        result.caveats = assess(result.maps.parameters, filtered=filtered, problems=result.problems)
         if lesions:
             with clock.stage("lesions"):
                 _lesions(result, crit, profile)

@@ -21,6 +21,8 @@ __all__ = [
     "colour_tile",
     "overlay_tile",
     "colour_bar",
+    "crop_box",
+    "input_locations_figure",
     "slice_tiles",
     "curves_figure",
     "input_functions_figure",
@@ -126,19 +128,50 @@ def overlay_tile(
     return _png_rgb((rgb * 255 + 0.5).astype(np.uint8))
 
 
-def colour_bar(title: str, unit: str, *, cmap: str, vmin: float, vmax: float) -> bytes:
-    """A horizontal colour bar with its range and unit; PNG bytes."""
+def colour_bar(
+    title: str,
+    unit: str,
+    *,
+    cmap: str,
+    vmin: float,
+    vmax: float,
+    marks: Sequence[tuple[float, str]] = (),
+) -> bytes:
+    """A horizontal colour bar with its range and unit; PNG bytes.
+
+    ``marks`` are ``(value, label)`` pairs drawn as black ticks with their label above the
+    bar: the thresholds applied to the map (e.g. Tmax > 6 s).
+    """
     import matplotlib as mpl
 
-    fig = _figure(2.2, 0.75, dpi=100)
-    ax = fig.add_axes((0.06, 0.55, 0.88, 0.22))
+    fig = _figure(2.6, 0.95, dpi=100)
+    ax = fig.add_axes((0.05, 0.42, 0.9, 0.2))
     norm = mpl.colors.Normalize(vmin=vmin, vmax=vmax)
     bar = fig.colorbar(
         mpl.cm.ScalarMappable(norm=norm, cmap=cmap), cax=ax, orientation="horizontal"
     )
     bar.ax.tick_params(labelsize=7, length=2, pad=1)
     bar.set_label(f"{title} [{unit}]" if unit else title, fontsize=8, labelpad=1)
+    for value, label in marks:
+        if vmin <= value <= vmax:
+            ax.axvline(value, color="black", lw=2)
+            ax.text(value, 1.15, label, transform=ax.get_xaxis_transform(), ha="center",
+                    va="bottom", fontsize=7, fontweight="bold")  # fmt: skip
     return _png(fig)
+
+
+def crop_box(mask: np.ndarray, spacing: Sequence[float], *, margin_mm: float = 6.0):
+    """In-plane bounding box of ``mask`` (x, y, z) over all slices, with a margin: a tuple of
+    two slices (x, y) that crops every slice the same way (the head, not the air)."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return (slice(None), slice(None))
+    box = []
+    for axis, other in ((0, (1, 2)), (1, (0, 2))):
+        idx = np.flatnonzero(mask.any(axis=other))
+        pad = int(np.ceil(margin_mm / float(spacing[axis])))
+        box.append(slice(max(0, idx[0] - pad), min(mask.shape[axis], idx[-1] + 1 + pad)))
+    return tuple(box)
 
 
 def slice_tiles(
@@ -150,7 +183,8 @@ def slice_tiles(
     ranges: Mapping[str, tuple[float, float]],
     core: np.ndarray | None = None,
     penumbra: np.ndarray | None = None,
-    max_pixels: int = 256,
+    crop: tuple[slice, slice] = (slice(None), slice(None)),
+    max_pixels: int = 360,
 ) -> dict[str, bytes]:
     """PNG tiles of slice ``k``: ``"overlay"`` (mean frame with core and penumbra) and one
     per map, in the radiological view.
@@ -169,11 +203,14 @@ def slice_tiles(
         Display range of each map in its unit (the same for every slice, as the colour bar).
     core, penumbra : ndarray (x, y, z) bool, optional
         Lesion masks to overlay.
+    crop : (slice, slice)
+        In-plane region shown (`crop_box` of the head), the same for every slice.
     max_pixels : int
-        Larger slices are down-sampled by an integer factor (a 512 matrix shows at 256).
+        Larger crops are down-sampled by an integer factor.
     """
-    step = max(1, int(np.ceil(max(mean_frame.shape[:2]) / max_pixels)))
-    show = lambda v: display_slice(v, k, affine)[::step, ::step]  # noqa: E731
+    side = max(len(range(*crop[i].indices(mean_frame.shape[i]))) for i in (0, 1))
+    step = max(1, int(np.ceil(side / max_pixels)))
+    show = lambda v: display_slice(v[crop], k, affine)[::step, ::step]  # noqa: E731
     tiles = {
         "overlay": overlay_tile(
             show(mean_frame),
@@ -224,6 +261,51 @@ def input_functions_figure(aif, vof=None) -> bytes:
     ax.legend(loc="upper right", fontsize=8)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    return _png(fig)
+
+
+def input_locations_figure(
+    image: np.ndarray,
+    affine: np.ndarray,
+    *,
+    aif_voxels: np.ndarray,
+    vof_voxels: np.ndarray | None = None,
+    crop: tuple[slice, slice] = (slice(None), slice(None)),
+    max_slices: int = 3,
+) -> bytes:
+    """Where the AIF (red) and VOF (blue) were taken: the slices holding most of their
+    voxels, on ``image`` (x, y, z; HU, e.g. the maximum enhancement); PNG bytes."""
+    vof_voxels = np.zeros((0, 3), int) if vof_voxels is None else np.asarray(vof_voxels)
+    aif_voxels = np.asarray(aif_voxels)
+    counts = np.bincount(
+        np.concatenate([aif_voxels[:, 2], vof_voxels[:, 2]]).astype(int), minlength=image.shape[2]
+    )
+    slices = sorted(np.argsort(counts)[::-1][: max(1, min(max_slices, int((counts > 0).sum())))])
+    fig = _figure(3.0 * len(slices), 3.3)
+    axes = np.atleast_1d(fig.subplots(1, len(slices)))
+    x0 = crop[0].indices(image.shape[0])[0]
+    y0 = crop[1].indices(image.shape[1])[0]
+    for ax, k in zip(axes, slices, strict=True):
+        img = display_slice(image[crop], k, affine)
+        lo, hi = (
+            np.percentile(img[np.isfinite(img)], [1, 99.5]) if np.isfinite(img).any() else (0, 1)
+        )
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+        for vox, colour, label in ((aif_voxels, "red", "AIF"), (vof_voxels, "deepskyblue", "VOF")):
+            sel = vox[vox[:, 2] == k]
+            if sel.size:
+                marks = np.zeros(image[crop].shape[:2] + (1,), bool)
+                marks[sel[:, 0] - x0, sel[:, 1] - y0, 0] = True
+                r, c = np.nonzero(display_slice(marks, 0, affine))
+                ax.scatter(c, r, s=10, facecolors="none", edgecolors=colour, lw=1, label=label)
+        ax.set_title(f"slice {k + 1}", fontsize=8)
+        ax.set_axis_off()
+    handles = [h for ax in axes for h in ax.get_legend_handles_labels()[0]]
+    if handles:
+        labels = [lbl for ax in axes for lbl in ax.get_legend_handles_labels()[1]]
+        unique = dict(zip(labels, handles, strict=True))
+        fig.legend(unique.values(), unique.keys(), loc="lower center", ncol=2, fontsize=8)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     return _png(fig)
 
 

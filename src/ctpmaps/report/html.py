@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,11 +39,18 @@ text-align:left} th{background:#f0f2f5}
 img{max-width:100%;height:auto;display:block;margin:4px 0}
 table.grid td,table.grid th{border:none;padding:1px;text-align:center;vertical-align:middle;
 font-weight:normal;background:none;font-size:11px}
-table.grid td img{width:170px;image-rendering:pixelated;margin:0}
-table.grid th img{width:170px;margin:0} table.grid th{max-width:172px}
+table.grid td img{width:205px;image-rendering:pixelated;margin:0}
+table.grid th img{width:205px;margin:0} table.grid th{max-width:207px}
 td.lab{font-size:11px;color:#444;white-space:nowrap}
 pre{font-size:12px;background:#f6f8fa;padding:8px;overflow:auto}
 .warn{color:#8a4b00} footer{font-size:12px;color:#666;padding:0 24px 24px}
+.disclaimer{background:#fff4e5;border:1px solid #f0c36d;border-radius:6px;padding:8px 12px;
+margin:0 0 16px;font-size:14px}
+.caveat{padding:6px 10px;border-radius:4px;margin:4px 0;font-size:14px}
+.caveat.withhold{background:#fde2e1;border-left:5px solid #c21d1d}
+.caveat.warn{background:#fff4e5;border-left:5px solid #e69b00}
+.caveat.note{background:#eef2f7;border-left:5px solid #7a8699}
+.flag.withheld{background:#fde2e1;color:#8a1010}
 """
 
 _SCRIPT = """
@@ -80,15 +86,20 @@ class ReportContent:
         Caption of each slice (e.g. its position in mm).
     input_functions : bytes or None
         PNG of the AIF and VOF.
+    input_locations : bytes or None
+        PNG of where the AIF and VOF voxels were taken.
     motion : bytes or None
         PNG of the head motion, when motion correction ran.
     motion_summary : dict or None
         Largest translation/rotation, flagged frames.
+    settings : list of (str, str)
+        How the maps and lesions were made, one row each.
     provenance : dict
-        How it was made: version, created, command, method, parameters, criteria,
-        timings_s (stage -> s), inputs.
+        How it was made: version, created, command, method, timings_s (stage -> s), inputs.
+    caveats : list of dict
+        Quality findings (``code``, ``severity``, ``message``), shown at the top.
     warnings : list of str
-        Problems to show at the top.
+        Reading problems, shown as notes.
     """
 
     title: str
@@ -99,9 +110,12 @@ class ReportContent:
     colour_bars: dict[str, bytes] = field(default_factory=dict)
     slice_labels: list[str] = field(default_factory=list)
     input_functions: bytes | None = None
+    input_locations: bytes | None = None
     motion: bytes | None = None
     motion_summary: dict[str, Any] | None = None
+    settings: list[tuple[str, str]] = field(default_factory=list)
     provenance: dict[str, Any] = field(default_factory=dict)
+    caveats: list[dict[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -152,25 +166,28 @@ def _decision_section(c: ReportContent) -> str:
         ]
     )
     target = bool(d.get("target_mismatch"))
+    supported = d.get("supported", True)
+    word = ("yes" if target else "no") if supported else "withheld"
     p = d.get("profile", {})
     flag = (
         f'<p>DEFUSE-3 target mismatch: <span id="target-mismatch" class="flag '
-        f'{"yes" if target else "no"}">{"yes" if target else "no"}</span> '
+        f'{word}">{word}</span> '
         f"(core &lt; {p.get('core_below_ml', 70):g} mL, mismatch ≥ "
         f"{p.get('mismatch_at_least_ml', 15):g} mL, ratio ≥ {p.get('ratio_at_least', 1.8):g}); "
         f'affected side: <b id="affected-side">{_fmt(d.get("affected_side"))}</b>; '
         f'mismatch volume <b id="mismatch-ml">{_fmt(d.get("mismatch_ml"))}</b> mL.</p>'
     )
     rows = [(k.replace("_", " "), _fmt(v, 2)) for k, v in c.volumes_ml.items()]
+    heading = "Decision numbers" if supported else "Volumes (decision withheld: see caveats)"
     return (
-        f'<section id="decision"><h2>Decision numbers</h2><div class="cards">{cards}</div>'
+        f'<section id="decision"><h2>{heading}</h2><div class="cards">{cards}</div>'
         f"{flag}<h2>Volumes</h2>{_table(rows, ('mask', 'volume (mL)'))}</section>"
     )
 
 
 def _provenance_section(c: ReportContent) -> str:
     p = c.provenance
-    timings = p.get("timings_s", {})
+    timings = {k: v for k, v in p.get("timings_s", {}).items() if "." not in k and k != "total"}
     total = sum(float(v) for v in timings.values())
     t_rows = [(k.replace("_", " "), f"{float(v):.2f}") for k, v in timings.items()]
     t_rows.append(("total", f"<b id='total-s'>{total:.1f}</b>"))
@@ -180,16 +197,39 @@ def _provenance_section(c: ReportContent) -> str:
         ("method", f"<span id='method'>{_fmt(p.get('method'))}</span>"),
         ("command", f"<code>{html.escape(' '.join(map(str, p.get('command', []))))}</code>"),
     ]
-    params = json.dumps(
-        {k: v for k, v in p.items() if k in ("parameters", "criteria", "midline", "inputs")},
-        indent=1,
-        default=str,
-    )
+    settings = [(k, html.escape(v)) for k, v in c.settings]
     return (
         '<section id="provenance"><h2>How this was made</h2>'
-        f"{_table(info)}<h2>Time per stage (s)</h2>{_table(t_rows, ('stage', 's'))}"
-        f"<h2>Parameters</h2><pre>{html.escape(params)}</pre></section>"
+        f"{_table(info)}<h2>Settings</h2>"
+        f"<div id='settings'>{_table(settings, ('setting', 'value'))}</div>"
+        "<p>Every parameter, input checksum and timing is in <code>run.json</code> beside "
+        "this report.</p>"
+        f"<h2>Time per stage (s)</h2>{_table(t_rows, ('stage', 's'))}</section>"
     )
+
+
+def _caveats_section(c: ReportContent) -> str:
+    items = [(x["severity"], x["message"]) for x in c.caveats]
+    items += [("note", w) for w in c.warnings if w not in {m for _, m in items}]
+    if not items:
+        return ""
+    rows = "".join(
+        f'<div class="caveat {html.escape(sev)}"><b>{html.escape(sev)}</b>: {html.escape(msg)}'
+        "</div>"
+        for sev, msg in items
+    )
+    return f'<section id="caveats"><h2>Caveats</h2>{rows}</section>'
+
+
+#: How the header names what was read.
+_STUDY_LABELS = {
+    "source": "source",
+    "dimensions": "dimensions",
+    "spacing_mm": "voxel size (mm)",
+    "frames": "frames",
+    "path": "read from",
+    "study_instance_uid": "study UID",
+}
 
 
 def _maps_grid(c: ReportContent) -> str:
@@ -218,13 +258,20 @@ def render_html(content: ReportContent) -> str:
     c = content
     s = c.study
     subtitle = " · ".join(
-        f"{html.escape(k)}: {html.escape(str(v))}"
+        f"{_STUDY_LABELS[k]}: {html.escape(str(v))}"
         for k, v in s.items()
-        if k in ("patient_id", "source", "dimensions", "spacing_mm", "frames")
+        if k in ("source", "dimensions", "spacing_mm", "frames") and v is not None
     )
-    warn = "".join(f'<p class="warn">⚠ {html.escape(w)}</p>' for w in c.warnings)
+    disclaimer = (
+        '<p class="disclaimer" id="disclaimer"><b>Research software, not a medical device.</b> '
+        "These maps and volumes are not validated for clinical use; any finding must be "
+        "reviewed by a qualified physician on the source images.</p>"
+    )
     slices = _maps_grid(c)
     curves = _img(c.input_functions, "AIF and VOF") if c.input_functions else "<p>not available</p>"
+    if c.input_locations:
+        curves += "<p>Where they were taken (AIF red, VOF blue):</p>"
+        curves += f"<div id='input-locations'>{_img(c.input_locations, 'AIF and VOF voxels')}</div>"
     motion = ""
     if c.motion is not None:
         rows = [(k.replace("_", " "), _fmt(v, 2)) for k, v in (c.motion_summary or {}).items()]
@@ -232,12 +279,12 @@ def render_html(content: ReportContent) -> str:
             f'<section id="motion"><h2>Head motion (corrected)</h2>{_img(c.motion, "motion")}'
             f"{_table(rows) if rows else ''}</section>"
         )
-    study_rows = [(k.replace("_", " "), _fmt(v)) for k, v in s.items()]
+    study_rows = [(_STUDY_LABELS.get(k, k.replace("_", " ")), _fmt(v)) for k, v in s.items()]
     return (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{html.escape(c.title)}</title><style>{_CSS}</style></head><body>"
         f"<header><h1>{html.escape(c.title)}</h1><p>{subtitle}</p></header><main>"
-        f"{warn}{_decision_section(c)}"
+        f"{disclaimer}{_caveats_section(c)}{_decision_section(c)}"
         f'<section id="maps"><h2>Maps and lesions per slice</h2>'
         "<p>Radiological view (patient's right on the left). Core in red, penumbra in green "
         "on the mean frame; colour bars in physical units.</p>"
@@ -246,8 +293,7 @@ def render_html(content: ReportContent) -> str:
         f"{motion}"
         f'<section id="study"><h2>Study</h2>{_table(study_rows)}</section>'
         f"{_provenance_section(c)}</main>"
-        "<footer>Research software: not a medical device; results must be reviewed by a "
-        "qualified physician.</footer>"
+        "<footer>ctpmaps: research software, not a medical device.</footer>"
         f"<script>{_SCRIPT}</script></body></html>"
     )
 
