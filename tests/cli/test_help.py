@@ -14,7 +14,18 @@ from ctpmaps.errors import EXIT_CODES
 from ctpmaps.perfusion.methods import methods_markdown
 
 runner = CliRunner()
-COMMANDS = ["run", "maps", "preprocess", "predict", "train", "phantom", "info", "demo", "methods"]
+COMMANDS = [
+    "run",
+    "maps",
+    "batch",
+    "preprocess",
+    "predict",
+    "train",
+    "phantom",
+    "info",
+    "demo",
+    "methods",
+]
 ROOT = Path(__file__).resolve().parents[2]
 
 

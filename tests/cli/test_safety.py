@@ -82,3 +82,22 @@ def test_overwrite_replaces_only_what_ctpmaps_wrote(small_stroke_files, tmp_path
     assert (out / "my_roi.nii.gz").read_bytes() == b"the user's"
     assert (out / "cbf.nii.gz").stat().st_mtime_ns >= first
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_sigterm_removes_partial_outputs(small_stroke_files, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ctpmaps", "run", str(small_stroke_files / "dicom"), str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".out.ctpmaps-partial.*")):
+        time.sleep(0.05)
+    assert list(tmp_path.glob(".out.ctpmaps-partial.*")), "the run never started"
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, output
+    assert list(tmp_path.iterdir()) == [], "partial outputs left behind"

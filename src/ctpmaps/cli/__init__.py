@@ -13,6 +13,7 @@ import typer
 
 from .. import __version__
 from ..errors import EXIT_CODES
+from .batch import batch_command
 from .common import PlainCommand, out, setup
 from .demo import demo_command
 from .info import info_command
@@ -63,6 +64,7 @@ def main(
 for _name, _command in (
     ("run", run_command),
     ("maps", maps_command),
+    ("batch", batch_command),
     ("preprocess", preprocess_command),
     ("predict", predict_command),
     ("train", train_command),

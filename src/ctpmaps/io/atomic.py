@@ -202,7 +202,7 @@ class OutputFolder:
             parent.mkdir(parents=True, exist_ok=True)
             _remove_stale_staging(parent, self.path.name)
             self.staging = Path(tempfile.mkdtemp(prefix=f".{self.path.name}{_PARTIAL}", dir=parent))
-            (self.staging / _MARKER).write_text(str(os.getpid()))
+            (self.staging / _MARKER).write_text(_process_id(os.getpid()))
         except OSError as exc:
             self._remove_created()
             raise InputError(self.path, f"cannot write here: {exc.strerror or exc}") from exc
@@ -285,21 +285,34 @@ def _prune_empty(path: Path, top: Path) -> None:
             return
 
 
-def _remove_stale_staging(parent: Path, name: str) -> None:
-    """Remove staging folders of ``name`` left by processes that no longer run."""
-    for p in parent.glob(f".{name}{_PARTIAL}*"):
-        marker = p / _MARKER
-        try:
-            pid = int(marker.read_text().strip())
-        except (OSError, ValueError):
-            continue  # not provably ours
-        if not _alive(pid):
-            shutil.rmtree(p, ignore_errors=True)
+def _process_id(pid: int) -> str:
+    """``pid`` and, where /proc tells it, the process's start time: a pid reused by another
+    process later does not pass for the staging folder's owner."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return f"{pid} {stat.rsplit(')', 1)[1].split()[19]}"
+    except (OSError, IndexError):
+        return str(pid)
 
 
-def _alive(pid: int) -> bool:
+def _running(owner: str) -> bool:
+    """Whether the process recorded as ``owner`` (`_process_id`) still runs (a zombie, killed
+    but not reaped, does not)."""
+    pid = int(owner.split()[0])
     if pid == os.getpid():
         return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return _signal_ok(pid)
+    if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+        return False
+    return len(owner.split()) == 1 or _process_id(pid) == owner.strip()
+
+
+def _signal_ok(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -307,6 +320,18 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _remove_stale_staging(parent: Path, name: str) -> None:
+    """Remove staging folders of ``name`` left by processes that no longer run."""
+    for p in parent.glob(f".{name}{_PARTIAL}*"):
+        try:
+            owner = (p / _MARKER).read_text()
+            running = _running(owner)
+        except (OSError, ValueError):
+            continue  # not provably ours
+        if not running:
+            shutil.rmtree(p, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import json
 import platform
+import resource
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,8 @@ def write_run_json(
     timings_s: dict[str, float],
     results: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``out/run.json``; inputs that are paths get their SHA-256."""
+    """Write ``out/run.json``; inputs that are paths get their SHA-256. ``peak_memory_gb``
+    is the process's peak resident memory so far (the run's, for one run per process)."""
     from .. import __version__
 
     record = {
@@ -67,6 +69,7 @@ def write_run_json(
         },
         "parameters": parameters,
         "timings_s": {k: round(float(v), 3) for k, v in timings_s.items()},
+        "peak_memory_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 3),
         "results": results or {},
     }
     path = Path(out) / "run.json"
