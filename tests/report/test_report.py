@@ -191,3 +191,33 @@ def test_renders_in_headless_chromium(tmp_path):
     # the core card's red number is on screen
     red = (pixels[..., 0] > 170) & (pixels[..., 1] < 60) & (pixels[..., 2] < 60)
     assert red.sum() > 50
+
+
+def test_a_run_report_in_headless_chromium(small_stroke, tmp_path):
+    """A real run's report: disclaimer first, caveats, decision withheld for the U-Net, where
+    the AIF and VOF were taken, the settings table, the report's own time, every image."""
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is absent (apt-get install chromium, or set CHROMIUM=<binary>)")
+    from ctpmaps.pipeline import run_study
+
+    common = [browser, *FLAGS, f"--user-data-dir={tmp_path / 'p'}", "--virtual-time-budget=5000"]
+    for method in ("bsvd", "cnn"):
+        r = run_study(small_stroke.study, tmp_path / method, method=method, motion=False,
+                      dicom=False)  # fmt: skip
+        dom = subprocess.run(
+            [*common, "--dump-dom", r.report.as_uri()], capture_output=True, text=True,
+            timeout=120,
+        ).stdout  # fmt: skip
+        assert 'data-images-loaded="true"' in dom, dom[:300]
+        assert dom.index('id="disclaimer"') < dom.index('id="decision"')
+        assert re.search(r"<td>report</td><td>[0-9.]+</td>", dom)
+        rows = re.findall(
+            r"<tr><td>([^<]+)</td>", dom.split('id="settings"')[1].split("</table>")[0]
+        )
+        assert {"method", "bilateral filter", "lesion rule", "hypoperfusion", "core"} <= set(rows)
+        if method == "bsvd":
+            assert 'id="input-locations"' in dom and "Tmax &gt; 6 s" in dom
+        else:
+            assert re.search(r'id="target-mismatch"[^>]*>withheld<', dom)
+            assert 'class="caveat withhold"' in dom and "phantom" in dom
