@@ -149,14 +149,19 @@ def maps_command(
     out_dir: o.Out,
     method: o.Method = o.MethodChoice.nlr,
     motion: Annotated[
-        bool, typer.Option("--motion/--no-motion", help="Rigid motion correction first.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--motion/--no-motion",
+            help="Rigid motion correction first (skipped when the frames are registered "
+            "already).",
+        ),
+    ] = True,
     filter_: Annotated[
         bool,
         typer.Option(
             "--filter/--no-filter",
             help="Guided bilateral filter first (skipped when the frames are filtered "
-            "already); --no-filter fits the frames as given.",
+            "already); --no-motion --no-filter fits the frames as given.",
         ),
     ] = True,
     sigma_spatial: o.SigmaSpatial = None,
