@@ -10,6 +10,7 @@ the default became the heterogeneous model.
 from __future__ import annotations
 
 import numpy as np
+from numpy.random import Generator
 
 from .config import PhantomConfig
 from .fields import patient_tissue
@@ -27,26 +28,26 @@ from .head import Head
 from .lesion import ZONES, draw_lesion, levels_table, smooth_field
 from .truth import TMAX_SEVERE_S, ModelOutput, reference_cbf
 
-__all__ = ["simulate_classic", "SCALP_PERFUSION"]
+__all__ = ["simulate_classic", "SCALP_PERFUSION", "TMAX_DEFINITION"]
 
 #: Perfusion of the scalp (soft tissue), which enhances too: mL/100 g/min, s, shape.
 SCALP_PERFUSION = {"cbf": 8.0, "mtt_s": 9.0, "shape": "exponential", "delay_s": 1.0}
+#: The classic preset's true Tmax (kept as it was).
+TMAX_DEFINITION = (
+    "first time the impulse response CBF*(dispersion ⊛ R)(t - delay) reaches 95 % of its maximum"
+)
 
 
 def simulate_classic(
-    cfg: PhantomConfig,
-    head: Head,
-    rng: np.random.Generator,
-    *,
-    normal: bool | None,
-    residue_shape: str | None,
+    cfg: PhantomConfig, head: Head, rng: Generator, *, normal: bool | None, shape: str | None
 ) -> ModelOutput:
-    """Haemodynamics, curves and truth maps of the classic model for one head."""
+    """Haemodynamics, curves and truth maps of the classic model for one head (random
+    draws in the order of the phantom's first version)."""
     times = cfg.acquisition.times
     anat = head.anat
     p_mni = head.mni_positions()
     is_normal = bool(rng.random() < cfg.normal_fraction) if normal is None else bool(normal)
-    shape_name = residue_shape or str(rng.choice(list(cfg.residue_shapes)))
+    shape_name = shape or str(rng.choice(list(cfg.residue_shapes)))
     tissue = patient_tissue(cfg, rng)
     inp = random_input_function(rng, duration_s=float(times[-1]))
     modulation = 1.0 + cfg.within_patient_cv * smooth_field(rng, p_mni, scale_mm=30.0)
@@ -61,33 +62,14 @@ def simulate_classic(
         mismatch_ratio=cfg.mismatch_ratio,
         oligaemia_ratio=cfg.oligaemia_ratio,
     )
-    hemisphere = head.hemisphere(p_mni[0])
+    hemisphere = head.hemisphere()
     del p_mni
-
-    t_fine = np.arange(0.0, times[-1] + 60.0, FINE_DT)
-    aif_fine = arterial_input(inp, t_fine)
-    vof_fine = venous_output(aif_fine, FINE_DT, inp.venous_transit_s)
+    curves = _input_curves(inp, times)
     levels = levels_table()
-    basis, scalp_curve = _basis_curves(cfg, tissue, levels, shape_name, aif_fine, t_fine, times)
-    aif = np.interp(times, t_fine, aif_fine)
-    vof = np.interp(times, t_fine, vof_fine)
-    artery_distal = np.interp(times, t_fine, 0.7 * delayed_input(aif_fine, FINE_DT, 3.0, 2.0))
-    w_gm, w_wm = anat.gm * modulation, anat.wm * modulation
-    frames = _frames(head, lesion, basis, scalp_curve, (w_gm, w_wm), aif, artery_distal, vof)
-    maps = _truth_maps(head, lesion.level, levels, basis, tissue, (w_gm, w_wm), shape_name, times)
-    dispersion = np.array([lv.dispersion_s for lv in levels], np.float32)[lesion.level]
-    present = maps["cbf"] > 0
-    zone = np.where(brain, lesion.zone, 0)
-    reference = reference_cbf(
-        maps["cbf"], maps["tmax"], brain, hemisphere, lesion.zone == 0, lesion.side
-    )
-    lesions = {
-        "core": zone == 3,
-        "penumbra": zone == 2,
-        "hypoperfusion": zone >= 2,
-        "severe": brain & (maps["tmax"] > TMAX_SEVERE_S),
-        "oligaemia": zone == 1,
-    }
+    weights = (anat.gm * modulation, anat.wm * modulation)
+    basis, scalp = _basis_curves(cfg, tissue, levels, shape_name, curves["fine"], times)
+    frames = _frames(head, lesion, basis, scalp, weights, curves)
+    maps = _truth_maps(head, lesion.level, levels, basis, tissue, weights, shape_name, times)
     params = {
         "normal_perfusion": is_normal,
         "residue_shape": shape_name,
@@ -101,9 +83,38 @@ def simulate_classic(
             "zones": ZONES,
         },
         "scalp_perfusion": SCALP_PERFUSION,
-        "tmax_definition": "first time the impulse response CBF*(dispersion ⊛ R)(t - delay) "
-        "reaches 95 % of its maximum",
+        "tmax_definition": TMAX_DEFINITION,
         "lesion_definition": "drawn zones (classic preset); severe = brain & Tmax > 10 s",
+    }
+    return _output(frames, maps, lesion, levels, brain, hemisphere, shape_name, curves, params)
+
+
+def _input_curves(inp, times: np.ndarray) -> dict[str, np.ndarray]:
+    """AIF on the fine grid (``fine``), and at the frame times the AIF, the VOF and the
+    input of arteries past the occlusion (delayed 3 s, dispersed 2 s, at 70 %)."""
+    t_fine = np.arange(0.0, times[-1] + 60.0, FINE_DT)
+    aif_fine = arterial_input(inp, t_fine)
+    vof_fine = venous_output(aif_fine, FINE_DT, inp.venous_transit_s)
+    distal = 0.7 * delayed_input(aif_fine, FINE_DT, 3.0, 2.0)
+    return {
+        "fine": aif_fine,
+        "aif": np.interp(times, t_fine, aif_fine),
+        "vof": np.interp(times, t_fine, vof_fine),
+        "distal": np.interp(times, t_fine, distal),
+    }
+
+
+def _output(frames, maps, lesion, levels, brain, hemisphere, shape_name, curves, params):
+    """The classic model's `ModelOutput`: drawn zones as lesions, severe from Tmax."""
+    present = maps["cbf"] > 0
+    dispersion = np.array([lv.dispersion_s for lv in levels], np.float32)[lesion.level]
+    zone = np.where(brain, lesion.zone, 0)
+    lesions = {
+        "core": zone == 3,
+        "penumbra": zone == 2,
+        "hypoperfusion": zone >= 2,
+        "severe": brain & (maps["tmax"] > TMAX_SEVERE_S),
+        "oligaemia": zone == 1,
     }
     return ModelOutput(
         frames=frames,
@@ -112,18 +123,21 @@ def simulate_classic(
         dispersion=np.where(present, dispersion, 0.0).astype(np.float32),
         residue_k=np.where(present, NAMED_SHAPES[shape_name], 0.0).astype(np.float32),
         hemisphere=hemisphere,
-        reference_cbf=reference,
-        aif=aif.astype(np.float32),
-        vof=vof.astype(np.float32),
+        reference_cbf=reference_cbf(
+            maps["cbf"], maps["tmax"], brain, hemisphere, lesion.zone == 0, lesion.side
+        ),
+        aif=curves["aif"].astype(np.float32),
+        vof=curves["vof"].astype(np.float32),
         vof_aif_area_ratio=1.0,
         noise_relative_sd=None,
         params=params,
     )
 
 
-def _basis_curves(cfg, tissue, levels, shape_name, aif_fine, t_fine, times):
+def _basis_curves(cfg, tissue, levels, shape_name, aif_fine, times):
     """Tissue curves at the frame times per tissue class and severity level, and the
     scalp's curve."""
+    t_fine = np.arange(len(aif_fine)) * FINE_DT
     phys = {"hematocrit_factor": cfg.hematocrit_factor, "density": cfg.density}
 
     def sample(c: np.ndarray) -> np.ndarray:
@@ -164,12 +178,13 @@ def _basis_curves(cfg, tissue, levels, shape_name, aif_fine, t_fine, times):
     return basis, scalp
 
 
-def _frames(head, lesion, basis, scalp_curve, weights, aif, artery_distal, vof):
+def _frames(head, lesion, basis, scalp_curve, weights, curves):
     """Noise-free frames (x, y, z, t) float32 HU: the unenhanced image plus tissue of its
     severity level, scalp, arteries (those of the affected MCA fill late) and the sinus."""
     anat, shape = head.anat, head.shape
     w_gm, w_wm = weights
     artery, vein = anat.artery, anat.vein
+    aif, artery_distal, vof = curves["aif"], curves["distal"], curves["vof"]
     # Arteries downstream of the occlusion (affected MCA) fill late, dispersed and weaker.
     artery_affected = np.zeros(shape, np.float32)
     if lesion.side is not None:

@@ -213,11 +213,13 @@ class HeterogeneousSettings:
             raise ValueError(
                 f"late_bolus_fraction: expected in [0, 1], got {self.late_bolus_fraction}"
             )
-        if self.skull_base_noise < 1 or self.noise_in_plane_cv < 0 or self.mtt_cv < 0:
-            raise ValueError(
-                "skull_base_noise, noise_in_plane_cv, mtt_cv: expected >= 1, >= 0, >= 0, got "
-                f"{self.skull_base_noise}, {self.noise_in_plane_cv}, {self.mtt_cv}"
-            )
+        for name, value, lowest in (
+            ("skull_base_noise", self.skull_base_noise, 1.0),
+            ("noise_in_plane_cv", self.noise_in_plane_cv, 0.0),
+            ("mtt_cv", self.mtt_cv, 0.0),
+        ):
+            if value < lowest:
+                raise ValueError(f"{name}: expected >= {lowest}, got {value}")
 
 
 @dataclass(frozen=True)

@@ -155,11 +155,7 @@ def _lesion(rng, p_mni, inside_brain, voxel_ml, spacing_mm, s: HeterogeneousSett
     sigma_hypo = sigma_core * float(rng.uniform(1.3, 2.2))
     a = _profile(rng, p_mni, centre, sigma_core, weight)
     b = _profile(rng, p_mni, centre, sigma_hypo, weight)
-    core = float(np.exp(rng.uniform(*np.log(s.core_target_ml))))
-    hypo = core * float(rng.uniform(*s.hypoperfusion_ratio))
-    available = 0.9 * inside.sum() * voxel_ml
-    if hypo > available:  # a small slab of territory: shrink proportionally
-        core, hypo = core * available / hypo, available
+    core, hypo = _targets(rng, s, inside.sum() * voxel_ml)
     a_c, b_h = _edge(a, inside, core, voxel_ml), _edge(b, inside, hypo, voxel_ml)
     draws = {
         "power": float(rng.uniform(1.0, 2.0)),
@@ -170,23 +166,7 @@ def _lesion(rng, p_mni, inside_brain, voxel_ml, spacing_mm, s: HeterogeneousSett
         "dispersion_s": float(rng.uniform(*s.lesion_dispersion_s)),
     }
     draws["peak_delay_s"] = float(rng.uniform(max(draws["edge_delay_s"], 6.0), s.max_delay_s))
-    # ln rCBF: 0 at a = 0, ln 0.30 at the core edge a_c, ln rcbf_min at the peak.
-    log_r = np.where(
-        a <= a_c,
-        np.log(_CORE_EDGE_RCBF) * (a / a_c) ** draws["power"],
-        _ramp(a, a_c, np.log(_CORE_EDGE_RCBF), np.log(s.rcbf_min)),
-    )
-    rcbf = np.exp(log_r)
-    rcbv = rcbf ** draws["rcbv_beta"] * (1.0 + draws["rcbv_gamma"] * (1.0 - rcbf))
-    fields = {
-        "rcbf": rcbf,
-        "mtt_ratio": rcbv / rcbf,
-        "hemispheric_delay_s": draws["hemispheric_delay_s"] * weight,
-        "delay_s": _ramp(b, b_h, draws["edge_delay_s"], draws["peak_delay_s"]),
-        "dispersion_s": draws["dispersion_s"] * b,
-        "z": 1.0 - (1.0 - a) * (1.0 - b),
-        "weight": weight,
-    }
+    fields = _lesion_fields(a, b, (a_c, b_h), weight, draws, s.rcbf_min)
     info = {
         "side": side,
         "centre_mni": [float(c) for c in centre],
@@ -196,6 +176,37 @@ def _lesion(rng, p_mni, inside_brain, voxel_ml, spacing_mm, s: HeterogeneousSett
         **draws,
     }
     return fields, info
+
+
+def _targets(rng, s: HeterogeneousSettings, available_ml: float) -> tuple[float, float]:
+    """Core and hypoperfusion target volumes (mL), shrunk to fit 90 % of the territory."""
+    core = float(np.exp(rng.uniform(*np.log(s.core_target_ml))))
+    hypo = core * float(rng.uniform(*s.hypoperfusion_ratio))
+    if hypo > 0.9 * available_ml:  # a small slab of territory: shrink proportionally
+        core, hypo = core * 0.9 * available_ml / hypo, 0.9 * available_ml
+    return core, hypo
+
+
+def _lesion_fields(a, b, edges, weight, draws, rcbf_min) -> dict[str, np.ndarray]:
+    """Relative CBF, MTT ratio, delays, dispersion and shape weight from the profiles."""
+    a_c, b_h = edges
+    # ln rCBF: 0 at a = 0, ln 0.30 at the core edge a_c, ln rcbf_min at the peak.
+    log_r = np.where(
+        a <= a_c,
+        np.log(_CORE_EDGE_RCBF) * (a / a_c) ** draws["power"],
+        _ramp(a, a_c, np.log(_CORE_EDGE_RCBF), np.log(rcbf_min)),
+    )
+    rcbf = np.exp(log_r)
+    rcbv = rcbf ** draws["rcbv_beta"] * (1.0 + draws["rcbv_gamma"] * (1.0 - rcbf))
+    return {
+        "rcbf": rcbf,
+        "mtt_ratio": rcbv / rcbf,
+        "hemispheric_delay_s": draws["hemispheric_delay_s"] * weight,
+        "delay_s": _ramp(b, b_h, draws["edge_delay_s"], draws["peak_delay_s"]),
+        "dispersion_s": draws["dispersion_s"] * b,
+        "z": 1.0 - (1.0 - a) * (1.0 - b),
+        "weight": weight,
+    }
 
 
 def haemodynamic_fields(

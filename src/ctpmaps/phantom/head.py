@@ -88,9 +88,12 @@ class Head:
             + a.air * hu["air"]
         )
 
-    def hemisphere(self, p_mni_x: np.ndarray) -> np.ndarray:
-        """Hemisphere code per voxel (`HEMISPHERES`) from MNI x (mm): negative is left."""
-        return np.where(p_mni_x < 0, 1, 2).astype(np.uint8)
+    def hemisphere(self) -> np.ndarray:
+        """Hemisphere code per voxel (`HEMISPHERES`), from the sign of MNI x (left < 0)."""
+        m = np.linalg.inv(self.pose.matrix()) @ self.affine
+        i, j, k = np.meshgrid(*(np.arange(n) for n in self.shape), indexing="ij", sparse=True)
+        x = m[0, 0] * i + m[0, 1] * j + m[0, 2] * k + m[0, 3]
+        return np.where(x < 0, 1, 2).astype(np.uint8)
 
     def arteries(self, *, territory: str | None = None, side: str | None = None) -> np.ndarray:
         """Artery fraction per voxel, of all arteries or of those feeding ``territory`` on

@@ -10,6 +10,7 @@ maps (`ctpmaps.phantom.truth`) and a spatially varying noise level
 from __future__ import annotations
 
 import numpy as np
+from numpy.random import Generator
 
 from ..physics import FLOW_UNIT
 from .anatomy import CoarseGrid
@@ -20,7 +21,13 @@ from .forward import FINE_DT, NAMED_SHAPES, cell_residues, tissue_convolve, tran
 from .head import Head
 from .inputs import Bolus, arterial_curve, random_bolus, venous_curve
 from .noise import noise_sd_map
-from .truth import ModelOutput, lesion_masks, reference_cbf
+from .truth import (
+    LESION_DEFINITION,
+    TMAX_DEFINITION,
+    ModelOutput,
+    lesion_masks,
+    reference_cbf,
+)
 
 __all__ = ["simulate_heterogeneous", "SCALP", "TISSUE_THRESHOLD"]
 
@@ -33,17 +40,12 @@ FIELD_MATRIX = 128
 
 
 def simulate_heterogeneous(
-    cfg: PhantomConfig,
-    head: Head,
-    rng: np.random.Generator,
-    *,
-    normal: bool | None,
-    residue_shape: str | None,
+    cfg: PhantomConfig, head: Head, rng: Generator, *, normal: bool | None, shape: str | None
 ) -> ModelOutput:
-    """Haemodynamics, enhancement and truth of the default model for one head.
+    """Haemodynamics, frames and truth of the default model for one head.
 
-    ``residue_shape`` (``box``, ``exponential`` or ``gamma``) forces one residue shape on
-    every voxel; by default each voxel has its own.
+    ``shape`` (``box``, ``exponential`` or ``gamma``) forces one residue shape on every
+    voxel; by default (None) each voxel has its own.
     """
     s, times = cfg.heterogeneous, cfg.acquisition.times
     is_normal = bool(rng.random() < cfg.normal_fraction) if normal is None else bool(normal)
@@ -53,49 +55,29 @@ def simulate_heterogeneous(
     aif_fine = arterial_curve(bolus, t_fine)
     fill = _partial_volume_sinus(head, rng, s.sinus_fill)
     brain = head.anat.brain_mask()
-    grid = CoarseGrid.for_acquisition(cfg.acquisition, max_matrix=FIELD_MATRIX)
-    p_mni = head.mni_positions(grid)
-    fields = _fields(cfg, head, grid, p_mni, brain, rng, is_normal)
-    noise_rel = noise_sd_map(
-        grid,
-        p_mni,
-        head.scanner_positions(grid),
-        brain,
-        rng,
-        skull_base_factor=s.skull_base_noise,
-        in_plane_cv=s.noise_in_plane_cv,
-    )
-    hemisphere = head.hemisphere(grid.upsample(p_mni[0]))
-    del p_mni
+    fields, noise_rel, hemisphere = _spatial(cfg, head, rng, brain, is_normal)
     scale = cfg.density / cfg.hematocrit_factor / FLOW_UNIT
-    frames, maps, dispersion, k = _tissue(
-        head, fields, tissue, aif_fine, times, scale, residue_shape
-    )
+    frames, maps, dispersion, k = _tissue(head, fields, tissue, aif_fine, times, scale, shape)
     collateral = {
         "delay_s": float(rng.uniform(1.0, 4.0)),
         "dispersion_s": float(rng.uniform(1.0, 3.0)),
     }
-    _add_vessels_and_scalp(
-        frames, head, fields.info["side"], collateral, bolus, aif_fine, t_fine, scale
-    )
+    side = fields.info["side"]
+    _add_vessels_and_scalp(frames, head, side, collateral, bolus, aif_fine, t_fine, scale)
     frames += head.unenhanced()[..., None]
-    reference = reference_cbf(
-        maps["cbf"], maps["tmax"], brain, hemisphere, fields.lesion_weight == 0, fields.info["side"]
-    )
+    lesion_free = fields.lesion_weight == 0
+    reference = reference_cbf(maps["cbf"], maps["tmax"], brain, hemisphere, lesion_free, side)
     params = {
         "normal_perfusion": is_normal,
-        "residue_shape": residue_shape or "mixed",
+        "residue_shape": shape or "mixed",
         "tissue": tissue,
         "input_function": bolus.to_dict(),
         "lesion": fields.info,
         "sinus_fill": fill,
         "affected_arteries": collateral,
         "scalp_perfusion": SCALP,
-        "tmax_definition": "delay + first time h = (transport kernel ⊛ residue) is within "
-        "0.1 % of its maximum, on the 0.05 s fine grid",
-        "lesion_definition": "hypoperfusion = brain & Tmax > 6 s; severe = Tmax > 10 s; core = "
-        "hypoperfusion & CBF < 0.30 x reference (median CBF of contralateral brain with Tmax < "
-        "4 s, no lesion); penumbra = hypoperfusion & ~core; oligaemia = delay > 2 s & Tmax <= 6 s",
+        "tmax_definition": TMAX_DEFINITION,
+        "lesion_definition": LESION_DEFINITION,
     }
     return ModelOutput(
         frames=frames,
@@ -113,6 +95,35 @@ def simulate_heterogeneous(
     )
 
 
+def _spatial(cfg, head, rng, brain, is_normal) -> tuple[Fields, np.ndarray, np.ndarray]:
+    """Haemodynamic fields, relative noise level and hemisphere labels on the CT grid
+    (each drawn on the coarse field grid first)."""
+    s, acq = cfg.heterogeneous, cfg.acquisition
+    grid = CoarseGrid.for_acquisition(acq, max_matrix=FIELD_MATRIX)
+    p_mni = head.mni_positions(grid)
+    step_mm = acq.pixel_mm * grid.step
+    coarse = haemodynamic_fields(
+        rng,
+        p_mni,
+        grid.downsample_mean(brain) > 0.5,
+        step_mm * step_mm * acq.slice_thickness_mm / 1000.0,
+        (step_mm, step_mm, acq.slice_thickness_mm),
+        s,
+        within_patient_cv=cfg.within_patient_cv,
+        normal=is_normal,
+    )
+    noise_rel = noise_sd_map(
+        grid,
+        p_mni,
+        head.scanner_positions(grid),
+        brain,
+        rng,
+        skull_base_factor=s.skull_base_noise,
+        in_plane_cv=s.noise_in_plane_cv,
+    )
+    return coarse.upsampled(grid), noise_rel, head.hemisphere()
+
+
 def _partial_volume_sinus(head: Head, rng: np.random.Generator, fill_range) -> float:
     """Scale the sinus's blood fraction by a drawn fill (< 1): the rest of each sinus voxel
     is dura and CSF, which do not enhance. Returns the fill."""
@@ -121,23 +132,6 @@ def _partial_volume_sinus(head: Head, rng: np.random.Generator, fill_range) -> f
     anat.csf = anat.csf + anat.vein * (1.0 - fill)
     anat.vein = anat.vein * fill
     return fill
-
-
-def _fields(cfg, head, grid, p_mni, brain, rng, is_normal) -> Fields:
-    """The patient's haemodynamic fields on the CT grid."""
-    acq = cfg.acquisition
-    step_mm = acq.pixel_mm * grid.step
-    coarse = haemodynamic_fields(
-        rng,
-        p_mni,
-        grid.downsample_mean(brain) > 0.5,
-        step_mm * step_mm * acq.slice_thickness_mm / 1000.0,
-        (step_mm, step_mm, acq.slice_thickness_mm),
-        cfg.heterogeneous,
-        within_patient_cv=cfg.within_patient_cv,
-        normal=is_normal,
-    )
-    return coarse.upsampled(grid)
 
 
 def _tissue(head, fields, tissue, aif_fine, times, scale, residue_shape):

@@ -118,6 +118,26 @@ def volume_threshold(values_desc: np.ndarray, volume_ml: float, voxel_ml: float)
     return float(values_desc[max(n - 1, 0)]) if n > 0 else np.inf
 
 
+def _zones(severity, territory, thresholds, peak, n_per_zone):
+    """Zone (`ZONES`) and severity level (`levels_table`) per voxel from the severity
+    thresholds of core, hypoperfusion and hypoperfusion + oligaemia."""
+    t_core, t_hypo, t_olig = thresholds
+    zone = np.zeros(severity.shape, np.uint8)
+    zone[territory & (severity >= t_olig)] = 1
+    zone[territory & (severity >= t_hypo)] = 2
+    zone[territory & (severity >= t_core)] = 3
+    # Graded levels within each zone by where severity falls between its thresholds.
+    bounds = {1: (t_olig, t_hypo), 2: (t_hypo, t_core), 3: (t_core, peak)}
+    level = np.zeros(severity.shape, np.uint8)
+    for z, (lo, hi) in bounds.items():
+        sel = zone == z
+        u = np.clip((severity[sel] - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+        level[sel] = (
+            1 + (z - 1) * n_per_zone + np.minimum((u * n_per_zone).astype(int), n_per_zone - 1)
+        )
+    return zone, level
+
+
 @dataclass
 class Lesion:
     """A patient's lesion on the CT grid.
@@ -180,22 +200,8 @@ def draw_lesion(
         f = 0.9 * available / (hypo + olig)
         core, hypo, olig = core * f, hypo * f, olig * f
 
-    t_core, t_hypo, t_olig = (
-        volume_threshold(values, v, voxel_ml) for v in (core, hypo, hypo + olig)
-    )
-    zone = np.zeros(shape, np.uint8)
-    zone[territory & (severity >= t_olig)] = 1
-    zone[territory & (severity >= t_hypo)] = 2
-    zone[territory & (severity >= t_core)] = 3
-    # Graded levels within each zone by where severity falls between its thresholds.
-    bounds = {1: (t_olig, t_hypo), 2: (t_hypo, t_core), 3: (t_core, float(values[0]))}
-    level = np.zeros(shape, np.uint8)
-    for z, (lo, hi) in bounds.items():
-        sel = zone == z
-        u = np.clip((severity[sel] - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-        level[sel] = (
-            1 + (z - 1) * n_per_zone + np.minimum((u * n_per_zone).astype(int), n_per_zone - 1)
-        )
+    thresholds = [volume_threshold(values, v, voxel_ml) for v in (core, hypo, hypo + olig)]
+    zone, level = _zones(severity, territory, thresholds, float(values[0]), n_per_zone)
     return Lesion(
         side,
         level,

@@ -85,7 +85,7 @@ def simulate_patient(
     acq = cfg.acquisition
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     head = build_head(acq, rng)
-    out = _MODELS[cfg.model](cfg, head, rng, normal=normal, residue_shape=residue_shape)
+    out = _MODELS[cfg.model](cfg, head, rng, normal=normal, shape=residue_shape)
     frames = out.frames
     motion = rigid_motion(rng, len(acq.times), cfg.motion_mm, cfg.motion_deg)
     # With motion, the motion-free frames (same noise) are what an ideal registration gives.

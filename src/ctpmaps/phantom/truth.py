@@ -34,6 +34,8 @@ __all__ = [
     "TMAX_HEALTHY_S",
     "CORE_RELATIVE_CBF",
     "OLIGAEMIA_DELAY_S",
+    "TMAX_DEFINITION",
+    "LESION_DEFINITION",
 ]
 
 #: True Tmax above which brain is hypoperfused, s.
@@ -46,6 +48,17 @@ TMAX_HEALTHY_S = 4.0
 CORE_RELATIVE_CBF = 0.30
 #: Oligaemia: true delay above this (s) while Tmax stays at or below 6 s.
 OLIGAEMIA_DELAY_S = 2.0
+#: The definitions above in words (recorded in every truth.json).
+TMAX_DEFINITION = (
+    "delay + first time h = (transport kernel ⊛ residue) is within 0.1 % of its maximum, "
+    "on the 0.05 s fine grid"
+)
+LESION_DEFINITION = (
+    "hypoperfusion = brain & Tmax > 6 s; severe = brain & Tmax > 10 s; core = hypoperfusion & "
+    "CBF < 0.30 x reference (median CBF of healthy brain, Tmax < 4 s and no lesion, in the "
+    "other hemisphere); penumbra = hypoperfusion & ~core; oligaemia = brain & delay > 2 s & "
+    "Tmax <= 6 s"
+)
 #: Coarse residue-shape classes from the shape parameter k of the transit-time density.
 RESIDUE_LABELS = {0: "no tissue", 1: "box-like", 2: "intermediate", 3: "exponential-like"}
 #: k at or above which a residue is box-like (transit-time CV <= 0.35) and at or below

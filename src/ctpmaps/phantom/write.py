@@ -129,11 +129,10 @@ def _check_formats(formats: Sequence[str], filter_frames: FilterFrames | None) -
     if unknown:
         raise ValueError(f"formats: expected some of {FORMATS}, got {sorted(unknown)}")
     if "unitobrain" in formats and not callable(filter_frames):
+        what = "a callable Study -> Study for the UniToBrain layout's filtered frames"
+        example = "functools.partial(ctpmaps.preprocess.filter_study, ...)"
         raise InputError(
-            "filter_frames",
-            "the UniToBrain layout holds registered and filtered frames: expected a callable "
-            "Study -> Study (e.g. functools.partial(ctpmaps.preprocess.filter_study, ...)), "
-            f"got {filter_frames!r}",
+            "filter_frames", f"expected {what} (e.g. {example}), got {filter_frames!r}"
         )
 
 
