@@ -1,4 +1,4 @@
-"""The phantom's own forward model against exact references written here."""
+"""The phantom's own forward model against exact references (`phantom_reference.py`)."""
 
 from __future__ import annotations
 
