@@ -30,6 +30,7 @@ __all__ = [
     "Anatomy",
     "sample_anatomy",
     "TISSUE_LABELS",
+    "CoarseGrid",
 ]
 
 #: Labels of the tissue-class map (dominant class of each voxel).
@@ -232,15 +233,12 @@ def sample_anatomy(
         CT voxel → template voxel transform (for other fields sampled the same way).
     """
     template = load_template()
-    factor = max(1, int(np.ceil(acq.matrix / 256)))
-    coarse = acq.matrix // factor
+    grid = CoarseGrid.for_acquisition(acq, max_matrix=256)
+    coarse = grid.shape[0]
     ct_to_tmpl = ct_to_template(acq, pose, template)
-    # CT voxel (i, j) of the coarse grid covers fine voxels factor*i ... factor*i+factor-1.
-    to_fine = np.diag([factor, factor, 1.0, 1.0])
-    to_fine[:2, 3] = (factor - 1) / 2
-    m = ct_to_tmpl @ to_fine
+    m = ct_to_tmpl @ grid.to_fine
     offsets = (np.arange(n_sub, dtype=np.float32) + 0.5) / n_sub - 0.5
-    pts = _grid_points((coarse, coarse, acq.n_slices), m, offsets)
+    pts = _grid_points(grid.shape, m, offsets)
 
     def sample(vol: np.ndarray, cval: float) -> np.ndarray:
         out = ndimage.map_coordinates(
@@ -262,13 +260,64 @@ def sample_anatomy(
     scalp = shell(csf_layer_mm + skull_mm, csf_layer_mm + skull_mm + scalp_mm)
 
     def finish(a: np.ndarray) -> np.ndarray:
-        a = a.mean(axis=3)
-        if factor > 1:
-            a = ndimage.zoom(a, (factor, factor, 1), order=1, mode="nearest", grid_mode=True)
-        return np.clip(a, 0.0, 1.0).astype(np.float32)
+        return np.clip(grid.upsample(a.mean(axis=3)), 0.0, 1.0).astype(np.float32)
 
     zeros = np.zeros((acq.matrix, acq.matrix, acq.n_slices), np.float32)
     anat = Anatomy(
         finish(gm), finish(wm), finish(csf), finish(bone), finish(scalp), zeros, zeros.copy()
     )
     return anat, ct_to_tmpl
+
+
+@dataclass(frozen=True)
+class CoarseGrid:
+    """A coarser in-plane version of the CT grid, for fields that vary slowly in space.
+
+    Coarse voxel ``(i, j, k)`` covers the CT voxels ``step * i ... step * (i + 1) - 1`` in
+    each in-plane direction (slices are kept), so its centre sits at CT index
+    ``step * i + (step - 1) / 2``.
+
+    Attributes
+    ----------
+    shape : tuple of int
+        Coarse grid shape (x, y, z).
+    step : float
+        CT voxels per coarse voxel in-plane (``matrix / coarse``).
+    matrix : int
+        In-plane size of the CT grid.
+    """
+
+    shape: tuple[int, int, int]
+    step: float
+    matrix: int
+
+    @classmethod
+    def for_acquisition(cls, acq: Acquisition, *, max_matrix: int) -> CoarseGrid:
+        """The finest integer subsampling of the CT grid with at most ``max_matrix`` voxels
+        in-plane (the CT grid itself when it is no larger)."""
+        factor = max(1, int(np.ceil(acq.matrix / max_matrix)))
+        coarse = acq.matrix // factor
+        return cls((coarse, coarse, acq.n_slices), acq.matrix / coarse, acq.matrix)
+
+    @property
+    def to_fine(self) -> np.ndarray:
+        """4 x 4 transform from coarse voxel indices to CT voxel indices."""
+        m = np.diag([self.step, self.step, 1.0, 1.0])
+        m[:2, 3] = (self.step - 1) / 2
+        return m
+
+    def upsample(self, a: np.ndarray) -> np.ndarray:
+        """A coarse field (x, y, z) linearly interpolated onto the CT grid."""
+        if self.step == 1:
+            return a
+        return ndimage.zoom(a, (self.step, self.step, 1), order=1, mode="nearest", grid_mode=True)
+
+    def downsample_mean(self, a: np.ndarray) -> np.ndarray:
+        """Block average of a CT-grid array onto the coarse grid (approximate when the step
+        is not an integer: blocks of the rounded step)."""
+        s = int(round(self.step))
+        if s == 1:
+            return a.astype(np.float32)
+        n = self.shape[0] * s
+        blocks = a[:n, :n].reshape(self.shape[0], s, self.shape[1], s, self.shape[2])
+        return blocks.mean(axis=(1, 3), dtype=np.float32)

@@ -13,7 +13,19 @@ import numpy as np
 
 from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 
-__all__ = ["Acquisition", "PhantomConfig", "ACQUISITION_PRESETS", "acquisition_preset"]
+__all__ = [
+    "Acquisition",
+    "PhantomConfig",
+    "HeterogeneousSettings",
+    "MODELS",
+    "ACQUISITION_PRESETS",
+    "acquisition_preset",
+]
+
+#: Forward models of the phantom: the default ``heterogeneous`` (gap-free lesions, mixed
+#: residue shapes, non-gamma inputs, truth masks from thresholds on the true maps) and the
+#: earlier ``classic`` one (drawn zones, one residue shape per patient, gamma-variate AIF).
+MODELS = ("heterogeneous", "classic")
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,100 @@ def acquisition_preset(name: str, **overrides: Any) -> Acquisition:
     return replace(ACQUISITION_PRESETS[name], **overrides)
 
 
+def _check_range(name: str, lo_hi: tuple[float, float], lo: float, hi: float) -> None:
+    a, b = lo_hi
+    if not lo <= a <= b <= hi:
+        raise ValueError(f"{name}: expected lo <= hi within [{lo}, {hi}], got {lo_hi}")
+
+
+@dataclass(frozen=True)
+class HeterogeneousSettings:
+    """Ranges of the default (``heterogeneous``) forward model; see ``docs/phantom.md``.
+
+    Each patient draws its own values within these ranges; ranges are (low, high).
+
+    Attributes
+    ----------
+    core_target_ml : tuple of float
+        Log-uniform range of the volume inside which the lesion's own relative CBF falls
+        below 0.30 (mL in the slab); the true core, from the threshold rule, follows it
+        roughly.
+    hypoperfusion_ratio : tuple of float
+        Range of the volume with a delay field above its midpoint over the core target.
+    lesion_delay_s : tuple of float
+        Range of the lesion's delay at the edge of its hypoperfusion target, s.
+    max_delay_s : float
+        Largest arterial delay anywhere, s.
+    hemispheric_delay_s : tuple of float
+        Range of the extra delay over the whole affected MCA territory (slow collaterals), s.
+    healthy_delay_s : tuple of float
+        Range of the delay of healthy tissue (a smooth random field), s.
+    healthy_dispersion_s : tuple of float
+        Range of the transport-kernel time constant of healthy tissue, s.
+    lesion_dispersion_s : tuple of float
+        Range of the extra time constant at the lesion's most delayed point, s.
+    healthy_shape_k : tuple of float
+        Log-uniform range of the residue shape parameter in healthy tissue (1 =
+        exponential; large = box-like).
+    mtt_cv : float
+        Spread (SD of the log) of healthy MTT around each tissue class's mean.
+    rcbf_min : float
+        Lowest CBF of lesion tissue relative to its own healthy value.
+    late_bolus_fraction : float
+        Share of patients whose bolus arrives late (14-22 s after the first frame).
+    vof_area_ratio : tuple of float
+        Range of the area of the venous output over that of the arterial input.
+    sinus_fill : tuple of float
+        Range of the largest blood fraction of a sinus voxel (partial volume).
+    skull_base_noise : float
+        Noise SD at the skull base (MNI z <= -20 mm) over that at MNI z >= 30 mm.
+    noise_in_plane_cv : float
+        Amplitude of the smooth random in-plane variation of the noise SD.
+    """
+
+    core_target_ml: tuple[float, float] = (1.0, 70.0)
+    hypoperfusion_ratio: tuple[float, float] = (1.3, 6.0)
+    lesion_delay_s: tuple[float, float] = (2.5, 4.5)
+    max_delay_s: float = 10.0
+    hemispheric_delay_s: tuple[float, float] = (0.0, 3.0)
+    healthy_delay_s: tuple[float, float] = (0.0, 1.5)
+    healthy_dispersion_s: tuple[float, float] = (0.0, 0.2)
+    lesion_dispersion_s: tuple[float, float] = (1.0, 3.5)
+    healthy_shape_k: tuple[float, float] = (3.0, 40.0)
+    mtt_cv: float = 0.15
+    rcbf_min: float = 0.05
+    late_bolus_fraction: float = 0.25
+    vof_area_ratio: tuple[float, float] = (0.85, 1.0)
+    sinus_fill: tuple[float, float] = (0.7, 0.95)
+    skull_base_noise: float = 1.4
+    noise_in_plane_cv: float = 0.1
+
+    def __post_init__(self) -> None:
+        _check_range("core_target_ml", self.core_target_ml, 0.01, 1e4)
+        _check_range("hypoperfusion_ratio", self.hypoperfusion_ratio, 1.0, 100.0)
+        _check_range("lesion_delay_s", self.lesion_delay_s, 0.0, self.max_delay_s)
+        _check_range("hemispheric_delay_s", self.hemispheric_delay_s, 0.0, self.max_delay_s)
+        _check_range("healthy_delay_s", self.healthy_delay_s, 0.0, self.max_delay_s)
+        _check_range("healthy_dispersion_s", self.healthy_dispersion_s, 0.0, 10.0)
+        _check_range("lesion_dispersion_s", self.lesion_dispersion_s, 0.0, 10.0)
+        _check_range("healthy_shape_k", self.healthy_shape_k, 1.0, 1e3)
+        _check_range("vof_area_ratio", self.vof_area_ratio, 0.1, 1.0)
+        _check_range("sinus_fill", self.sinus_fill, 0.1, 1.0)
+        if not 0 < self.rcbf_min < 1:
+            raise ValueError(f"rcbf_min: expected in (0, 1), got {self.rcbf_min}")
+        if not 0 <= self.late_bolus_fraction <= 1:
+            raise ValueError(
+                f"late_bolus_fraction: expected in [0, 1], got {self.late_bolus_fraction}"
+            )
+        for name, value, lowest in (
+            ("skull_base_noise", self.skull_base_noise, 1.0),
+            ("noise_in_plane_cv", self.noise_in_plane_cv, 0.0),
+            ("mtt_cv", self.mtt_cv, 0.0),
+        ):
+            if value < lowest:
+                raise ValueError(f"{name}: expected >= {lowest}, got {value}")
+
+
 @dataclass(frozen=True)
 class PhantomConfig:
     """Forward-model settings shared by every patient of a cohort.
@@ -127,6 +233,9 @@ class PhantomConfig:
     Attributes
     ----------
     acquisition : Acquisition
+    model : {"heterogeneous", "classic"}
+        Forward model (`MODELS`): ``heterogeneous`` (default) is independent of the fitters'
+        assumptions; ``classic`` reproduces the earlier phantom exactly for a given seed.
     gm_cbf, wm_cbf : float
         Mean CBF of grey and white matter in mL/100 g/min.
     gm_cbv, wm_cbv : float
@@ -134,17 +243,19 @@ class PhantomConfig:
     between_patient_cv : float
         Coefficient of variation of a patient's global perfusion level.
     within_patient_cv : float
-        Amplitude of the smooth spatial modulation of CBF and CBV (same factor for both).
+        Amplitude of the smooth spatial modulation of CBF (classic: of CBF and CBV).
     residue_shapes : tuple of str
-        Shapes a patient's residue function is drawn from (see `ctpmaps.physics.residue`).
+        Classic model: shapes a patient's residue function is drawn from.
     normal_fraction : float
         Probability that a patient has normal perfusion (the seed's test set: 3 of 15).
     core_volume_ml : tuple of float
-        Range of the ischemic core volume inside the slab, mL.
+        Classic model: range of the ischemic core volume inside the slab, mL.
     mismatch_ratio : tuple of float
-        Range of hypoperfusion volume / core volume.
+        Classic model: range of hypoperfusion volume / core volume.
     oligaemia_ratio : tuple of float
-        Range of benign oligaemia volume / hypoperfusion volume.
+        Classic model: range of benign oligaemia volume / hypoperfusion volume.
+    heterogeneous : HeterogeneousSettings
+        Ranges of the heterogeneous model.
     motion_mm, motion_deg : float
         Largest rigid head motion across frames (0 = none), mm and degrees.
     hematocrit_factor, density : float
@@ -152,6 +263,7 @@ class PhantomConfig:
     """
 
     acquisition: Acquisition = field(default_factory=Acquisition)
+    model: str = "heterogeneous"
     gm_cbf: float = 60.0
     wm_cbf: float = 24.0
     gm_cbv: float = 4.0
@@ -163,10 +275,17 @@ class PhantomConfig:
     core_volume_ml: tuple[float, float] = (4.0, 40.0)
     mismatch_ratio: tuple[float, float] = (1.5, 4.0)
     oligaemia_ratio: tuple[float, float] = (0.3, 0.6)
+    heterogeneous: HeterogeneousSettings = field(default_factory=HeterogeneousSettings)
     motion_mm: float = 0.0
     motion_deg: float = 0.0
     hematocrit_factor: float = HEMATOCRIT_FACTOR
     density: float = BRAIN_DENSITY
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"model: expected one of {MODELS}, got {self.model!r}")
+        if not 0 <= self.normal_fraction <= 1:
+            raise ValueError(f"normal_fraction: expected in [0, 1], got {self.normal_fraction}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dictionary of every setting."""

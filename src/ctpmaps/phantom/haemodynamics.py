@@ -1,12 +1,14 @@
-"""Phantom haemodynamics: input functions and tissue impulse responses, on a fine time grid.
+"""Classic-model haemodynamics: input functions and tissue impulse responses, fine grid.
 
 Curves are enhancement in HU (CT enhancement is linear in iodine concentration). The
 arterial input is a gamma variate with a second pass and a slow third pass (both of finite
 area, so that area ratios converge); the venous output is the AIF convolved with a venous
 transit-time distribution of unit area, so that its area equals the AIF's. A tissue
 downstream of an occlusion receives the AIF delayed by ``delay`` and dispersed by an
-exponential kernel of time constant ``dispersion``. Tissue curves follow
-`ctpmaps.physics`: ``C = (rho / kappa) * CBF / 6000 * (a ⊛ R)``.
+exponential kernel of time constant ``dispersion``. Tissue curves follow the
+indicator-dilution model: ``C = (rho / kappa) * CBF / 6000 * (a ⊛ R)`` with the constants
+of `ctpmaps.physics` and the phantom's own residue functions (`ctpmaps.phantom.forward`).
+Used by the classic preset only (`ctpmaps.phantom.classic`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..physics import residue, tissue_scale
+from ..physics import FLOW_UNIT
+from .forward import FINE_DT, convolve, residue_function
 
 __all__ = [
     "FINE_DT",
@@ -29,9 +32,6 @@ __all__ = [
     "impulse_response",
     "tmax_of_response",
 ]
-
-#: Time step in s of the fine grid every curve is computed on before sampling at frames.
-FINE_DT = 0.05
 
 
 def gamma_variate(t: np.ndarray, t0: float, alpha: float, beta: float) -> np.ndarray:
@@ -109,14 +109,6 @@ def arterial_input(p: InputFunction, t: np.ndarray) -> np.ndarray:
     )
 
 
-def _convolve(a: np.ndarray, b: np.ndarray, dt: float) -> np.ndarray:
-    """Causal convolution on a uniform grid, truncated to ``len(a)``."""
-    n = len(a)
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    out = np.fft.irfft(np.fft.rfft(a, size) * np.fft.rfft(b, size), size)[:n] * dt
-    return out
-
-
 def delayed_input(aif: np.ndarray, dt: float, delay_s: float, dispersion_s: float) -> np.ndarray:
     """The AIF a tissue actually receives: delayed by ``delay_s`` and dispersed by a
     unit-area exponential kernel of time constant ``dispersion_s`` (0 = none)."""
@@ -124,7 +116,7 @@ def delayed_input(aif: np.ndarray, dt: float, delay_s: float, dispersion_s: floa
     shifted = np.interp(t - delay_s, t, aif, left=0.0)
     if dispersion_s <= 0:
         return shifted
-    return _convolve(shifted, _unit_kernel(np.exp(-t / dispersion_s), dt), dt)
+    return convolve(shifted, _unit_kernel(np.exp(-t / dispersion_s), dt), dt)
 
 
 def _unit_kernel(k: np.ndarray, dt: float) -> np.ndarray:
@@ -136,7 +128,7 @@ def _cell_residue(t: np.ndarray, mtt_s: float, shape: str, dt: float, n: int = 1
     """Residue averaged over each time cell [t, t + dt): its discrete integral equals MTT
     to within dt / n (a point-sampled box would be off by up to one cell)."""
     sub = (np.arange(n) + 0.5) / n * dt
-    return residue(t[:, None] + sub[None, :], mtt_s, shape).mean(axis=1)
+    return residue_function(t[:, None] + sub[None, :], mtt_s, shape).mean(axis=1)
 
 
 def venous_output(aif: np.ndarray, dt: float, transit_s: float) -> np.ndarray:
@@ -145,7 +137,7 @@ def venous_output(aif: np.ndarray, dt: float, transit_s: float) -> np.ndarray:
     t = np.arange(len(aif)) * dt
     k = 4.0
     h = t ** (k - 1) * np.exp(-t * k / transit_s)
-    return _convolve(aif, _unit_kernel(h, dt), dt)
+    return convolve(aif, _unit_kernel(h, dt), dt)
 
 
 def tissue_curve(
@@ -164,8 +156,8 @@ def tissue_curve(
     t = np.arange(len(aif)) * dt
     a = delayed_input(aif, dt, delay_s, dispersion_s)
     r = _cell_residue(t, mtt_s, shape, dt)
-    scale = tissue_scale(hematocrit_factor=hematocrit_factor, density=density)
-    return scale * cbf * _convolve(a, r, dt)
+    scale = density / hematocrit_factor / FLOW_UNIT
+    return scale * cbf * convolve(a, r, dt)
 
 
 def impulse_response(
@@ -176,7 +168,7 @@ def impulse_response(
     dt = float(t[1] - t[0])
     r = _cell_residue(t, mtt_s, shape, dt)
     if dispersion_s > 0:
-        r = _convolve(r, _unit_kernel(np.exp(-t / dispersion_s), dt), dt)
+        r = convolve(r, _unit_kernel(np.exp(-t / dispersion_s), dt), dt)
     return cbf * np.interp(t - delay_s, t, r, left=0.0)
 
 

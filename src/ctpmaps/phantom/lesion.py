@@ -33,6 +33,8 @@ __all__ = [
     "mca_territory",
     "Lesion",
     "draw_lesion",
+    "pick_centre",
+    "volume_threshold",
 ]
 
 #: Zone codes of the level table and of ``truth/zones.nii.gz``.
@@ -96,6 +98,46 @@ def mca_territory(p_mni: np.ndarray, side: str) -> np.ndarray:
     return (lateral | deep) & ~aca & ~pca
 
 
+def pick_centre(rng: np.random.Generator, p_mni: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """MNI position (3,) of a lesion centre: a voxel of ``candidates`` (bool, the territory's
+    parenchyma in the slab) in the lateral cortex / insula region when there is one."""
+    idx = np.argwhere(candidates)
+    if len(idx) == 0:
+        raise ValueError("the slab holds no MCA territory: cannot place a lesion")
+    lateral = [
+        c for c in idx[rng.permutation(len(idx))[:2000]] if 22.0 < abs(p_mni[0][tuple(c)]) < 48.0
+    ]
+    centre_idx = tuple(lateral[0] if lateral else idx[rng.integers(len(idx))])
+    return p_mni[(slice(None),) + centre_idx]
+
+
+def volume_threshold(values_desc: np.ndarray, volume_ml: float, voxel_ml: float) -> float:
+    """Severity above which ``volume_ml`` of voxels lie, from severities sorted in
+    descending order (inf for an empty volume)."""
+    n = int(round(volume_ml / voxel_ml))
+    return float(values_desc[max(n - 1, 0)]) if n > 0 else np.inf
+
+
+def _zones(severity, territory, thresholds, peak, n_per_zone):
+    """Zone (`ZONES`) and severity level (`levels_table`) per voxel from the severity
+    thresholds of core, hypoperfusion and hypoperfusion + oligaemia."""
+    t_core, t_hypo, t_olig = thresholds
+    zone = np.zeros(severity.shape, np.uint8)
+    zone[territory & (severity >= t_olig)] = 1
+    zone[territory & (severity >= t_hypo)] = 2
+    zone[territory & (severity >= t_core)] = 3
+    # Graded levels within each zone by where severity falls between its thresholds.
+    bounds = {1: (t_olig, t_hypo), 2: (t_hypo, t_core), 3: (t_core, peak)}
+    level = np.zeros(severity.shape, np.uint8)
+    for z, (lo, hi) in bounds.items():
+        sel = zone == z
+        u = np.clip((severity[sel] - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
+        level[sel] = (
+            1 + (z - 1) * n_per_zone + np.minimum((u * n_per_zone).astype(int), n_per_zone - 1)
+        )
+    return zone, level
+
+
 @dataclass
 class Lesion:
     """A patient's lesion on the CT grid.
@@ -143,17 +185,7 @@ def draw_lesion(
         )
     side = str(rng.choice(["left", "right"]))
     territory = mca_territory(p_mni, side)
-    candidates = np.argwhere(territory & parenchyma)
-    if len(candidates) == 0:
-        raise ValueError("the slab holds no MCA territory: cannot place a lesion")
-    # Centre in the lateral cortex/insula region of the territory, within the slab.
-    lateral = [
-        c
-        for c in candidates[rng.permutation(len(candidates))[:2000]]
-        if 22.0 < abs(p_mni[0][tuple(c)]) < 48.0
-    ]
-    centre_idx = tuple(lateral[0] if lateral else candidates[rng.integers(len(candidates))])
-    centre = p_mni[(slice(None),) + centre_idx]
+    centre = pick_centre(rng, p_mni, territory & parenchyma)
     sigma = rng.uniform(18.0, 32.0)
     d2 = ((p_mni - centre.reshape(3, 1, 1, 1)) ** 2).sum(axis=0)
     severity = np.exp(-d2 / (2 * sigma**2)) * (1.0 + 0.35 * smooth_field(rng, p_mni))
@@ -168,24 +200,8 @@ def draw_lesion(
         f = 0.9 * available / (hypo + olig)
         core, hypo, olig = core * f, hypo * f, olig * f
 
-    def threshold(volume_ml: float) -> float:
-        n = int(round(volume_ml / voxel_ml))
-        return float(values[max(n - 1, 0)]) if n > 0 else np.inf
-
-    t_core, t_hypo, t_olig = threshold(core), threshold(hypo), threshold(hypo + olig)
-    zone = np.zeros(shape, np.uint8)
-    zone[territory & (severity >= t_olig)] = 1
-    zone[territory & (severity >= t_hypo)] = 2
-    zone[territory & (severity >= t_core)] = 3
-    # Graded levels within each zone by where severity falls between its thresholds.
-    bounds = {1: (t_olig, t_hypo), 2: (t_hypo, t_core), 3: (t_core, float(values[0]))}
-    level = np.zeros(shape, np.uint8)
-    for z, (lo, hi) in bounds.items():
-        sel = zone == z
-        u = np.clip((severity[sel] - lo) / max(hi - lo, 1e-9), 0.0, 1.0)
-        level[sel] = (
-            1 + (z - 1) * n_per_zone + np.minimum((u * n_per_zone).astype(int), n_per_zone - 1)
-        )
+    thresholds = [volume_threshold(values, v, voxel_ml) for v in (core, hypo, hypo + olig)]
+    zone, level = _zones(severity, territory, thresholds, float(values[0]), n_per_zone)
     return Lesion(
         side,
         level,

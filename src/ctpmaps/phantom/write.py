@@ -6,9 +6,16 @@ Layout of ``OUT`` (one folder per patient, written atomically)::
     OUT/MOL-001/ctp.nii.gz, ctp.json   4D NIfTI (int16 HU) + sidecar with FrameTimes (s)
     OUT/MOL-001/dicom/                 scanner-like CT series (with ``dicom`` format)
     OUT/MOL-001/truth/                 cbf, cbv, mtt, ttp, tmax, delay (.nii.gz, units in
-                                       the header), tissue, zones and *_mask.nii.gz,
+                                       the header), dispersion, residue_k, residue_label,
+                                       hemisphere, noise_sd, tissue and *_mask.nii.gz,
                                        aif.csv, vof.csv, truth.json
     OUT/unitobrain/MOL-001*/           the UniToBrain layout (with ``unitobrain`` format)
+
+The UniToBrain layout holds registered *and filtered* frames; the phantom does not filter
+(it shares no code with the processing chain), so the caller passes the filter as
+``filter_frames`` (a picklable callable ``Study -> Study``, e.g.
+``functools.partial(ctpmaps.preprocess.filter_study, sigma_spatial_mm=3.0,
+sigma_range_hu=20.0)``).
 """
 
 from __future__ import annotations
@@ -24,13 +31,16 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputError
 from ..io.atomic import atomic_dir, atomic_path
 from ..io.nifti import write_nifti_map, write_nifti_study
 from ..io.study import Study
 from ..physics import MAP_UNITS
 from .anatomy import load_template
 from .config import PhantomConfig
+from .head import HEMISPHERES
 from .simulate import PhantomStudy, simulate_patient
+from .truth import RESIDUE_LABELS
 
 __all__ = ["FORMATS", "write_phantom_study", "write_cohort", "patient_id"]
 
@@ -46,6 +56,16 @@ _MAP_DESCRIPTIONS = {
     "tmax": "Tmax",
     "delay": "delay",
 }
+#: Further truth volumes: attribute of `Truth`, units, description.
+_EXTRA_TRUTH = {
+    "dispersion": ("s", "transport-kernel time constant"),
+    "residue_k": ("", "residue shape k (1 exponential, inf box)"),
+    "residue_label": ("", "residue class: 1 box-like, 2 intermediate, 3 exp-like"),
+    "hemisphere": ("", "hemisphere: 1 left, 2 right"),
+    "noise_sd": ("HU", "SD of the added noise"),
+}
+#: What a caller passes to write the UniToBrain layout's filtered frames.
+FilterFrames = Callable[[Study], Study]
 
 
 def patient_id(index: int) -> str:
@@ -79,10 +99,20 @@ def _write_truth(ph: PhantomStudy, folder: Path) -> None:
     write_nifti_map(
         truth.tissue, study.affine, folder / "tissue.nii.gz", description="dominant tissue class"
     )
+    for name, (units, description) in _EXTRA_TRUTH.items():
+        arr = getattr(truth, name)
+        if arr is not None:
+            write_nifti_map(
+                arr, study.affine, folder / f"{name}.nii.gz", units=units, description=description
+            )
     _write_curves(folder / "aif.csv", study.times, truth.aif, "aif")
     _write_curves(folder / "vof.csv", study.times, truth.vof, "vof")
+    params = {
+        **truth.params,
+        "label_codes": {"hemisphere": HEMISPHERES, "residue_label": RESIDUE_LABELS},
+    }
     with atomic_path(folder / "truth.json") as tmp:
-        tmp.write_text(json.dumps(truth.params, indent=1, default=_json_default))
+        tmp.write_text(json.dumps(params, indent=1, default=_json_default))
 
 
 def _json_default(obj: Any) -> Any:
@@ -93,22 +123,50 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def _check_formats(formats: Sequence[str], filter_frames: FilterFrames | None) -> None:
+    """Validate output formats before anything is simulated or written."""
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"formats: expected some of {FORMATS}, got {sorted(unknown)}")
+    if "unitobrain" in formats and not callable(filter_frames):
+        what = "a callable Study -> Study for the UniToBrain layout's filtered frames"
+        example = "functools.partial(ctpmaps.preprocess.filter_study, ...)"
+        raise InputError(
+            "filter_frames", f"expected {what} (e.g. {example}), got {filter_frames!r}"
+        )
+
+
 def write_phantom_study(
     ph: PhantomStudy,
     out: str | Path,
     *,
     formats: Sequence[str] = ("nifti",),
     overwrite: bool = False,
+    filter_frames: FilterFrames | None = None,
 ) -> Path:
     """Write one phantom study and its truth under ``out/<patient_id>/``.
 
-    Returns the patient folder. With ``unitobrain`` in ``formats`` the UniToBrain layout
-    is written under ``out/unitobrain/`` as well (raw frames, ideally registered frames,
-    registered and filtered frames, and the true maps in place of the NLR maps).
+    Parameters
+    ----------
+    ph : PhantomStudy
+    out : str or Path
+        Parent folder.
+    formats : sequence of {"nifti", "dicom", "unitobrain"}
+        With ``unitobrain`` the UniToBrain layout is written under ``out/unitobrain/`` as
+        well (raw frames, ideally registered frames, registered frames through
+        ``filter_frames``, and the true maps in place of the NLR maps).
+    overwrite : bool
+        Replace an existing patient folder (one the phantom wrote).
+    filter_frames : callable Study -> Study, optional
+        The filter of the UniToBrain layout's ``Registered_Filtered`` stage; required with
+        ``unitobrain`` (`ctpmaps.errors.InputError` otherwise, before anything is written).
+
+    Returns
+    -------
+    Path
+        The patient folder.
     """
-    unknown = set(formats) - set(FORMATS)
-    if unknown:
-        raise ValueError(f"formats: expected some of {FORMATS}, got {sorted(unknown)}")
+    _check_formats(formats, filter_frames)
     out = Path(out)
     pid = ph.study.metadata.get("patient_id", "PHANTOM")
     target = out / pid
@@ -133,23 +191,21 @@ def write_phantom_study(
             )
         _write_truth(ph, tmp / "truth")
     if "unitobrain" in formats:
-        _write_unitobrain(ph, out / "unitobrain", pid, overwrite=overwrite)
+        _write_unitobrain(
+            ph, out / "unitobrain", pid, overwrite=overwrite, filter_frames=filter_frames
+        )
     return target
 
 
-def _write_unitobrain(ph: PhantomStudy, root: Path, pid: str, *, overwrite: bool) -> None:
+def _write_unitobrain(
+    ph: PhantomStudy, root: Path, pid: str, *, overwrite: bool, filter_frames: FilterFrames
+) -> None:
     from ..io.unitobrain import write_unitobrain_patient
-    from ..preprocess.bilateral import guided_bilateral_filter
 
     study = ph.study
     reg_frames = ph.truth.registered if ph.truth.registered is not None else study.frames
     registered = Study(reg_frames, study.affine, study.times, metadata=study.metadata)
-    filtered = Study(
-        guided_bilateral_filter(reg_frames, study.spacing),
-        study.affine,
-        study.times,
-        metadata=study.metadata,
-    )
+    filtered = filter_frames(registered)
     maps = {k: ph.truth.maps[k] for k in ("cbv", "cbf", "ttp", "mtt", "delay")}
     write_unitobrain_patient(
         root,
@@ -162,14 +218,14 @@ def _write_unitobrain(ph: PhantomStudy, root: Path, pid: str, *, overwrite: bool
     )
 
 
-def _one_patient(
-    args: tuple[PhantomConfig, int, np.random.SeedSequence, str, tuple[str, ...], bool],
-) -> dict[str, Any]:
-    cfg, index, seq, out, formats, overwrite = args
+def _one_patient(args: tuple) -> dict[str, Any]:
+    cfg, index, seq, out, formats, overwrite, filter_frames = args
     pid = patient_id(index)
     seed = int(seq.generate_state(1)[0])
     ph = simulate_patient(cfg, seed=seed, patient_id=pid)
-    folder = write_phantom_study(ph, out, formats=formats, overwrite=overwrite)
+    folder = write_phantom_study(
+        ph, out, formats=formats, overwrite=overwrite, filter_frames=filter_frames
+    )
     p = ph.truth.params
     return {
         "patient_id": pid,
@@ -179,6 +235,7 @@ def _one_patient(
         "residue_shape": p["residue_shape"],
         "lesion_side": p["lesion"]["side"],
         "volumes_ml": p["volumes_ml"],
+        "reference_cbf": p["reference_cbf"],
     }
 
 
@@ -192,20 +249,26 @@ def write_cohort(
     workers: int | None = None,
     overwrite: bool = False,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    filter_frames: FilterFrames | None = None,
 ) -> list[dict[str, Any]]:
     """Simulate and write ``n_patients`` phantom patients, in parallel on all cores.
 
     Patient ``k`` gets its own seed from ``numpy.random.SeedSequence(seed).spawn``, so a
     cohort is reproducible whatever the number of workers. ``progress`` is called with
-    each finished patient's summary. Writes ``out/cohort.json`` last.
+    each finished patient's summary. ``filter_frames`` as in `write_phantom_study`
+    (picklable: it goes to the worker processes). Writes ``out/cohort.json`` last.
     """
     if n_patients < 1:
         raise ValueError(f"n_patients: expected >= 1, got {n_patients}")
+    _check_formats(formats, filter_frames)
     cfg = config or PhantomConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     seqs = np.random.SeedSequence(seed).spawn(n_patients)
-    jobs = [(cfg, i + 1, s, str(out), tuple(formats), overwrite) for i, s in enumerate(seqs)]
+    jobs = [
+        (cfg, i + 1, s, str(out), tuple(formats), overwrite, filter_frames)
+        for i, s in enumerate(seqs)
+    ]
     workers = min(workers or os.cpu_count() or 1, n_patients)
     load_template()  # once in the parent: forked workers inherit it
     results: list[dict[str, Any]] = []
