@@ -17,3 +17,11 @@ def stroke_128():
 def normal_128():
     cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128))
     return simulate_patient(cfg, seed=9, normal=True)
+
+
+@pytest.fixture(scope="session")
+def classic_stroke_128():
+    """The classic phantom, whose lesion zones are drawn with gaps at the thresholds: for
+    rules whose definitions differ from the truth's Tmax-based masks (the ``cbv`` rule)."""
+    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128), model="classic")
+    return simulate_patient(cfg, seed=3, normal=False)

@@ -134,13 +134,13 @@ def test_tmax_rule_on_true_maps(stroke_128):
     assert np.array_equal(les.hypoperfusion, les.core | les.penumbra)
 
 
-def test_cbv_rule_on_true_maps_without_tmax(stroke_128):
-    maps, brain, hemis, voxel_ml, midline = _truth_inputs(stroke_128)
+def test_cbv_rule_on_true_maps_without_tmax(classic_stroke_128):
+    maps, brain, hemis, voxel_ml, midline = _truth_inputs(classic_stroke_128)
     del maps["tmax"]
-    s = stroke_128.study
+    s = classic_stroke_128.study
     les = segment_lesions(maps, brain, hemis, voxel_ml, midline=midline, affine=s.affine)
     assert les.rule == "cbv" and les.severe is None
-    m = stroke_128.truth.masks
+    m = classic_stroke_128.truth.masks
     assert dice(les.hypoperfusion, m["hypoperfusion"]) > 0.9
     assert dice(les.core, m["core"]) > 0.8
     absolute = LesionCriteria(core_cbv_ml=2.0)

@@ -21,6 +21,7 @@ def tiny_cohort(tmp_path_factory):
     """Four 64 x 64 x 8 phantom patients of 20 frames, in the phantom and UniToBrain layouts."""
     from ctpmaps.phantom import PhantomConfig, acquisition_preset
     from ctpmaps.phantom.write import write_cohort
+    from ctpmaps.pipeline import seed_filter
 
     out = tmp_path_factory.mktemp("cohort")
     acq = acquisition_preset("seed", matrix=64, n_frames=20, frame_interval_s=2.0)
@@ -31,5 +32,6 @@ def tiny_cohort(tmp_path_factory):
         config=PhantomConfig(acquisition=acq),
         formats=("nifti", "unitobrain"),
         workers=1,
+        filter_frames=seed_filter,
     )
     return out

@@ -21,7 +21,9 @@ from ctpmaps.preprocess.brainmask import ct_brain_mask, intracranial_mask
 
 
 def _setup(matrix: int, seed: int):
-    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=matrix))
+    # Interim: the classic phantom (shared conventions) until the fitters' issue-12 fixes are
+    # checked on the default harder phantom (tests/perfusion/test_accuracy*.py then).
+    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=matrix), model="classic")
     ph = simulate_patient(cfg, seed=seed, normal=False)
     s = ph.study
     brain = ct_brain_mask(s.frames, s.spacing)

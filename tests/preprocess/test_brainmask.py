@@ -33,7 +33,8 @@ def test_mask_matches_truth(ph):
 def test_intracranial_contains_vessels_not_skull(ph):
     s, f = ph.study, ph.truth.fractions
     inside = intracranial_mask(s.frames[..., :3].mean(-1), s.spacing)
-    assert inside[f.vein > 0.9].mean() > 0.9
+    sinus = f.vein > 0.9 * ph.truth.params["sinus_fill"]  # the sinus is not pure blood
+    assert sinus.sum() > 10 and inside[sinus].mean() > 0.9
     assert inside[f.artery > 0.5].mean() > 0.9
     assert not inside[f.bone > 0.5].any()
 

@@ -62,6 +62,7 @@ def phantom_command(
     """Simulate phantom CTP studies with known perfusion (truth written beside each)."""
     from ..phantom import PhantomConfig, acquisition_preset
     from ..phantom.write import FORMATS, write_cohort
+    from ..pipeline import seed_filter
 
     formats = [f for item in fmt for f in item.split(",") if f]
     bad = [f for f in formats if f not in FORMATS]
@@ -88,6 +89,7 @@ def phantom_command(
                 workers=workers,
                 overwrite=overwrite,
                 progress=lambda r: shown.advance(r["patient_id"]),
+                filter_frames=seed_filter if "unitobrain" in formats else None,
             )
     table = Table(
         title=f"{patients} phantom patient(s) in {out_dir} ({time.perf_counter() - t0:.1f} s)"

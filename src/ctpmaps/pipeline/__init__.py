@@ -14,7 +14,7 @@ writer (`ctpmaps.pipeline.outputs`), and return a `StudyResult`.
 from __future__ import annotations
 
 from .predict import predict_study
-from .preprocess import applied_steps, preprocess_study
+from .preprocess import applied_steps, preprocess_study, seed_filter
 from .result import StudyResult
 from .run import STAGES, default_filter_sigmas, run_study
 
@@ -25,5 +25,6 @@ __all__ = [
     "preprocess_study",
     "predict_study",
     "applied_steps",
+    "seed_filter",
     "default_filter_sigmas",
 ]

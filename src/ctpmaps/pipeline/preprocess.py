@@ -25,7 +25,7 @@ from .load import check_inputs, load, study_summary
 from .outputs import write_preprocessed
 from .result import StudyResult
 
-__all__ = ["applied_steps", "preprocess_frames", "preprocess_study"]
+__all__ = ["applied_steps", "preprocess_frames", "preprocess_study", "seed_filter"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,15 @@ def applied_steps(study: Study) -> set[str]:
     if "filtered" in done:
         steps.add("filter")
     return steps
+
+
+def seed_filter(study: Study) -> Study:
+    """The study through the seed's guided bilateral filter (3 mm, 20 HU): the frames of a
+    UniToBrain ``_Registered_Filtered_3mm_20HU`` stage (the phantom's writers take it as
+    ``filter_frames``)."""
+    from ..preprocess.bilateral import SEED_SIGMAS, filter_study
+
+    return filter_study(study, sigma_spatial_mm=SEED_SIGMAS[0], sigma_range_hu=SEED_SIGMAS[1])
 
 
 def _writeable_copy_ok(frames: np.ndarray) -> bool:
