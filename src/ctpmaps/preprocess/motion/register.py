@@ -48,7 +48,7 @@ import numpy as np
 
 from ...errors import InputError
 from .._threads import n_threads as _n_threads
-from . import elastix
+from . import elastix, gauss_newton  # gauss_newton imports torch only when it runs
 from .geometry import params_of_matrix, resample_frames
 from .result import MotionResult
 from .screen import SCREEN_MM, Screen, plan
@@ -164,25 +164,10 @@ def register_frames(
     n_threads = _n_threads(threads)
     timings: dict[str, float] = {}
     center = (np.array(frames.shape[:3]) - 1) / 2 * np.array(spacing)
-    child = elastix.ElastixProcess().start() if method == "elastix-seed" else None
-    try:
-        t0 = time.perf_counter()
-        screen_mm, source = plan(
-            Screen(frames, spacing, center, n_threads),
-            reference,
-            skip_threshold_mm,
-            share=method == "elastix-seed",
-        )
-        todo = [int(k) for k in np.flatnonzero(source == np.arange(n_t))]
-        timings["screen"] = time.perf_counter() - t0
-        _log_screen(source, screen_mm, skip_threshold_mm, len(todo))
-        mats = np.repeat(np.eye(4)[None], n_t, axis=0)
-        if todo:
-            mats[todo] = _fit(child, frames, spacing, reference, todo, center, settings,
-                              n_threads, timings, edge_slices)  # fmt: skip
-    finally:
-        if child is not None:
-            child.close()
+    mats, screen_mm, source = _transforms(
+        frames, spacing, reference, center, settings, skip_threshold_mm, edge_slices, n_threads,
+        timings,
+    )  # fmt: skip
     shared = np.flatnonzero(source >= 0)
     mats[shared] = mats[source[shared]]
     t0 = time.perf_counter()
@@ -196,7 +181,7 @@ def register_frames(
         frames=out,
         translations_mm=translations,
         rotations_deg=rotations,
-        registered=np.isin(np.arange(n_t), todo),
+        registered=source == np.arange(n_t),
         source=source,
         flagged=_flag(translations, rotations, flag_mm, flag_deg, times),
         screen_mm=screen_mm,
@@ -216,23 +201,44 @@ def register_frames(
     )
 
 
+def _transforms(frames, spacing, reference, center, settings, threshold, edge, n_threads, timings):
+    """Screen, then register the frames that moved; (t, 4, 4) transforms (shared ones not
+    yet filled in), screened displacements (t,) and sources (t,) (see `MotionResult`)."""
+    n_t = frames.shape[3]
+    elx = settings["method"] == "elastix-seed"
+    child = elastix.ElastixProcess().start() if elx else None  # itk loads while we screen
+    try:
+        t0 = time.perf_counter()
+        screen = Screen(frames, spacing, center, n_threads)
+        screen_mm, source = plan(screen, reference, threshold, share=elx)
+        todo = [int(k) for k in np.flatnonzero(source == np.arange(n_t))]
+        timings["screen"] = time.perf_counter() - t0
+        _log_screen(source, screen_mm, threshold, len(todo))
+        mats = np.repeat(np.eye(4)[None], n_t, axis=0)
+        if todo:
+            mats[todo] = _fit(child, frames, spacing, reference, todo, center, settings,
+                              n_threads, timings, edge)  # fmt: skip
+    finally:
+        if child is not None:
+            child.close()
+    return mats, screen_mm, source
+
+
 def _fit(child, frames, spacing, reference, todo, center, settings, n_threads, timings, edge):
     """Transforms (len(todo), 4, 4) of the frames in ``todo`` by the chosen method."""
     if child is not None:
         return elastix.fit_frames(child, frames, spacing, reference, todo, settings["pmap"],
                                   center, n_threads, timings, edge)  # fmt: skip
     t0 = time.perf_counter()
-    from . import gauss_newton
-
+    device = _device(settings["device"])  # imports torch
     timings["torch_load"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     mats = gauss_newton.fit_frames(
         frames, spacing, reference, todo, center,
-        edge_slices=edge, threads=n_threads, device=settings["device"], seed=settings["seed"],
+        edge_slices=edge, threads=n_threads, device=device, seed=settings["seed"],
     )  # fmt: skip
     timings["register"] = time.perf_counter() - t0
-    log.info("gauss-newton: %d frames on %s in %.1f s", len(todo), settings["device"],
-             timings["register"])  # fmt: skip
+    log.info("gauss-newton: %d frames on %s in %.1f s", len(todo), device, timings["register"])
     return mats
 
 
@@ -249,17 +255,18 @@ def _method_settings(method, shape, spacing, device, seed, **elastix_options) ->
         opts = {**elastix.SEED_OPTIONS, **given}
         pmap = elastix.parameter_map(elastix.schedule(shape, spacing, **opts), seed)
         return {
+            "method": method,
             "pmap": pmap,
             "record": {"method": method, "elastix": {k: list(v) for k, v in pmap.items()}},
         }
     for name, value in elastix_options.items():
         if value is not None:
             raise InputError(name, f"only for method 'elastix-seed', got {value!r}")
-    device = _device(device)
-    from .gauss_newton import LEVELS  # no torch import: gauss_newton imports it lazily
-
-    levels = [{"voxel_mm": mm, "points": n, "iterations": it} for mm, n, it in LEVELS]
+    if device is not None:
+        _device(device)  # a bad device fails here, before any long computation
+    levels = [{"voxel_mm": mm, "points": n, "iterations": it} for mm, n, it in gauss_newton.LEVELS]
     return {
+        "method": method,
         "device": device,
         "seed": int(seed),
         "record": {"method": method, "gauss_newton": {"levels": levels, "seed": int(seed)}},
@@ -267,7 +274,8 @@ def _method_settings(method, shape, spacing, device, seed, **elastix_options) ->
 
 
 def _device(device: str | None) -> str:
-    """The torch device to use; checked without importing torch when it is ``"cpu"``."""
+    """The torch device to use (default CUDA when present); ``"cpu"`` needs no torch import
+    to check."""
     if device == "cpu":
         return device
     import torch
