@@ -10,7 +10,10 @@ The fit, per resolution (4, 2, then 1 mm in-plane; block averages smoothed with 
 of the level's voxel size):
 
 - Sample points: random positions (not voxel centres) inside the reference's head (above
-  -500 HU), away from the ``edge_slices`` outermost slices. Reading the reference between
+  -500 HU) and 5 mm of air around it, away from the ``edge_slices`` outermost slices. The
+  margin keeps the whole scalp edge, the strongest one, in the metric: cut at -500 HU it
+  made the median residual displacement on the benchmark's phantom larger at every grid
+  size tried (64, 128 and 512 pixels). Reading the reference between
   voxels too blurs both sides alike: with both on voxel centres, the interpolated moving
   frame alone is blurred, which biases the fit towards whole-slice shifts (5 mm slices).
 - Residual ``frame(T(x)) - reference(x)``; its gradient is the exact derivative of the
@@ -24,10 +27,10 @@ of the level's voxel size):
   brings in anatomy the reference does not have there (and the edge slice repeats itself
   beyond the slab).
 
-On a 512 x 512 x 8 x 89 phantom whose every frame moved (a random walk up to 2 mm / 2 deg,
-``benchmarks/bench_motion.py``) the Tukey weights took the median residual displacement
-over the brain from 0.16 to 0.10 mm and the edge taper the 95th percentile from 0.44 to
-0.31 mm.
+Each weight was kept because it lowered the residual displacement of the brain on the
+fully moving 512 x 512 x 8 x 89 phantom of ``benchmarks/bench_motion.py`` (the Tukey
+weights mostly the median, the edge taper mostly the 95th percentile); `edge_slices=0`
+turns the taper off.
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ log = logging.getLogger(__name__)
 
 #: Resolutions, coarse to fine: (in-plane voxel mm, sample points per frame, most iterations).
 LEVELS = ((4.0, 8000, 12), (2.0, 16000, 8), (1.0, 32000, 6))
-#: Head: reference voxels above this (HU).
+#: Head: reference voxels above this (HU), and a margin of air around it (mm, in-plane).
 HEAD_HU = -500.0
+MARGIN_MM = 5.0
 #: Tukey's biweight constant (95 % efficiency for Gaussian residuals).
 TUKEY_C = 4.685
 #: Convergence: every frame's last step under this displacement over the head (mm).
@@ -101,7 +105,7 @@ def fit_frames(
 
     spacing = np.asarray(spacing, float)
     shape = np.array(frames.shape[:3])
-    levels = _levels(shape, spacing)
+    levels = LEVELS
     grids = [_Grid(shape, spacing, mm, center, device) for mm, _, _ in levels]
     pyramid = _pyramid(frames, [reference, *todo], [g.factor for g in grids])
     # On the CPU each thread fits its own share of the frames with single-threaded torch
@@ -126,17 +130,10 @@ def fit_frames(
     return to_abs @ mats.cpu().numpy() @ np.linalg.inv(to_abs)
 
 
-def _levels(shape, spacing) -> list[tuple[float, int, int]]:
-    """`LEVELS`, skipping a level whose blocks equal the next finer level's."""
-    factors = [tuple(block_factor(shape, spacing, mm)) for mm, _, _ in LEVELS]
-    return [
-        lv for i, lv in enumerate(LEVELS) if i + 1 == len(LEVELS) or factors[i] != factors[i + 1]
-    ]
-
-
 def _pyramid(frames: np.ndarray, index: list[int], factors: list[np.ndarray]) -> list:
     """Block averages (len(index), ...) of the frames at each level's factors; a level whose
-    factors divide the next finer level's is averaged from it (one pass over the study)."""
+    factors are multiples of the next finer level's is averaged from it (one pass over the
+    study; on coarse grids several levels share the factors and differ in smoothing only)."""
     out: list = [None] * len(factors)
     for i in reversed(range(len(factors))):
         finer = factors[i + 1] if i + 1 < len(factors) else None
@@ -193,10 +190,12 @@ class _Grid:
         return self.torch.from_numpy(out).to(self.device)
 
     def points(self, ref, edge: int, n_points: int, rng: np.random.Generator):
-        """Random sample positions in the head: (4, n) homogeneous mm from the centre, and
-        the reference there (n,)."""
+        """Random sample positions in the head and its margin: (4, n) homogeneous mm from the
+        centre, and the reference there (n,)."""
         torch = self.torch
         head = ref.cpu().numpy() > HEAD_HU
+        grow = max(1, round(MARGIN_MM / float(self.step[0])))
+        head = ndimage.binary_dilation(head, np.ones((3, 3, 1), bool), iterations=grow)
         head[..., : min(edge, self.n[2])] = False
         head[..., self.n[2] - edge :] = False
         idx = np.argwhere(head) if head.any() else np.argwhere(np.ones_like(head))
