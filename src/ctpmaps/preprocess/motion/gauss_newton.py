@@ -90,7 +90,7 @@ def fit_frames(
     edge_slices : int
         Slices at each end of z kept out of the metric (module docstring).
     threads : int
-        Torch CPU threads.
+        CPU threads; on the CPU each fits its share of the frames.
     device : str
         Torch device (``"cpu"``, ``"cuda"``, ...).
     seed : int
@@ -105,8 +105,7 @@ def fit_frames(
 
     spacing = np.asarray(spacing, float)
     shape = np.array(frames.shape[:3])
-    levels = LEVELS
-    grids = [_Grid(shape, spacing, mm, center, device) for mm, _, _ in levels]
+    grids = [_Grid(shape, spacing, mm, center, device) for mm, _, _ in LEVELS]
     pyramid = _pyramid(frames, [reference, *todo], [g.factor for g in grids])
     # On the CPU each thread fits its own share of the frames with single-threaded torch
     # operations: no barrier between threads at every small operation, which on a busy
@@ -115,12 +114,11 @@ def fit_frames(
     chunks = [c for c in np.array_split(np.arange(len(todo)), threads if cpu else 1) if len(c)]
     mats = torch.eye(4, dtype=torch.float64, device=device).repeat(len(todo), 1, 1)
     with _torch_threads(torch, 1 if cpu else threads), ThreadPoolExecutor(len(chunks)) as pool:
-        for level, (grid, (_, n_points, iterations)) in enumerate(zip(grids, levels, strict=True)):
+        for level, (grid, (_, n_points, iterations)) in enumerate(zip(grids, LEVELS, strict=True)):
             volumes = grid.volumes(pyramid[level], threads)
             pyramid[level] = None
             rng = np.random.default_rng([seed, level])
             points, ref_values = grid.points(volumes[0], edge_slices, n_points, rng)
-
             fit = partial(_fit_part, grid, volumes[1:], points, ref_values, mats, iterations)
             steps = max(pool.map(fit, chunks, [edge_slices] * len(chunks)))
             log.debug("level %.2g mm: %d iterations", grid.voxel_mm, steps)
