@@ -60,6 +60,8 @@ MARGIN_MM = 5.0
 TUKEY_C = 4.685
 #: Convergence: every frame's last step under this displacement over the head (mm).
 TOL_MM = 2e-3
+#: Frames fitted together by one thread.
+BATCH = 16
 
 
 def fit_frames(
@@ -110,10 +112,13 @@ def fit_frames(
     # On the CPU each thread fits its own share of the frames with single-threaded torch
     # operations: no barrier between threads at every small operation, which on a busy
     # machine made two-threaded operations up to ten times slower than one thread.
+    # At most BATCH frames at a time bounds the temporaries (about 4 MB a frame at 1 mm).
     cpu = torch.device(device).type == "cpu"
-    chunks = [c for c in np.array_split(np.arange(len(todo)), threads if cpu else 1) if len(c)]
+    workers = threads if cpu else 1
+    n_chunks = max(workers, -(-len(todo) // BATCH))
+    chunks = [c for c in np.array_split(np.arange(len(todo)), n_chunks) if len(c)]
     mats = torch.eye(4, dtype=torch.float64, device=device).repeat(len(todo), 1, 1)
-    with _torch_threads(torch, 1 if cpu else threads), ThreadPoolExecutor(len(chunks)) as pool:
+    with _torch_threads(torch, 1 if cpu else threads), ThreadPoolExecutor(workers) as pool:
         for level, (grid, (_, n_points, iterations)) in enumerate(zip(grids, LEVELS, strict=True)):
             volumes = grid.volumes(pyramid[level], threads)
             pyramid[level] = None
@@ -248,7 +253,8 @@ def _fit(grid: _Grid, moving, points, ref_values, mats, iterations: int, edge: i
     while steps < iterations and len(active):
         steps += 1
         m = mats[active].float()
-        values, grad = grid.sample(moving[active], m, points, gradient=True)
+        volumes = moving if len(active) == len(mats) else moving[active]  # a copy: when needed
+        values, grad = grid.sample(volumes, m, points, gradient=True)
         where = m[:, :3] @ points  # (b, 3, n) mm from the centre
         residual = values - ref_values
         weights = _tukey(residual) * _edge_taper(grid.slice_index(where), grid.n[2], edge)
