@@ -10,8 +10,14 @@ from .bilateral import (
     filter_study,
     guided_bilateral_filter,
 )
-from .motion import MotionResult, register_frames, register_study, resample_rigid, rigid_matrix
-from .motion_report import motion_report
+from .motion import (
+    MotionResult,
+    motion_report,
+    register_frames,
+    register_study,
+    resample_rigid,
+    rigid_matrix,
+)
 
 __all__ = [
     "guided_bilateral_filter",

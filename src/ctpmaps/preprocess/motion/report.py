@@ -1,4 +1,6 @@
-"""The motion report: per-frame transforms as ``motion.csv`` and a plot ``motion.png``."""
+"""The motion report: per-frame transforms as a table (``motion.csv``) and a figure
+(``motion.png``). `motion_table` and `motion_figure` compute them; `motion_report` writes
+them."""
 
 from __future__ import annotations
 
@@ -8,15 +10,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..io.atomic import atomic_path
+from ...io.atomic import atomic_path
 
-if TYPE_CHECKING:  # motion.py re-exports motion_report: no import cycle at run time
-    from .motion import MotionResult
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
-__all__ = ["motion_report", "CSV_COLUMNS"]
+    from .result import MotionResult
+
+__all__ = ["motion_report", "motion_table", "motion_figure", "CSV_COLUMNS"]
 
 #: Columns of ``motion.csv``. ``transform`` says where each transform comes from:
-#: ``reference``, ``still`` (screened still: identity), ``elastix``, or ``as frame N``.
+#: ``reference``, ``still`` (screened still: identity), the method that registered it
+#: (``gauss-newton`` or ``elastix``), or ``as frame N`` (elastix: shares frame N's).
 CSV_COLUMNS = (
     "frame",
     "time_s",
@@ -59,22 +64,29 @@ def motion_report(result: MotionResult, out_dir: str | Path) -> dict[str, Path]:
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    n_t = result.translations_mm.shape[0]
-    times = result.times if result.times is not None else np.full(n_t, np.nan)
     paths = {"csv": out_dir / "motion.csv", "png": out_dir / "motion.png"}
     with atomic_path(paths["csv"]) as tmp, open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for k in range(n_t):
-            writer.writerow(
-                [k, "" if np.isnan(times[k]) else f"{times[k]:.3f}"]
-                + [f"{v:.4f}" for v in result.translations_mm[k]]
-                + [f"{v:.4f}" for v in result.rotations_deg[k]]
-                + [int(result.flagged[k]), _origin(result, k), f"{result.screen_mm[k]:.4f}"]
-            )
+        csv.writer(fh).writerows([CSV_COLUMNS, *motion_table(result)])
     with atomic_path(paths["png"]) as tmp:
-        _plot(result, times, tmp)
+        motion_figure(result).savefig(tmp, format="png", dpi=100)
     return paths
+
+
+def motion_table(result: MotionResult) -> list[list[str]]:
+    """One row of strings per frame, the columns `CSV_COLUMNS` (see `motion_report`)."""
+    times = _times(result)
+    return [
+        [str(k), "" if np.isnan(times[k]) else f"{times[k]:.3f}"]
+        + [f"{v:.4f}" for v in result.translations_mm[k]]
+        + [f"{v:.4f}" for v in result.rotations_deg[k]]
+        + [str(int(result.flagged[k])), _origin(result, k), f"{result.screen_mm[k]:.4f}"]
+        for k in range(len(times))
+    ]
+
+
+def _times(result: MotionResult) -> np.ndarray:
+    n_t = result.translations_mm.shape[0]
+    return result.times if result.times is not None else np.full(n_t, np.nan)
 
 
 def _origin(result: MotionResult, k: int) -> str:
@@ -83,13 +95,17 @@ def _origin(result: MotionResult, k: int) -> str:
     source = int(result.source[k])
     if source < 0:
         return "still"
-    return "elastix" if source == k else f"as frame {source}"
+    if source != k:
+        return f"as frame {source}"
+    return "elastix" if result.parameters.get("method") == "elastix-seed" else "gauss-newton"
 
 
-def _plot(result: MotionResult, times: np.ndarray, path: Path) -> None:
+def motion_figure(result: MotionResult) -> Figure:
+    """Translations and rotations over time, flag thresholds dashed, flagged frames marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    times = _times(result)
     known = bool(np.all(np.isfinite(times)))
     x = times if known else np.arange(times.size)
     fig = Figure(figsize=(8, 5.5), layout="constrained")
@@ -118,4 +134,4 @@ def _plot(result: MotionResult, times: np.ndarray, path: Path) -> None:
         fontsize=9,
     )
     axes[1].set_xlabel("time (s)" if known else "frame")
-    fig.savefig(path, format="png", dpi=100)
+    return fig

@@ -1,11 +1,11 @@
-"""Cheap motion screening: which frames need elastix at all.
+"""Cheap motion screening: which frames need registering at all.
 
 Each frame is block-averaged to about 2 mm voxels and smoothed (sigma 2 mm), then a few
 Gauss-Newton steps of a rigid least-squares fit (Lucas-Kanade, gradient of the anchor
 image) estimate its motion against an anchor frame. The frame's motion is the largest
 displacement that estimate gives over the head's bounding box (voxels above -500 HU).
 The fit stops as soon as a frame is clearly under or over the threshold, so most frames
-cost one matrix product; no itk.
+cost one matrix product; no itk, no torch.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 from scipy.spatial.transform import Rotation
+
+from .geometry import block_factor, block_mean
 
 #: Voxel size (mm) of the screening volumes, and their smoothing sigma (mm).
 SCREEN_MM = 2.0
@@ -46,29 +48,19 @@ class Screen:
     """
 
     def __init__(self, frames: np.ndarray, spacing, center: np.ndarray, threads: int) -> None:
-        shape = np.array(frames.shape[:3])
         spacing = np.asarray(spacing, float)
-        self.factor = np.clip(np.round(SCREEN_MM / spacing), 1, np.maximum(1, shape // 4)).astype(
-            int
-        )
+        self.factor = block_factor(frames.shape[:3], spacing, SCREEN_MM)
         self.step = self.factor * spacing
         self.origin = (self.factor - 1) / 2 * spacing  # mm of the first block's centre
         self.center = np.asarray(center, float)
         self.threads = threads
-        n = shape // self.factor
-        f = self.factor
-        # One pass over the whole array (time is its last, fastest axis): taking the frames
-        # one by one would read every cache line of the study once per frame.
-        blocks = np.empty((*n, frames.shape[3]), np.float32)
-        for i in range(n[0]):  # a slab of x at a time keeps the temporaries small
-            v = frames[i * f[0] : (i + 1) * f[0], : n[1] * f[1], : n[2] * f[2]]
-            v = v.reshape(f[0], n[1], f[1], n[2], f[2], frames.shape[3])
-            blocks[i] = v.mean(axis=(0, 2, 4), dtype=np.float32)
+        blocks = block_mean(frames, self.factor)
         sigma = SCREEN_MM / self.step
         self.small = self._map(
-            lambda k: ndimage.gaussian_filter(blocks[..., k], sigma, mode="nearest"),
+            lambda k: ndimage.gaussian_filter(blocks[k], sigma, mode="nearest"),
             range(frames.shape[3]),
         )
+        n = np.array(blocks.shape[1:])
         grid = [self.origin[a] + self.step[a] * np.arange(n[a]) for a in range(3)]
         self.pos = np.stack(np.meshgrid(*grid, indexing="ij"), axis=-1).reshape(-1, 3) - self.center
 
@@ -150,8 +142,13 @@ def _matrix(p: np.ndarray, center: np.ndarray) -> np.ndarray:
     return m
 
 
-def plan(screen: Screen, reference: int, threshold_mm: float) -> tuple[np.ndarray, np.ndarray]:
+def plan(
+    screen: Screen, reference: int, threshold_mm: float, *, share: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
     """Decide, frame by frame, how each frame gets its transform.
+
+    With ``share=False`` every frame that moved against the reference is registered on its
+    own (no anchors: for a solver whose cost does not grow much with the frame count).
 
     Returns
     -------
@@ -160,7 +157,7 @@ def plan(screen: Screen, reference: int, threshold_mm: float) -> tuple[np.ndarra
         threshold, only known to be well under or over it elsewhere).
     source : ndarray (t,) int
         ``-1``: identity (the reference, or still against it); ``k``: frame ``k``'s own
-        elastix registration when ``source[k] == k``; otherwise the frame whose
+        registration when ``source[k] == k``; otherwise the frame whose
         transform it shares, because it did not move (by more than the threshold) since
         that frame, the last one registered before it (its anchor). Comparing with the
         anchor, not the previous frame, keeps slow drifts from accumulating.
@@ -174,6 +171,9 @@ def plan(screen: Screen, reference: int, threshold_mm: float) -> tuple[np.ndarra
     anchor_k, anchor = -1, None
     for k in others:
         if screen_mm[k] <= threshold_mm:
+            continue
+        if not share:
+            source[k] = k
             continue
         if anchor is not None and screen.displacement(k, anchor, threshold_mm) <= threshold_mm:
             source[k] = anchor_k

@@ -1,4 +1,4 @@
-"""Elastix in a child process (run as a script by `ctpmaps.preprocess.motion`).
+"""Elastix in a child process (run as a script by `ctpmaps.preprocess.motion.elastix`).
 
 Loading itk's elastix module makes a process about 0.8 GB larger (SWIG libraries; 1 GB
 when itk also imports torch, which this worker prevents) and takes seconds. In a child process that
@@ -6,8 +6,12 @@ memory is returned as soon as the registrations are done, instead of staying wit
 pipeline through the filter and the perfusion fit; an elastix crash cannot take the
 pipeline down either.
 
+The process loads itk as soon as it starts, so the parent can start it before it knows
+what to register (the load then runs while the parent screens the frames).
+
 Protocol (pickles; requests on stdin, replies on the original stdout, whose descriptor is
-moved away first so that what elastix prints goes to stderr):
+moved away first so that what elastix prints goes to stderr); end of input at any point
+ends the process:
 
 1. setup ``{"fixed": (z, y, x) float32, "mask": (z, y, x) uint8 or None, "spacing": (3,),
    "pmap": {name: [str, ...]}, "workers": int, "elastix_threads": int}`` -> ``("ready", None)``
@@ -31,11 +35,16 @@ KEYS = ("TransformParameters", "CenterOfRotationPoint", "ComputeZYX", "Transform
 
 
 def serve(inp, out) -> None:
-    setup = pickle.load(inp)
     _skip_array_libraries()
     import itk
 
     itk.ParameterObject.New()  # the lazy load happens here, before "ready"
+    try:
+        setup = pickle.load(inp)
+    except EOFError:  # the parent had nothing to register
+        return
+    if setup is None:
+        return
     _send(out, ("ready", None))
     local = threading.local()
 
