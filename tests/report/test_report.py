@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -99,7 +100,18 @@ def _content(n_slices=2, size=48):
         colour_bars=bars,
         slice_labels=[f"slice {k + 1}" for k in range(n_slices)],
         input_functions=curves_figure(times, {"AIF": aif, "VOF": 0.5 * np.roll(aif, 4)}),
-        motion=motion_figure(times, np.zeros((30, 3)), np.zeros((30, 3))),
+        motion=motion_figure(
+            SimpleNamespace(
+                times=times,
+                translations_mm=np.zeros((30, 3)),
+                rotations_deg=np.zeros((30, 3)),
+                flagged=np.zeros(30, bool),
+                registered=np.zeros(30, bool),
+                reference=0,
+                flag_mm=1.0,
+                flag_deg=1.0,
+            )
+        ),
         motion_summary={"max_translation_mm": 0.0},
         provenance={
             "version": "0.1.0",

@@ -47,6 +47,7 @@ def batch_command(
     ] = 1,
     method: o.Method = o.MethodChoice.nlr,
     motion: o.Motion = True,
+    motion_method: o.MotionMethod = o.MotionMethodChoice["gauss-newton"],
     filter_: o.Filter = True,
     dicom: Annotated[
         bool, typer.Option("--dicom/--no-dicom", help="DICOM Parametric Maps and SEG.")
@@ -71,6 +72,7 @@ def batch_command(
                 progress=lambda name, row: shown.advance(f"{name}: {row['status']}"),
                 method=method.value,
                 motion=motion,
+                motion_method=motion_method.value,
                 filter=filter_,
                 dicom=dicom,
                 report=report,

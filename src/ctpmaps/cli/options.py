@@ -10,6 +10,7 @@ import typer
 
 from ..perfusion.methods import METHODS
 from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
+from ..preprocess.motion.register import METHODS as MOTION_METHODS
 
 #: ``--method`` choices: the method registry (`ctpmaps.perfusion.METHODS`).
 MethodChoice = Enum("MethodChoice", {name: name for name in METHODS}, type=str)
@@ -82,7 +83,15 @@ Density = Annotated[
     ),
 ]
 Motion = Annotated[
-    bool, typer.Option("--motion/--no-motion", help="Rigid motion correction (elastix).")
+    bool, typer.Option("--motion/--no-motion", help="Rigid motion correction of every frame.")
+]
+MotionMethodChoice = Enum("MotionMethodChoice", {m: m for m in MOTION_METHODS}, type=str)
+MotionMethod = Annotated[
+    MotionMethodChoice,
+    typer.Option(
+        help="Registration: gauss-newton (batched rigid fit, the default) or elastix-seed "
+        "(the seed study's elastix settings).",
+    ),
 ]
 Filter = Annotated[bool, typer.Option("--filter/--no-filter", help="Guided 3D bilateral filter.")]
 SigmaSpatial = Annotated[

@@ -21,6 +21,7 @@ def preprocess_command(
     study: o.Study,
     out_dir: o.Out,
     motion: o.Motion = True,
+    motion_method: o.MotionMethod = o.MotionMethodChoice["gauss-newton"],
     filter_: o.Filter = True,
     sigma_spatial: Annotated[
         float, typer.Option(metavar="MM", help="Filter spatial sigma in mm (the seed's: 3).")
@@ -37,7 +38,7 @@ def preprocess_command(
     series_uid: o.SeriesUID = None,
     overwrite: o.Overwrite = False,
 ) -> None:
-    """Rigid motion correction (elastix, as the seed) and the guided bilateral filter:
+    """Rigid motion correction and the guided bilateral filter (the seed's preprocessing):
     the preprocessed frames as NIfTI (and DICOM when the input was DICOM), the motion
     report and run.json."""
     from ..pipeline import preprocess_study
@@ -50,6 +51,7 @@ def preprocess_command(
             study,
             out_dir,
             motion=motion,
+            motion_method=motion_method.value,
             filter=filter_,
             filter_sigmas=(sigma_spatial, sigma_range),
             flag_mm=flag_mm,

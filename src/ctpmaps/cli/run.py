@@ -51,6 +51,7 @@ def run_command(
     out_dir: o.Out,
     method: o.Method = o.MethodChoice.nlr,
     motion: o.Motion = True,
+    motion_method: o.MotionMethod = o.MotionMethodChoice["gauss-newton"],
     filter_: o.Filter = True,
     sigma_spatial: o.SigmaSpatial = None,
     sigma_range: o.SigmaRange = None,
@@ -127,6 +128,7 @@ def run_command(
             out_dir,
             method=method.value,
             motion=motion,
+            motion_method=motion_method.value,
             filter=filter_,
             filter_sigmas=_sigmas(method.value, sigma_spatial, sigma_range),
             criteria=criteria,
@@ -152,10 +154,10 @@ def maps_command(
         bool,
         typer.Option(
             "--motion/--no-motion",
-            help="Rigid motion correction first (skipped when the frames are registered "
-            "already).",
+            help="Rigid motion correction first (skipped when the frames are registered already).",
         ),
     ] = True,
+    motion_method: o.MotionMethod = o.MotionMethodChoice["gauss-newton"],
     filter_: Annotated[
         bool,
         typer.Option(
@@ -186,6 +188,7 @@ def maps_command(
             out_dir,
             method=method.value,
             motion=motion,
+            motion_method=motion_method.value,
             filter=filter_,
             filter_sigmas=_sigmas(method.value, sigma_spatial, sigma_range),
             lesions=False,

@@ -81,9 +81,11 @@ def write_maps(folder: Path, result: StudyResult) -> None:
 
 def _write_motion(folder: Path, result: StudyResult) -> None:
     if result.motion is not None:
-        from ..preprocess.motion_report import motion_report
+        from ..io.motion import write_motion_csv
+        from ..report.figures import motion_figure, write_png
 
-        motion_report(result.motion, folder)
+        write_motion_csv(result.motion, folder)
+        write_png(folder / "motion.png", motion_figure(result.motion))
 
 
 def _export_dicom(folder: Path, result: StudyResult) -> dict[str, Any]:

@@ -142,6 +142,7 @@ def preprocess_study(
     out: str | Path,
     *,
     motion: bool = True,
+    motion_method: str = "gauss-newton",
     filter: bool = True,  # noqa: A002
     filter_sigmas: tuple[float, float] = (SIGMA_SPATIAL_MM, SIGMA_RANGE_HU),
     flag_mm: float = 1.0,
@@ -165,6 +166,8 @@ def preprocess_study(
         Output folder: new, empty, or an earlier run's with ``overwrite``.
     motion, filter : bool
         The two steps; at least one.
+    motion_method : {"gauss-newton", "elastix-seed"}
+        The registration (`ctpmaps.preprocess.register_frames`).
     filter_sigmas : (float, float)
         Spatial (mm) and range (HU) sigma of the filter.
     flag_mm, flag_deg : float
@@ -195,7 +198,7 @@ def preprocess_study(
             motion=motion,
             filter=filter,
             filter_sigmas=filter_sigmas,
-            motion_options={"flag_mm": flag_mm, "flag_deg": flag_deg},
+            motion_options={"method": motion_method, "flag_mm": flag_mm, "flag_deg": flag_deg},
             owned=owned,
             clock=clock,
             skipped=skipped,
@@ -203,6 +206,7 @@ def preprocess_study(
         steps = "+".join(s for s, ran in (("registered", motion), ("filtered", filter)) if ran)
         parameters = {
             "motion": motion,
+            "motion_method": motion_method,
             "filter": filter,
             "sigma_spatial_mm": filter_sigmas[0],
             "sigma_range_hu": filter_sigmas[1],

@@ -99,6 +99,7 @@ def run_study(
     *,
     method: str = "nlr",
     motion: bool = True,
+    motion_method: str = "gauss-newton",
     filter: bool = True,  # noqa: A002 - the name users know from the command line
     filter_sigmas: tuple[float, float] | None = None,
     lesions: bool = True,
@@ -132,6 +133,8 @@ def run_study(
     motion, filter : bool
         Rigid motion correction and the guided bilateral filter (the seed's
         preprocessing); skipped when the frames had them already.
+    motion_method : {"gauss-newton", "elastix-seed"}
+        The registration (`ctpmaps.preprocess.register_frames`).
     filter_sigmas : (float, float), optional
         Spatial sigma (mm) and range sigma (HU) of the filter (`default_filter_sigmas`).
     lesions : bool
@@ -192,7 +195,7 @@ def run_study(
         result = StudyResult(study, study_summary(study), list(study.problems), skipped=skipped)
         study, result.motion = preprocess_frames(
             study, motion=motion, filter=filter, filter_sigmas=sigmas, owned=owned,
-            clock=clock, skipped=skipped,
+            clock=clock, skipped=skipped, motion_options={"method": motion_method},
         )  # fmt: skip
         result.study = study
         with clock.stage("maps"):

@@ -12,7 +12,6 @@ from .bilateral import (
 )
 from .motion import (
     MotionResult,
-    motion_report,
     register_frames,
     register_study,
     resample_rigid,
@@ -29,7 +28,6 @@ __all__ = [
     "MotionResult",
     "register_frames",
     "register_study",
-    "motion_report",
     "rigid_matrix",
     "resample_rigid",
 ]

@@ -165,12 +165,7 @@ def study_report(
         ) if len(aif.voxels) else None  # fmt: skip
     motion_png = summary = None
     if motion is not None:
-        motion_png = motion_figure(
-            study.times,
-            motion.translations_mm,
-            motion.rotations_deg,
-            flagged=getattr(motion, "flagged", None),
-        )
+        motion_png = motion_figure(motion)
         summary = motion_summary(motion)
     timings = dict(provenance.get("timings_s", {}))
     timings["report"] = round(time.perf_counter() - t0, 2)

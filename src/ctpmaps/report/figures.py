@@ -321,28 +321,37 @@ def write_png(path, png: bytes):
     return path
 
 
-def motion_figure(
-    times: np.ndarray,
-    translations_mm: np.ndarray,
-    rotations_deg: np.ndarray,
-    *,
-    flagged: Sequence[bool] | None = None,
-) -> bytes:
-    """Rigid head motion per frame: translations (mm) and rotations (degrees); PNG bytes."""
-    fig = _figure(6.5, 4.0)
+def motion_figure(result) -> bytes:
+    """Rigid head motion of a `ctpmaps.preprocess.MotionResult` over time: translations
+    (mm) and rotations (degrees), flag thresholds dashed, flagged frames marked; PNG bytes."""
+    n_t = result.translations_mm.shape[0]
+    times = result.times if result.times is not None else np.full(n_t, np.nan)
+    known = bool(np.all(np.isfinite(times)))
+    x = times if known else np.arange(times.size)
+    fig = _figure(8, 5.5, dpi=100)
+    fig.set_layout_engine("constrained")
     axes = fig.subplots(2, 1, sharex=True)
-    for ax, values, label, names in (
-        (axes[0], translations_mm, "translation (mm)", ("x", "y", "z")),
-        (axes[1], rotations_deg, "rotation (deg)", ("x", "y", "z")),
-    ):
+    panels = (
+        (axes[0], result.translations_mm, result.flag_mm, "translation (mm)", ("x", "y", "z")),
+        (axes[1], result.rotations_deg, result.flag_deg, "rotation (deg)", ("x", "y", "z")),
+    )
+    for ax, values, limit, label, names in panels:
         for j, name in enumerate(names):
-            ax.plot(times, np.asarray(values)[:, j], marker=".", ms=3, lw=1, label=name)
-        if flagged is not None and np.any(flagged):
-            f = np.asarray(flagged, bool)
-            ax.plot(np.asarray(times)[f], np.zeros(int(f.sum())), "rx", label="flagged")
-        ax.set_ylabel(label, fontsize=8)
+            ax.plot(x, values[:, j], marker=".", lw=1, label=name)
+        for sign in (-1, 1):
+            ax.axhline(sign * limit, color="0.4", ls="--", lw=0.8)
+        if result.flagged.any():
+            ax.plot(
+                x[result.flagged], values[result.flagged].max(axis=1), "rv", ms=6, label="flagged"
+            )
+        ax.set_ylabel(label)
+        ax.legend(loc="upper left", fontsize=8, ncol=4)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, ncol=4, loc="upper left")
-    axes[1].set_xlabel("time (s)")
-    fig.tight_layout()
+    axes[0].set_title(
+        f"Rigid motion against frame {result.reference}; dashed: flag threshold "
+        f"({int(result.registered.sum())} frames registered, {int(result.flagged.sum())} "
+        "flagged)",
+        fontsize=9,
+    )
+    axes[1].set_xlabel("time (s)" if known else "frame")
     return _png(fig)

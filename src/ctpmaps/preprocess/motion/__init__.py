@@ -2,15 +2,15 @@
 
 Modules: `geometry` (transforms, resampling), `screen` (which frames moved), `gauss_newton`
 (the default registration, batched in torch), `elastix` (the seed's, in a child process),
-`register` (the driver: `register_frames`, `register_study`), `result` (`MotionResult`) and
-`report` (``motion.csv`` and ``motion.png``).
+`register` (the driver: `register_frames`, `register_study`) and `result` (`MotionResult`).
+The motion report is written by `ctpmaps.io.motion` (``motion.csv``) and
+`ctpmaps.report.figures.motion_figure` (``motion.png``).
 """
 
 from __future__ import annotations
 
 from .geometry import resample_rigid, rigid_matrix
 from .register import DEFAULT_METHOD, METHODS, register_frames, register_study
-from .report import CSV_COLUMNS, motion_figure, motion_report, motion_table
 from .result import MotionResult
 
 __all__ = [
@@ -21,8 +21,4 @@ __all__ = [
     "register_study",
     "rigid_matrix",
     "resample_rigid",
-    "motion_report",
-    "motion_table",
-    "motion_figure",
-    "CSV_COLUMNS",
 ]
