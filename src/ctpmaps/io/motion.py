@@ -70,19 +70,3 @@ def _origin(result: Any, k: int) -> str:
     if source != k:
         return f"as frame {source}"
     return "elastix" if result.parameters.get("method") == "elastix-seed" else "gauss-newton"
-
-
-def _times(result: Any) -> np.ndarray:
-    n_t = result.translations_mm.shape[0]
-    return result.times if result.times is not None else np.full(n_t, np.nan)
-
-
-def _origin(result: Any, k: int) -> str:
-    if k == result.reference:
-        return "reference"
-    source = int(result.source[k])
-    if source < 0:
-        return "still"
-    if source != k:
-        return f"as frame {source}"
-    return "elastix" if result.parameters.get("method") == "elastix-seed" else "gauss-newton"
