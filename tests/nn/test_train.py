@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ctpmaps.nn.train as train_mod
+import ctpmaps.nn.train.loop as loop_mod
 from ctpmaps.errors import InputError
 from ctpmaps.nn.train import TrainConfig, train
 from ctpmaps.nn.weights import load_model
@@ -79,7 +79,7 @@ def test_resume_after_interruption_gives_the_same_model(
     run, tiny_cohort, cache, tmp_path, monkeypatch
 ):
     out, _ = run
-    real = train_mod._train_epoch
+    real = loop_mod._train_epoch
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -88,10 +88,10 @@ def test_resume_after_interruption_gives_the_same_model(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "_train_epoch", interrupted)
+    monkeypatch.setattr(loop_mod, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cohort, tmp_path / "resumed", _cfg(), cache_dir=cache)
-    monkeypatch.setattr(train_mod, "_train_epoch", real)
+    monkeypatch.setattr(loop_mod, "_train_epoch", real)
     assert not (tmp_path / "resumed" / "cbv.safetensors").exists()
     train(tiny_cohort, tmp_path / "resumed", _cfg(), cache_dir=cache)
     a = load_file(str(out / "cbv.safetensors"))
@@ -130,6 +130,6 @@ def test_masked_loss_counts_brain_pixels_only():
     m = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
     m[..., 0, 0] = True
     y[..., 1:, :] = 0.0
-    assert float(train_mod._loss(pred, y, m, (4, 4), masked=True)) == 1.0
-    assert float(train_mod._loss(pred, y, m, (4, 4), masked=False)) == 0.25
-    assert float(train_mod._loss(pred, y, m, (1, 4), masked=False)) == 1.0  # padding ignored
+    assert float(loop_mod._loss(pred, y, m, (4, 4), masked=True)) == 1.0
+    assert float(loop_mod._loss(pred, y, m, (4, 4), masked=False)) == 0.25
+    assert float(loop_mod._loss(pred, y, m, (1, 4), masked=False)) == 1.0  # padding ignored
