@@ -146,3 +146,43 @@ def test_checkpoint_restores_model_and_adam_state(tmp_path):
             o.step()
     for a, b in zip(net.parameters(), net2.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_grid_and_filter_written_and_read_back(tmp_path):
+    torch.manual_seed(0)
+    net = UNet(3, features=FEATS).eval()
+    save_model(
+        tmp_path / "ttp", net, target="ttp", frame_indices=[0, 5, 10],
+        frame_times_s=[0.0, 2.5, 5.0], pixel_mm=(1.953125, 1.953125), matrix=(128, 120),
+        filter_sigmas=(2.0, 3.0),
+    )  # fmt: skip
+    meta = load_model(tmp_path / "ttp")[1]
+    assert meta["pixel_mm"] == [1.953125, 1.953125] and meta["matrix"] == [128, 120]
+    assert meta["filter"] == {
+        "method": "guided bilateral", "sigma_spatial_mm": 2.0, "sigma_range_hu": 3.0,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("pixel_mm", [0.0, 1.0]),
+        ("pixel_mm", 1.9),
+        ("matrix", [128]),
+        ("filter", {"sigma_spatial_mm": 3.0}),
+        ("filter", {"sigma_spatial_mm": 3.0, "sigma_range_hu": -1}),
+    ],
+)
+def test_bad_grid_or_filter_is_a_weights_error(tmp_path, key, value):
+    _saved(tmp_path)
+    meta = json.loads((tmp_path / "cbv.json").read_text())
+    meta[key] = value
+    (tmp_path / "cbv.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match=key):
+        read_metadata(tmp_path / "cbv.json")
+
+
+def test_file_without_grid_filter_or_validation_still_loads(tmp_path):
+    _saved(tmp_path)  # as every model written before those fields existed
+    meta = load_model(tmp_path / "cbv")[1]
+    assert not {"pixel_mm", "matrix", "filter", "validated_on"} & set(meta)

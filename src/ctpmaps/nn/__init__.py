@@ -9,6 +9,8 @@ JSON of metadata, checked on load (`load_model`); see ``docs/unet.md``.
 
 from __future__ import annotations
 
+from .grid import training_pixel_mm
+from .model_info import Validation, filter_sigmas_of, validation_caveat
 from .normalise import (
     HU_WINDOW,
     INPUT_MEAN,
@@ -22,6 +24,7 @@ from .normalise import (
 from .predict import LoadedModel, default_weights_dir, find_weights, load_models, predict_maps
 from .splits import make_splits, read_splits, write_splits
 from .train import TrainConfig, evaluate
+from .train.metrics import MapErrors, map_errors
 from .unet import PRESETS, UNet, count_parameters
 from .weights import load_model, read_metadata, save_model
 
@@ -42,7 +45,13 @@ __all__ = [
     "write_splits",
     "TrainConfig",
     "evaluate",
+    "MapErrors",
+    "map_errors",
     "LoadedModel",
+    "Validation",
+    "filter_sigmas_of",
+    "validation_caveat",
+    "training_pixel_mm",
     "predict_maps",
     "load_models",
     "find_weights",

@@ -48,6 +48,14 @@ class TrainConfig:
         ReduceLROnPlateau on the validation MSE.
     weights_dtype : str
         Storage of the exported model (``float32`` or ``float16``).
+    sigma_spatial_mm, sigma_range_hu : float
+        Guided bilateral filter of a phantom cohort's frames (the seed's 3 mm / 20 HU; a
+        UniToBrain cohort's frames have that filter already). Recorded with the model, so
+        that inference filters a study the same way (`ctpmaps.nn.filter_sigmas_of`).
+    init_weights : str or None
+        A model file to start every fold from (fine-tuning, e.g. at full size after
+        training on down-sampled slices); its architecture and frames must match. None
+        starts from a seeded random initialisation.
     command : str
         The command line that started the run (recorded with the model).
     """
@@ -69,6 +77,9 @@ class TrainConfig:
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     weights_dtype: str = "float32"
+    sigma_spatial_mm: float = 3.0
+    sigma_range_hu: float = 20.0
+    init_weights: str | None = None
     command: str = field(default="", compare=False)
 
     def check(self) -> TrainConfig:
@@ -95,7 +106,18 @@ class TrainConfig:
             raise InputError(
                 "weights_dtype", f"expected float32 or float16, got {self.weights_dtype!r}"
             )
+        if not (self.sigma_spatial_mm >= 0 and self.sigma_range_hu > 0):
+            raise InputError(
+                "sigma",
+                f"expected spatial >= 0 mm and range > 0 HU, got {self.sigma_spatial_mm}, "
+                f"{self.sigma_range_hu}",
+            )
         return self
+
+    @property
+    def filter_sigmas(self) -> tuple[float, float]:
+        """(spatial mm, range HU) of the training frames' filter."""
+        return float(self.sigma_spatial_mm), float(self.sigma_range_hu)
 
     @property
     def widths(self) -> tuple[int, ...]:

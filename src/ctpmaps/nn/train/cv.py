@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from ...errors import InputError
 from ..dataset import SliceDataset, find_cohort, frame_selection, load_patient
 from ..normalise import TARGET_RANGES
 from ..splits import make_splits, read_splits, write_splits
-from ..weights import load_model, model_paths
+from ..weights import load_model, model_paths, read_metadata
 from .config import TrainConfig
 from .distributed import Dist, setup_distributed
 from .export import cohort_info, export_model
@@ -81,7 +81,8 @@ def _prepare_out(out: Path, cfg: TrainConfig, patients: tuple[str, ...], env: Di
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
         if cfg_path.is_file():
-            previous = json.loads(cfg_path.read_text())
+            # settings added since a run began read as their defaults
+            previous = {**_defaults(), **json.loads(cfg_path.read_text())}
             if previous != settings:
                 diff = sorted(k for k in settings if previous.get(k) != settings[k])
                 raise InputError(
@@ -101,6 +102,10 @@ def _prepare_out(out: Path, cfg: TrainConfig, patients: tuple[str, ...], env: Di
     return split
 
 
+def _defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(TrainConfig) if f.name != "command"}
+
+
 def _load_all(cohort, patients, cfg: TrainConfig, cache_dir: Path, env: Dist, say) -> dict:
     """Every patient's slices; rank 0 fills the cache first, the others read it."""
     loaded: dict = {}
@@ -115,6 +120,7 @@ def _load_all(cohort, patients, cfg: TrainConfig, cache_dir: Path, env: Dist, sa
                 source=cfg.target_source,
                 n_frames=cfg.n_frames,
                 cache_dir=cache_dir,
+                filter_sigmas=cfg.filter_sigmas,
             )
 
     if env.main:
@@ -131,7 +137,10 @@ def _run(cfg: TrainConfig, cohort_dir: Path, out: Path, cache_dir: Path, env: Di
         say(f"process {env.rank} of {env.world} on {env.device}")
     split = _prepare_out(out, cfg, cohort.patients, env)
     data = _load_all(cohort, cohort.patients, cfg, cache_dir, env, say)
-    frames = frame_selection(cohort, cohort.patients[0], cfg.n_frames, cache_dir)
+    frames = frame_selection(
+        cohort, cohort.patients[0], cfg.n_frames, cache_dir, filter_sigmas=cfg.filter_sigmas
+    )
+    _check_init(cfg, frames)
     results = []
     for i, fold in enumerate(split["folds"]):
         fold_data = FoldData([data[p] for p in fold["train"]], [data[p] for p in fold["val"]])
@@ -146,6 +155,19 @@ def _run(cfg: TrainConfig, cohort_dir: Path, out: Path, cache_dir: Path, env: Di
     return summary
 
 
+def _check_init(cfg: TrainConfig, frames: dict) -> None:
+    """A model to fine-tune must take the run's frames (before any training starts)."""
+    if not cfg.init_weights:
+        return
+    meta = read_metadata(cfg.init_weights)
+    if meta["frame_indices"] != frames["indices"] or meta["target"] != cfg.target:
+        raise InputError(
+            "init_weights",
+            f"{cfg.init_weights}: a {meta['target']} model on frames {meta['frame_indices']}, "
+            f"the run trains {cfg.target} on frames {frames['indices']}",
+        )
+
+
 def _finish(cfg, out: Path, split, data, results, best_fold, frames, device, cohort) -> dict:
     net, meta = load_model(out / f"fold-{best_fold}" / "best", device=device)
     test = None
@@ -156,7 +178,13 @@ def _finish(cfg, out: Path, split, data, results, best_fold, frames, device, coh
         test["patients"] = split["test"]
         write_json(out / "test_metrics.json", {"target": cfg.target, **test})
     write_cv_table(out, cfg.target, results)
-    metrics = {"cv": results, "best_fold": best_fold, "test": test}
-    extra = {"metrics": metrics, "command": cfg.command, "cohort": cohort_info(cohort)}
-    export_model(net.cpu(), cfg, frames, out / cfg.target, extra)
+    info = cohort_info(cohort)
+    extra = {
+        "metrics": {"cv": results, "best_fold": best_fold, "test": test},
+        "command": cfg.command,
+        "cohort": info,
+        "validated_on": info["kind"],
+    }
+    grid = {k: meta[k] for k in ("pixel_mm", "matrix")}
+    export_model(net.cpu(), cfg, frames, out / cfg.target, grid=grid, extra=extra)
     return {"test": test, "model": str(model_paths(out / cfg.target)[0])}

@@ -14,6 +14,7 @@ from ...io.atomic import atomic_path
 from .metrics import psnr
 
 __all__ = [
+    "HISTORY_METRICS",
     "HISTORY_FIELDS",
     "read_history",
     "write_history",
@@ -22,17 +23,18 @@ __all__ = [
     "write_json",
 ]
 
+#: Metrics (`MapErrors.result` keys) per epoch of the training and validation slices.
+HISTORY_METRICS = {
+    "train": ("mse", "psnr", "mse_brain", "psnr_brain"),
+    "val": ("mse", "psnr", "const_mse", "mse_brain", "psnr_brain", "const_mse_brain"),
+}
 #: Columns of ``fold-<i>/history.csv``.
 HISTORY_FIELDS = [
     "epoch",
     "stage",
     "size",
     "lr",
-    "train_mse",
-    "train_psnr",
-    "val_mse",
-    "val_psnr",
-    "val_mse_brain",
+    *(f"{part}_{k}" for part, keys in HISTORY_METRICS.items() for k in keys),
     "seconds",
 ]
 
@@ -95,38 +97,46 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: Path, title: str) -> N
     plt.close(fig)
 
 
+#: Columns of the CV table: header, key of a fold's best epoch, and for the mean row the
+#: key whose mean MSE a PSNR column is computed from.
+CV_COLUMNS = [
+    ("train MSE", "train_mse", None),
+    ("train MSE brain", "train_mse_brain", None),
+    ("val MSE", "val_mse", None),
+    ("val PSNR (dB)", "val_psnr", "val_mse"),
+    ("const val MSE", "val_const_mse", None),
+    ("val MSE brain", "val_mse_brain", None),
+    ("val PSNR brain (dB)", "val_psnr_brain", "val_mse_brain"),
+    ("const val MSE brain", "val_const_mse_brain", None),
+]
+
+
+def _cell(value: float, psnr_column: bool) -> str:
+    return f"{value:.1f}" if psnr_column else f"{value:.4f}"
+
+
 def write_cv_table(out: Path, target: str, results: list[dict[str, Any]]) -> None:
-    """``cv_table.md`` and ``cv_table.csv``: train and validation MSE (normalised map) and
-    PSNR at each fold's best epoch, with mean and SD."""
-    rows = [
-        [
-            target.upper(),
-            str(i),
-            int(r["epoch"]),
-            r["train_mse"],
-            r["val_mse"],
-            r["val_psnr"],
-            r["val_mse_brain"],
-        ]
-        for i, r in enumerate(results)
-    ]
-    tr = np.array([r["train_mse"] for r in results])
-    va = np.array([r["val_mse"] for r in results])
-    header = ["map", "fold", "best epoch", "train MSE", "val MSE", "val PSNR (dB)", "val MSE brain"]
+    """``cv_table.md`` and ``cv_table.csv``: MSE (normalised map) and PSNR at each fold's
+    best epoch, over the slice and inside the brain, beside the constant predictor's
+    (`MapErrors`), with mean and SD over the folds."""
+    values = np.array([[float(r.get(key, math.nan)) for _, key, _ in CV_COLUMNS] for r in results])
+    header = ["map", "fold", "best epoch", *(c[0] for c in CV_COLUMNS)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        lines.append(
-            f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.4f} | {r[4]:.4f} | {r[5]:.1f} | {r[6]:.4f} |"
-        )
-    lines.append(
-        f"| {target.upper()} | mean ± SD | | {tr.mean():.4f} ± {tr.std():.4f} | "
-        f"{va.mean():.4f} ± {va.std():.4f} | {psnr(float(va.mean())):.1f} | |"
-    )
+    for i, (r, row) in enumerate(zip(results, values, strict=True)):
+        cells = [_cell(v, c[2] is not None) for v, c in zip(row, CV_COLUMNS, strict=True)]
+        lines.append(f"| {target.upper()} | {i} | {int(r['epoch'])} | " + " | ".join(cells) + " |")
+    keys = [c[1] for c in CV_COLUMNS]
+    mean_cells = []
+    for j, (_, _, of) in enumerate(CV_COLUMNS):
+        if of is None:
+            mean_cells.append(f"{values[:, j].mean():.4f} ± {values[:, j].std():.4f}")
+        else:
+            mean_cells.append(f"{psnr(float(values[:, keys.index(of)].mean())):.1f}")
+    lines.append(f"| {target.upper()} | mean ± SD | | " + " | ".join(mean_cells) + " |")
     with atomic_path(out / "cv_table.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     with atomic_path(out / "cv_table.csv") as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(
-            ["map", "fold", "best_epoch", "train_mse", "val_mse", "val_psnr", "val_mse_brain"]
-        )
-        w.writerows(rows)
+        w.writerow(["map", "fold", "best_epoch", *keys])
+        for i, (r, row) in enumerate(zip(results, values, strict=True)):
+            w.writerow([target.upper(), i, int(r["epoch"]), *(f"{v:.6g}" for v in row)])

@@ -18,19 +18,32 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
+from ...errors import InputError
 from ..dataset import SliceDataset
 from ..unet import UNet
-from ..weights import load_checkpoint, model_paths, save_checkpoint
+from ..weights import load_checkpoint, load_model, model_paths, save_checkpoint
 from .config import TrainConfig
 from .distributed import Dist
-from .export import export_model
-from .history import plot_learning_curve, read_history, write_history
-from .metrics import evaluate, psnr
+from .export import export_model, grid_of
+from .history import HISTORY_METRICS, plot_learning_curve, read_history, write_history
+from .metrics import MapErrors, evaluate
 
 __all__ = ["FoldData", "train_fold"]
 
 #: What the best epoch of a fold records.
-BEST_FIELDS = ("epoch", "stage", "size", "train_mse", "val_mse", "val_psnr", "val_mse_brain")
+BEST_FIELDS = (
+    "epoch",
+    "stage",
+    "size",
+    "train_mse",
+    "train_mse_brain",
+    "val_mse",
+    "val_psnr",
+    "val_const_mse",
+    "val_mse_brain",
+    "val_psnr_brain",
+    "val_const_mse_brain",
+)
 
 
 @dataclass
@@ -50,9 +63,12 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, m: torch.Tensor, hw, masked: bool
     return err.mean()
 
 
-def _train_epoch(net, loader, optimizer, scaler, env: Dist, hw, masked: bool) -> float:
+def _train_epoch(net, loader, optimizer, scaler, env: Dist, hw, masked: bool) -> dict:
+    """One pass over the training slices; the errors of the predictions made on the way
+    (`MapErrors.result`, summed over the processes)."""
     net.train()
-    total, count = 0.0, 0
+    h, w = hw
+    sums = MapErrors()
     for x, y, m in loader:
         x, y, m = x.to(env.device), y.to(env.device), m.to(env.device)
         optimizer.zero_grad(set_to_none=True)
@@ -62,10 +78,9 @@ def _train_epoch(net, loader, optimizer, scaler, env: Dist, hw, masked: bool) ->
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total += float(loss.detach()) * x.shape[0]
-        count += x.shape[0]
-    total, count = env.sum([total, float(count)])
-    return total / max(count, 1.0)
+        crop = (..., slice(0, h), slice(0, w))
+        sums.add(pred.detach().float()[crop].double(), y[crop].double(), m[crop])
+    return MapErrors.from_list(env.sum(sums.as_list())).result()
 
 
 def _loader(ds: SliceDataset, cfg: TrainConfig, env: Dist, fold: int, epoch: int) -> DataLoader:
@@ -85,12 +100,26 @@ def _build(cfg: TrainConfig, n_frames: int, fold: int, env: Dist, prior: float):
     instead of 0.5, which Adam would need thousands of steps to unlearn."""
     torch.manual_seed(cfg.seed * 7919 + fold)
     net = UNet(n_frames, features=cfg.widths)
-    p = min(max(prior, 1e-3), 1 - 1e-3)
-    with torch.no_grad():
-        net.head.bias.fill_(math.log(p / (1 - p)))
+    if cfg.init_weights:
+        net = _initial_model(cfg.init_weights, net.config())
+    else:
+        p = min(max(prior, 1e-3), 1 - 1e-3)
+        with torch.no_grad():
+            net.head.bias.fill_(math.log(p / (1 - p)))
     net = net.to(env.device)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
     return net, optimizer
+
+
+def _initial_model(path: str, config: dict[str, Any]) -> UNet:
+    """The model to fine-tune (`TrainConfig.init_weights`), checked against the run's."""
+    net, meta = load_model(path)
+    if net.config() != config:
+        raise InputError(
+            "init_weights",
+            f"{path}: architecture {net.config()} differs from the run's {config}",
+        )
+    return net.train()
 
 
 class _Fold:
@@ -152,7 +181,9 @@ class _Fold:
                 best = {k: row[k] for k in BEST_FIELDS}
                 if self.env.main:
                     extra = {"fold": self.fold, "best_epoch": best}
-                    export_model(self.net, self.cfg, self.frames, self.folder / "best", extra)
+                    path = self.folder / "best"
+                    grid = grid_of(train_ds)
+                    export_model(self.net, self.cfg, self.frames, path, grid=grid, extra=extra)
             self.state = {
                 "epoch": epoch,
                 "stage": stage,
@@ -165,22 +196,19 @@ class _Fold:
         cfg, env = self.cfg, self.env
         t0 = time.perf_counter()
         loader = _loader(train_ds, cfg, env, self.fold, epoch)
-        train_mse = _train_epoch(
+        train = _train_epoch(
             self.ddp, loader, self.optimizer, self.scaler, env, train_ds.hw, cfg.masked_loss
         )
         val = evaluate(self.net, val_ds, device=env.device, batch=cfg.batch)
-        return {
+        row = {
             "epoch": epoch,
             "stage": stage,
             "size": train_ds.hw[0],
             "lr": self.optimizer.param_groups[0]["lr"],
-            "train_mse": train_mse,
-            "train_psnr": psnr(train_mse),
-            "val_mse": val["mse"],
-            "val_psnr": val["psnr"],
-            "val_mse_brain": val["mse_brain"],
-            "seconds": time.perf_counter() - t0,
         }
+        for part, errors in (("train", train), ("val", val)):
+            row.update({f"{part}_{k}": errors[k] for k in HISTORY_METRICS[part]})
+        return {**row, "seconds": time.perf_counter() - t0}
 
     def _record(self, row: dict[str, Any], last: int) -> None:
         self.rows.append(row)
