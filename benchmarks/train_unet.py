@@ -25,11 +25,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unet_eval import machine, score_models, table  # noqa: E402
+from unet_eval import machine, score_models, start, table  # noqa: E402
 
 from ctpmaps.io.atomic import atomic_path  # noqa: E402
 from ctpmaps.nn import TrainConfig, load_models  # noqa: E402
@@ -94,10 +92,7 @@ def train_maps(args: argparse.Namespace, cache: Path) -> dict[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(machine(), flush=True)
-    cache = args.cache_dir or args.out / "cache"
+    cache = start(args)
     paths = train_maps(args, cache)
     if args.test_cohort is not None:
         cohort = find_cohort(args.test_cohort)

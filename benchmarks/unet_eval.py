@@ -49,6 +49,15 @@ def machine() -> str:
     )
 
 
+def start(args) -> Path:
+    """Torch threads (``args.threads``), the machine line; returns the cache folder
+    (``args.cache_dir`` or ``args.out / "cache"``)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(machine(), flush=True)
+    return args.cache_dir or args.out / "cache"
+
+
 def _rim(mask_slices: np.ndarray, spacing_mm: float, rim_mm: float) -> np.ndarray:
     """Brain voxels within ``rim_mm`` of its edge, per slice ``(z, H, W)``."""
     r = max(1, round(rim_mm / spacing_mm))

@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from unet_eval import machine, score_models, table  # noqa: E402
+from unet_eval import machine, score_models, start, table  # noqa: E402
 
 from ctpmaps.io.atomic import atomic_path  # noqa: E402
 from ctpmaps.nn import TrainConfig, load_models  # noqa: E402
@@ -84,10 +84,7 @@ def fine_tune(models, args: argparse.Namespace, cache: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(machine(), flush=True)
-    cache = args.cache_dir or args.out / "cache"
+    cache = start(args)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     models = load_models(args.weights, device=device)
     sets = {"native": models, "resampled": models}
