@@ -176,6 +176,15 @@ def _frame_indices(study: Study, meta: dict[str, Any], source: Path) -> np.ndarr
     return idx
 
 
+def _checked_mask(mask: np.ndarray | None, study: Study) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != study.shape:
+        raise InputError("mask", f"expected shape {study.shape} like the study, got {mask.shape}")
+    return mask
+
+
 def _model_hw(study: Study, model: LoadedModel) -> tuple[int, int] | None:
     """Slice size ``(H, W)`` on the model's training grid, or None to keep the study's."""
     pixel = model.pixel_mm
@@ -226,6 +235,7 @@ def predict_map(
     voxels at the brain's edge keep brain values. ``resample=False`` runs the network on
     the study's own grid (for comparison: what earlier versions did).
     """
+    mask = _checked_mask(mask, study)
     idx = _frame_indices(study, model.meta, model.path)
     hw = _model_hw(study, model) if resample else None
     nx, ny, nz = study.shape
@@ -293,12 +303,7 @@ def predict_maps(
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != study.shape:
-            raise InputError(
-                "mask", f"expected shape {study.shape} like the study, got {mask.shape}"
-            )
+    mask = _checked_mask(mask, study)
     models = (
         list(weights)
         if isinstance(weights, Sequence)
