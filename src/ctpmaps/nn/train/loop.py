@@ -79,7 +79,7 @@ def _train_epoch(net, loader, optimizer, scaler, env: Dist, hw, masked: bool) ->
         scaler.step(optimizer)
         scaler.update()
         crop = (..., slice(0, h), slice(0, w))
-        sums.add(pred.detach().float()[crop].double(), y[crop].double(), m[crop])
+        sums.add(pred.detach().float()[crop], y[crop], m[crop])
     return MapErrors.from_list(env.sum(sums.as_list())).result()
 
 

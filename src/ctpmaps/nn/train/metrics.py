@@ -11,7 +11,7 @@ perfusion.
 from __future__ import annotations
 
 import math
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -48,18 +48,30 @@ class MapErrors:
     ref2_out: float = 0.0  # sum of squares of the reference outside the brain
 
     def add(self, pred, ref, mask) -> MapErrors:
-        """Add a batch: ``pred`` and ``ref`` on [0, 1], ``mask`` bool (brain), one shape."""
+        """Add a batch: ``pred`` and ``ref`` on [0, 1], ``mask`` bool (brain), one shape.
+
+        Masks multiply rather than index, and torch sums are read back once per batch (one
+        device synchronisation on CUDA)."""
+        if not torch.is_tensor(pred):  # numpy: sums in float64
+            pred, ref = np.asarray(pred, np.float64), np.asarray(ref, np.float64)
         err = pred - ref
-        inside, outside = err[mask], ref[~mask]
-        ref_in = ref[mask]
-        self.n += float(err.numel() if torch.is_tensor(err) else err.size)
-        self.sq += float((err**2).sum())
-        self.n_brain += float(mask.sum())
-        self.sq_brain += float((inside**2).sum())
-        self.abs_brain += float(abs(inside).sum())
-        self.ref_brain += float(ref_in.sum())
-        self.ref2_brain += float((ref_in**2).sum())
-        self.ref2_out += float((outside**2).sum())
+        m = mask.to(err.dtype) if torch.is_tensor(mask) else np.asarray(mask, err.dtype)
+        out = 1 - m
+        ref_in = ref * m
+        sums = [
+            (err**2).sum(),
+            m.sum(),
+            (err**2 * m).sum(),
+            (abs(err) * m).sum(),
+            ref_in.sum(),
+            (ref_in**2).sum(),
+            ((ref * out) ** 2).sum(),
+        ]
+        if torch.is_tensor(err):
+            sums = torch.stack([v.to(torch.float64) for v in sums]).tolist()
+        size = err.numel() if torch.is_tensor(err) else err.size
+        for name, value in zip((f.name for f in fields(self)), [size, *sums], strict=True):
+            setattr(self, name, getattr(self, name) + float(value))
         return self
 
     def as_list(self) -> list[float]:
@@ -114,7 +126,7 @@ def map_errors(pred: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> dict[str,
     pred, ref, mask = np.asarray(pred), np.asarray(ref), np.asarray(mask, dtype=bool)
     if not pred.shape == ref.shape == mask.shape:
         raise ValueError(f"shapes differ: {pred.shape}, {ref.shape}, {mask.shape}")
-    return MapErrors().add(pred.astype(np.float64), ref.astype(np.float64), mask).result()
+    return MapErrors().add(pred, ref, mask).result()
 
 
 @torch.no_grad()
@@ -135,9 +147,9 @@ def evaluate(
     sums = MapErrors()
     for start in range(0, len(ds), batch):
         x = ds.inputs[start : start + batch].float().to(device)
-        y = ds.targets[start : start + batch][..., :h, :w].double()
-        m = ds.masks[start : start + batch][..., :h, :w]
+        y = ds.targets[start : start + batch][..., :h, :w].to(device)
+        m = ds.masks[start : start + batch][..., :h, :w].to(device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
             pred = net(x)
-        sums.add(pred.float()[..., :h, :w].cpu().double(), y, m)
+        sums.add(pred.float()[..., :h, :w], y, m)
     return {**sums.result(), "n_slices": len(ds)}
