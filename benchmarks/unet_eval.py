@@ -5,8 +5,10 @@ bilateral filter of the models' training frames, `predict_maps`), and each predi
 compared on the normalised [0, 1] scale (`ctpmaps.nn.normalise`) with the phantom's true map
 and with the NLR map fitted on the same filtered frames (cached by `ctpmaps.nn.dataset`),
 inside the phantom's brain mask, beside a constant predictor (the reference's brain mean,
-`ctpmaps.nn.MapErrors`) and beside NLR's own error against the truth. The brain's outer rim
-(``rim_mm``) is scored apart too, where grid and edge effects show.
+`ctpmaps.nn.MapErrors`) and beside NLR's own error against the truth. Two parts of the
+brain are scored apart too: its outer rim (``rim_mm``), where grid and edge effects show,
+and the true hypoperfused tissue (the phantom's ``hypoperfusion_mask``), where a ring
+around lesions would show.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 from scipy import ndimage as ndi
 
 from ctpmaps.errors import FitError
-from ctpmaps.io.nifti import read_nifti_study
+from ctpmaps.io.nifti import read_nifti_map, read_nifti_study
 from ctpmaps.nn import MapErrors, filter_sigmas_of, predict_maps
 from ctpmaps.nn.dataset import Cohort, load_patient
 from ctpmaps.nn.normalise import TARGET_RANGES, map_to_slices, normalise_target
@@ -58,6 +60,12 @@ def start(args) -> Path:
     return args.cache_dir or args.out / "cache"
 
 
+def _lesion(cohort: Cohort, pid: str) -> np.ndarray:
+    """The phantom's true hypoperfused tissue ``(z, H, W)`` (none for a normal patient)."""
+    path = cohort.root / pid / "truth" / "hypoperfusion_mask.nii.gz"
+    return map_to_slices(np.asarray(read_nifti_map(path)[0]) > 0)
+
+
 def _rim(mask_slices: np.ndarray, spacing_mm: float, rim_mm: float) -> np.ndarray:
     """Brain voxels within ``rim_mm`` of its edge, per slice ``(z, H, W)``."""
     r = max(1, round(rim_mm / spacing_mm))
@@ -71,8 +79,8 @@ class Scores:
     def __init__(self) -> None:
         self.sums: dict[tuple[str, str, str, str], MapErrors] = {}
 
-    def add(self, label, target, reference, pred, ref, brain, rim) -> None:
-        for region, mask in (("brain", brain), ("rim", rim)):
+    def add(self, label, target, reference, pred, ref, regions: dict) -> None:
+        for region, mask in regions.items():
             key = (label, target, reference, region)
             self.sums.setdefault(key, MapErrors()).add(pred, ref, mask)
 
@@ -136,10 +144,14 @@ def score_models(
         )
         refs = {t: _references(cohort, pid, t, cache_dir, sigma) for t in targets}
         brain = refs[targets[0]]["mask"]
-        rim = _rim(brain, refs[targets[0]]["spacing"][0], rim_mm)
+        regions = {
+            "brain": brain,
+            "rim": _rim(brain, refs[targets[0]]["spacing"][0], rim_mm),
+            "lesion": brain & _lesion(cohort, pid),
+        }
         for t in targets:
             if refs[t]["nlr"] is not None:
-                scores.add("NLR", t, "truth", refs[t]["nlr"], refs[t]["truth"], brain, rim)
+                scores.add("NLR", t, "truth", refs[t]["nlr"], refs[t]["truth"], regions)
         mask_xyz = np.ascontiguousarray(brain.transpose(2, 1, 0))
         for label, models in model_sets.items():
             flag = (resample or {}).get(label, True)
@@ -149,7 +161,7 @@ def score_models(
                 for reference in REFERENCES:
                     ref = refs[m.target][reference]
                     if ref is not None:
-                        scores.add(label, m.target, reference, pred, ref, brain, rim)
+                        scores.add(label, m.target, reference, pred, ref, regions)
     return scores
 
 
@@ -158,13 +170,14 @@ def _ratio(a: float, b: float) -> float:
 
 
 def table(scores: Scores, targets: Sequence[str]) -> list[str]:
-    """Markdown rows: per map and reference, each label's MSE inside the brain and in its
-    rim, the constant predictor's, the ratio and the mean absolute error in units."""
+    """Markdown rows: per map and reference, each label's MSE inside the brain, in its rim
+    and in the true lesion, the constant predictor's, the ratio and the mean absolute error
+    in the map's unit."""
     header = (
-        "| map | reference | maps | MSE brain | MSE rim | const MSE brain | MSE / const "
-        "| MAE brain (unit) |"
+        "| map | reference | maps | MSE brain | MSE rim | MSE lesion | const MSE brain "
+        "| MSE / const | MAE brain (unit) |"
     )
-    lines = [header, "|" + "---|" * 8]
+    lines = [header, "|" + "---|" * 9]
     for t in targets:
         low, high = TARGET_RANGES[t]
         for reference in REFERENCES:
@@ -173,9 +186,10 @@ def table(scores: Scores, targets: Sequence[str]) -> list[str]:
                     continue
                 r = scores.result(label, t, reference)
                 rim = scores.result(label, t, reference, "rim")["mse_brain"]
+                lesion = scores.result(label, t, reference, "lesion")["mse_brain"]
                 lines.append(
                     f"| {t.upper()} | {reference} | {label} | {r['mse_brain']:.4f} | "
-                    f"{rim:.4f} | {r['const_mse_brain']:.4f} | "
+                    f"{rim:.4f} | {lesion:.4f} | {r['const_mse_brain']:.4f} | "
                     f"{_ratio(r['mse_brain'], r['const_mse_brain']):.2f} | "
                     f"{r['mae_brain'] * (high - low):.2f} |"
                 )

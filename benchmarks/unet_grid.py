@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
             "MSE on the normalised [0, 1] scale, inside the phantom's brain mask of "
             f"{len(cohort.patients)} held-out 512 x 512 patients (`{cohort.root.name}`); "
-            "`MSE rim`: the brain's outer 4 mm; `const`: the reference's brain mean; "
+            "`MSE rim`: the brain's outer 4 mm; `MSE lesion`: the true hypoperfused "
+            "tissue; `const`: the reference's brain mean; "
             "`NLR` rows: NLR's own maps against the truth.",
             "",
         ]
