@@ -1,10 +1,13 @@
 """The seed study's U-Net: trained on a cohort, predicts `PerfusionMaps` without an AIF.
 
 ``predict_maps(study, weights)`` maps a (preprocessed) study with one trained model per
-map; ``ctpmaps.nn.train.train(cohort, out, TrainConfig(...))`` trains one with a held-out
-test set and patient-wise k-fold cross-validation (``ctpmaps train``; the function is not
-re-exported here, so that ``ctpmaps.nn.train`` stays the module). Weights are safetensors plus a
-JSON of metadata, checked on load (`load_model`); see ``docs/unet.md``.
+map, on the pixel grid each model learned (`ctpmaps.nn.grid`);
+``ctpmaps.nn.train.train(cohort, out, TrainConfig(...))`` trains one with a held-out test
+set and patient-wise k-fold cross-validation (``ctpmaps train``; the function is not
+re-exported here, so that ``ctpmaps.nn.train`` stays the package). Weights are
+safetensors plus a JSON of metadata, checked on load (`load_model`); what the chain needs
+from them: `filter_sigmas_of` (the filter to apply first), `validation_caveat` and
+`LoadedModel.validation` (what the models were validated on). See ``docs/unet.md``.
 """
 
 from __future__ import annotations
