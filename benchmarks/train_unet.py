@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -75,7 +76,7 @@ def train_maps(args: argparse.Namespace, cache: Path) -> dict[str, Path]:
             plateau_patience=args.patience,
             folds=args.folds,
             seed=args.seed,
-            command="python benchmarks/train_unet.py " + " ".join(sys.argv[1:]),
+            command="python benchmarks/train_unet.py " + shlex.join(sys.argv[1:]),
         )
         t0 = time.perf_counter()
         result = train(args.cohort, args.out / target, cfg, cache_dir=cache, device=args.device)

@@ -15,12 +15,14 @@ predictor (the reference's brain mean) and NLR's own error against the truth:
     python benchmarks/unet_grid.py --weights DIR --test-cohort T512 \\
         [--finetune-cohort F512 --finetune-epochs 10 --out OUT] [--doc docs/unet_grid.md]
 
-Prints the table (and writes it to ``--doc`` with the machine, date and command).
+Prints the table (and writes it to ``--doc`` with the machine, date and command; ``--append``
+adds it as a section).
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -47,6 +49,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("unet-grid"), help="fine-tuning runs")
     p.add_argument("--cache-dir", type=Path, default=None, help="default OUT/cache")
     p.add_argument("--doc", type=Path, default=None, help="write the table here (markdown)")
+    p.add_argument("--append", action="store_true", help="add to --doc instead of replacing")
+    p.add_argument("--title", default="U-Net: which grid at 512 x 512 (generated)")
     p.add_argument("--device", default=None)
     p.add_argument("--threads", type=int, default=None)
     return p.parse_args(argv)
@@ -71,8 +75,8 @@ def fine_tune(models, args: argparse.Namespace, cache: Path) -> list[Path]:
             test_fraction=0.0,
             sigma_spatial_mm=m.filter_sigmas[0],
             sigma_range_hu=m.filter_sigmas[1],
-            init_weights=str(m.path),
-            command="python benchmarks/unet_grid.py " + " ".join(sys.argv[1:]),
+            init_weights=str(m.path.resolve()),
+            command="python benchmarks/unet_grid.py " + shlex.join(sys.argv[1:]),
         )
         t0 = time.perf_counter()
         out = args.out / f"finetune-{m.target}"
@@ -99,9 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     if args.doc is not None:
         head = [
-            "# U-Net: which grid at 512 x 512 (generated)",
+            f"{'##' if args.append else '#'} {args.title}",
             "",
-            f"`python benchmarks/unet_grid.py {' '.join(sys.argv[1:])}`",
+            f"`python benchmarks/unet_grid.py {shlex.join(sys.argv[1:])}`",
             "",
             machine(),
             "",
@@ -112,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
             "`NLR` rows: NLR's own maps against the truth.",
             "",
         ]
+        before = args.doc.read_text() + "\n" if args.append and args.doc.is_file() else ""
         with atomic_path(args.doc) as tmp:
-            tmp.write_text("\n".join(head + lines) + "\n")
+            tmp.write_text(before + "\n".join(head + lines) + "\n")
     return 0
 
 
