@@ -26,22 +26,18 @@ stale.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import load_file, save_file
 
 from ..errors import InputError
-from ..io.atomic import atomic_path
 from ..io.nifti import read_nifti_map, read_nifti_study
 from ..io.study import Study
 from ..io.unitobrain import MAP_FOLDERS, find_unitobrain_patients, read_unitobrain_maps
+from .cache import INPUT_CODE, NLR_CODE, cache_key, cached, code_stamp, file_stamp
 from .normalise import (
     TARGET_RANGES,
     frames_to_slices,
@@ -65,7 +61,6 @@ __all__ = [
     "UNITOBRAIN_SIGMAS",
 ]
 
-log = logging.getLogger(__name__)
 
 #: Where targets come from.
 SOURCES = ("nlr", "truth")
@@ -137,49 +132,6 @@ class PatientSlices:
     filter_sigmas: tuple[float, float] = UNITOBRAIN_SIGMAS
 
 
-def _key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
-
-
-def _code_stamp(*modules: str) -> str:
-    """SHA-256 of the source files of ``modules`` (dotted names under ``ctpmaps``, or
-    packages): a cache entry is rebuilt when the code that made it changes."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for name in modules:
-        path = root.joinpath(*name.split("."))
-        files = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
-        for f in files:
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-#: Code behind each cached array.
-_INPUT_CODE = ("preprocess.bilateral", "preprocess.brainmask", "nn.normalise", "io.nifti")
-_NLR_CODE = (*_INPUT_CODE, "pipeline", "perfusion")
-
-
-def _stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _cached(cache_dir: Path | None, name: str, make) -> dict[str, np.ndarray]:
-    if cache_dir is None:
-        return make()
-    path = cache_dir / name
-    if path.is_file():
-        try:
-            return load_file(path)
-        except Exception as exc:  # a damaged cache entry is rebuilt, not trusted
-            log.warning("%s: unreadable cache entry rebuilt (%s)", path, exc)
-    arrays = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-    return arrays
-
-
 def _read_frames(cohort: Cohort, pid: str, sigmas: tuple[float, float]) -> Study:
     if cohort.layout == "unitobrain":
         from ..io.unitobrain import read_unitobrain_study
@@ -209,10 +161,10 @@ def _check_sigmas(cohort: Cohort, sigmas) -> tuple[float, float]:
 
 def _source_stamp(cohort: Cohort, pid: str) -> str:
     if cohort.layout == "phantom":
-        return _stamp(cohort.root / pid / "ctp.nii.gz")
+        return file_stamp(cohort.root / pid / "ctp.nii.gz")
     folder = cohort.root / f"{pid}_Registered_Filtered_3mm_20HU"
     files = sorted(folder.glob("*"))
-    return f"{folder.resolve()}:{len(files)}:{max((_stamp(f) for f in files), default='')}"
+    return f"{folder.resolve()}:{len(files)}:{max((file_stamp(f) for f in files), default='')}"
 
 
 def _inputs_and_mask(cohort: Cohort, pid: str, cache_dir, state: dict) -> dict[str, np.ndarray]:
@@ -236,8 +188,8 @@ def _inputs_and_mask(cohort: Cohort, pid: str, cache_dir, state: dict) -> dict[s
         }
 
     filt = f"bilateral {sigmas[0]:g} mm {sigmas[1]:g} HU"
-    key = _key(_source_stamp(cohort, pid), filt, "spacing", _code_stamp(*_INPUT_CODE))
-    return _cached(cache_dir, f"{pid}/inputs-{key}.safetensors", make)
+    key = cache_key(_source_stamp(cohort, pid), filt, "spacing", code_stamp(*INPUT_CODE))
+    return cached(cache_dir, f"{pid}/inputs-{key}.safetensors", make)
 
 
 def frame_selection(
@@ -282,8 +234,8 @@ def _target_map(cohort: Cohort, pid: str, target: str, source: str, cache_dir, s
     filt = "nlr on bilateral" + (
         "" if state["sigmas"] == UNITOBRAIN_SIGMAS else str(state["sigmas"])
     )
-    key = _key(_source_stamp(cohort, pid), filt, _code_stamp(*_NLR_CODE))
-    return _cached(cache_dir, f"{pid}/nlr-{key}.safetensors", make)[target]
+    key = cache_key(_source_stamp(cohort, pid), filt, code_stamp(*NLR_CODE))
+    return cached(cache_dir, f"{pid}/nlr-{key}.safetensors", make)[target]
 
 
 def load_patient(
