@@ -106,3 +106,32 @@ def test_slice_dataset(tiny_cohort):
     x, y, m = ds[9]
     assert x.shape == (4, 16, 16) and x.dtype == torch.float32
     assert y.shape == m.shape == (1, 16, 16) and m.dtype == torch.bool
+
+
+def test_filter_of_the_frames_is_a_setting_recorded_with_the_slices(tiny_cohort, tmp_path):
+    cohort = find_cohort(tiny_cohort)
+    seed = load_patient(cohort, "MOL-004", target="cbv", n_frames=5, cache_dir=tmp_path)
+    ours = load_patient(
+        cohort, "MOL-004", target="cbv", n_frames=5, cache_dir=tmp_path, filter_sigmas=(2.0, 3.0)
+    )
+    assert seed.filter_sigmas == (3.0, 20.0) and ours.filter_sigmas == (2.0, 3.0)
+    assert seed.spacing_mm == ours.spacing_mm == pytest.approx((250 / 64, 250 / 64))
+    # a 3 HU range kernel smooths parenchyma less than a 20 HU one: more frame-to-frame noise
+    assert np.diff(ours.inputs.astype(np.float32), axis=1)[
+        ours.mask[:, None].repeat(4, 1)
+    ].std() > (
+        np.diff(seed.inputs.astype(np.float32), axis=1)[seed.mask[:, None].repeat(4, 1)].std()
+    )
+    assert len(list(tmp_path.rglob("inputs-*.safetensors"))) == 2  # cached apart
+    ubrain = find_cohort(tiny_cohort / "unitobrain")
+    with pytest.raises(InputError, match="filtered with"):
+        load_patient(ubrain, "MOL-001", target="cbv", source="nlr", filter_sigmas=(2.0, 3.0))
+    with pytest.raises(InputError, match="filter_sigmas"):
+        load_patient(cohort, "MOL-004", target="cbv", filter_sigmas=(2.0, 0.0))
+
+
+def test_dataset_pixel_size_follows_down_sampling(tiny_cohort):
+    cohort = find_cohort(tiny_cohort)
+    pats = [load_patient(cohort, pid, target="cbv", n_frames=4) for pid in cohort.patients[:2]]
+    assert SliceDataset(pats).pixel_mm == pytest.approx((250 / 64, 250 / 64))
+    assert SliceDataset(pats, size=16).pixel_mm == pytest.approx((250 / 16, 250 / 16))

@@ -13,7 +13,7 @@ from ctpmaps.cli import app
 from ctpmaps.errors import InputError, WeightsError
 from ctpmaps.io.nifti import read_nifti_study
 from ctpmaps.io.study import Study
-from ctpmaps.nn.normalise import frames_to_slices, subsample_frames
+from ctpmaps.nn.normalise import frames_to_slices, normalise_frames, subsample_frames
 from ctpmaps.nn.predict import (
     WEIGHTS_ENV,
     find_weights,
@@ -149,3 +149,86 @@ def test_shipped_demo_weights_load_and_predict(monkeypatch):
     maps = predict_maps(Study(frames, np.eye(4), np.arange(89) * 0.5), models, device="cpu")
     assert np.isfinite(maps.cbv).all() and np.isnan(maps.mtt).all()
     assert 0 <= np.min(maps.ttp) and np.max(maps.ttp) <= 50
+
+
+def test_study_on_a_finer_grid_is_resampled_to_the_model_s(tmp_path, study):
+    # a model trained on pixels twice the study's: the map is predicted on 2 x 2 averages
+    # of the HU frames and brought back by bicubic interpolation
+    torch.manual_seed(0)
+    net = UNet(5, features=FEATS).eval()
+    idx = subsample_frames(20, 5)
+    pixel = 2 * study.spacing[0]
+    save_model(
+        tmp_path / "cbv", net, target="cbv", frame_indices=idx.tolist(),
+        frame_times_s=(idx * 2.0).tolist(), pixel_mm=(pixel, pixel), matrix=(32, 32),
+    )  # fmt: skip
+    maps = predict_maps(study, tmp_path)
+    hu = torch.from_numpy(np.ascontiguousarray(study.frames[:, :, 3][..., idx].transpose(2, 1, 0)))
+    x = torch.nn.functional.avg_pool2d(hu[None], 2)
+    with torch.no_grad():
+        y = net(torch.from_numpy(normalise_frames(x.numpy())))
+    up = torch.nn.functional.interpolate(y, size=(64, 64), mode="bicubic", align_corners=False)
+    expected = up.clamp(0, 1)[0, 0].numpy().T * 10.0
+    np.testing.assert_allclose(maps.cbv[:, :, 3], expected, rtol=1e-4, atol=1e-4)
+    same = predict_maps(study, tmp_path, resample=False)  # the old behaviour, for comparison
+    with torch.no_grad():
+        native = net(torch.from_numpy(frames_to_slices(study.frames, idx))[3:4])
+    np.testing.assert_allclose(same.cbv[:, :, 3], native[0, 0].numpy().T * 10, atol=1e-5)
+
+
+def _lesion_study(n: int) -> tuple[Study, np.ndarray, np.ndarray]:
+    """One slice, 250 mm field of view, 89 frames of 0.5 s: a 70 mm disk of brain whose
+    curves peak at 15 s, with a 30 mm lesion whose curves arrive 8 s later, lower and wider;
+    a skull around, air outside. Returns the study, the brain and the distance (mm) from the
+    lesion's centre."""
+    px = 250.0 / n
+    c = (np.arange(n) - (n - 1) / 2) * px
+    x, y = np.meshgrid(c, c, indexing="ij")
+    r, r_lesion = np.hypot(x, y), np.hypot(x - 25, y)
+    t = np.arange(89) * 0.5
+
+    def curve(t0, rise, decay):
+        g = np.where(t > t0, ((t - t0) / rise) ** 3 * np.exp(-(t - t0) / decay), 0.0)
+        return g / g.max()
+
+    frames = np.full((n, n, 1, 89), -1000.0, np.float32)
+    brain = r < 70
+    frames[brain, 0] = 35 + 25 * curve(8, 6, 2.5)
+    frames[brain & (r_lesion < 30), 0] = 35 + 15 * curve(16, 7, 3.5)
+    frames[(r >= 70) & (r < 76), 0] = 1000.0
+    return Study(frames, np.diag([px, px, 5.0, 1.0]), t), brain, r_lesion
+
+
+def _lesion_profile(ttp: np.ndarray, brain: np.ndarray, r_lesion: np.ndarray) -> np.ndarray:
+    """Median TTP (s) in 5 mm rings from the lesion's centre out to 45 mm."""
+    return np.array(
+        [np.median(ttp[(r_lesion >= a) & (r_lesion < a + 5) & brain]) for a in range(0, 45, 5)]
+    )
+
+
+def test_no_ring_at_512_from_a_model_trained_at_128(monkeypatch):
+    # The demo TTP model learned 1.95 mm pixels (128 x 128). Applied to 0.49 mm pixels
+    # (512 x 512) it saw a lesion four times wider than its receptive field and raised TTP
+    # only along the lesion's border: a ring, hence a ring-shaped penumbra (issue 13).
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    (model,) = [m for m in load_models() if m.target == "ttp"]
+    if model.pixel_mm is None or abs(model.pixel_mm[0] - 250 / 128) > 0.1:
+        pytest.skip("the shipped TTP model no longer learned 128 x 128 slices of 250 mm")
+    coarse = _lesion_profile(*_at(128, model, resample=True))
+    fine = _lesion_profile(*_at(512, model, resample=True))
+    ring = _lesion_profile(*_at(512, model, resample=False))
+    # on its own grid: delayed from the lesion's centre to its edge, normal outside
+    assert coarse[:4].min() > coarse[-2:].max() + 20
+    # at 512 the resampled map matches, ring by ring, the map of the study made at 128
+    np.testing.assert_allclose(fine, coarse, atol=1.0)
+    # and has no ring: the centre is as delayed as any part of the lesion
+    assert fine[0] >= fine[:5].max() - 1.0
+    # whereas the network on 0.49 mm pixels gave a ring (the artefact this fixes)
+    assert ring[0] < ring[:5].max() - 4.0
+
+
+def _at(n: int, model, *, resample: bool):
+    study, brain, r_lesion = _lesion_study(n)
+    mask = brain[:, :, None]
+    maps = predict_maps(study, [model], mask=mask, resample=resample)
+    return maps.ttp[:, :, 0], brain, r_lesion

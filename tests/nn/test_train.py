@@ -9,10 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import ctpmaps.nn.train as train_mod
+import ctpmaps.nn.train.loop as loop_mod
 from ctpmaps.errors import InputError
+from ctpmaps.nn.predict import load_models
 from ctpmaps.nn.train import TrainConfig, train
-from ctpmaps.nn.weights import load_model
+from ctpmaps.nn.weights import load_model, read_metadata
 
 
 def _cfg(**kw):
@@ -54,6 +55,10 @@ def test_outputs(run):
         assert [r["stage"] for r in rows] == ["pre", "pre", "fine"]
         assert [r["size"] for r in rows] == ["32", "32", "64"]
         assert {"train_mse", "val_mse", "train_psnr", "val_psnr"} <= set(rows[0])
+        assert {"train_mse_brain", "val_mse_brain", "val_psnr_brain"} <= set(rows[0])
+        assert {"val_const_mse", "val_const_mse_brain"} <= set(rows[0])
+        for r in rows:  # a constant cannot beat the brain's spread in the slice: both > 0
+            assert float(r["val_const_mse_brain"]) > 0 and float(r["val_mse_brain"]) > 0
     splits = json.loads((out / "splits.json").read_text())
     assert len(splits["test"]) == 1 and result["test"]["patients"] == splits["test"]
     net, meta = load_model(out / "cbv")
@@ -64,6 +69,52 @@ def test_outputs(run):
     assert meta["metrics"]["test"]["mse"] == pytest.approx(result["test"]["mse"])
     table = (out / "cv_table.md").read_text()
     assert table.count("| CBV |") == 4 and "mean ± SD" in table
+    assert "val MSE brain" in table and "const val MSE brain" in table
+    test = json.loads((out / "test_metrics.json").read_text())
+    for key in ("mse", "psnr", "mse_brain", "psnr_brain", "const_mse", "const_mse_brain"):
+        assert test[key] == pytest.approx(meta["metrics"]["test"][key]), key
+    assert 0 < test["const_value"] < 1 and test["const_mse_brain"] > 0
+
+
+def test_model_records_grid_filter_and_validation(run):
+    out, _ = run
+    meta = read_metadata(out / "cbv")
+    # the tiny cohort: 64 x 64 over 250 mm; the last stage (fine-tuning) at full size
+    assert meta["matrix"] == [64, 64]
+    assert meta["pixel_mm"] == pytest.approx([250 / 64, 250 / 64])
+    assert meta["filter"] == {
+        "method": "guided bilateral", "sigma_spatial_mm": 3.0, "sigma_range_hu": 20.0,
+    }  # fmt: skip
+    assert meta["validated_on"] == "phantom" and meta["cohort"]["kind"] == "phantom"
+    (model,) = load_models(out / "cbv")
+    assert model.pixel_mm == pytest.approx((250 / 64, 250 / 64))
+    assert model.filter_sigmas == (3.0, 20.0)
+    v = model.validation
+    assert v.on == "phantom" and v.recorded and not v.clinical and v.n_test_patients == 1
+    # the best epoch of a fold trained without fine-tuning learned the down-sampled grid
+    fold = read_metadata(out / "fold-0" / "best")
+    assert fold["best_epoch"]["stage"] == "fine" and fold["matrix"] == [64, 64]
+
+
+def test_pre_training_only_records_the_down_sampled_grid(tiny_cohort, cache, tmp_path):
+    train(tiny_cohort, tmp_path / "pre", _cfg(epochs_fine=0, folds=2), cache_dir=cache)
+    meta = read_metadata(tmp_path / "pre" / "cbv")
+    assert meta["matrix"] == [32, 32]
+    assert meta["pixel_mm"] == pytest.approx([250 / 32, 250 / 32])
+
+
+def test_fine_tuning_starts_from_the_given_weights(run, tiny_cohort, cache, tmp_path):
+    out, _ = run
+    start = load_file(str(out / "cbv.safetensors"))
+    cfg = _cfg(epochs_pre=0, epochs_fine=1, lr=1e-9, folds=2, init_weights=str(out / "cbv"))
+    train(tiny_cohort, tmp_path / "ft", cfg, cache_dir=cache)
+    tuned = load_file(str(tmp_path / "ft" / "cbv.safetensors"))
+    for k in start:  # a learning rate of 1e-9 barely moves them (batch-norm statistics do)
+        if "running" not in k and "num_batches" not in k:
+            torch.testing.assert_close(tuned[k], start[k], atol=1e-6, rtol=0)
+    with pytest.raises(InputError, match="init_weights"):
+        train(tiny_cohort, tmp_path / "bad", _cfg(n_frames=5, init_weights=str(out / "cbv")),
+              cache_dir=cache)  # fmt: skip
 
 
 def test_deterministic_on_cpu(run, tiny_cohort, cache, tmp_path):
@@ -79,7 +130,7 @@ def test_resume_after_interruption_gives_the_same_model(
     run, tiny_cohort, cache, tmp_path, monkeypatch
 ):
     out, _ = run
-    real = train_mod._train_epoch
+    real = loop_mod._train_epoch
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
@@ -88,10 +139,10 @@ def test_resume_after_interruption_gives_the_same_model(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "_train_epoch", interrupted)
+    monkeypatch.setattr(loop_mod, "_train_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_cohort, tmp_path / "resumed", _cfg(), cache_dir=cache)
-    monkeypatch.setattr(train_mod, "_train_epoch", real)
+    monkeypatch.setattr(loop_mod, "_train_epoch", real)
     assert not (tmp_path / "resumed" / "cbv.safetensors").exists()
     train(tiny_cohort, tmp_path / "resumed", _cfg(), cache_dir=cache)
     a = load_file(str(out / "cbv.safetensors"))
@@ -130,6 +181,6 @@ def test_masked_loss_counts_brain_pixels_only():
     m = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
     m[..., 0, 0] = True
     y[..., 1:, :] = 0.0
-    assert float(train_mod._loss(pred, y, m, (4, 4), masked=True)) == 1.0
-    assert float(train_mod._loss(pred, y, m, (4, 4), masked=False)) == 0.25
-    assert float(train_mod._loss(pred, y, m, (1, 4), masked=False)) == 1.0  # padding ignored
+    assert float(loop_mod._loss(pred, y, m, (4, 4), masked=True)) == 1.0
+    assert float(loop_mod._loss(pred, y, m, (4, 4), masked=False)) == 0.25
+    assert float(loop_mod._loss(pred, y, m, (1, 4), masked=False)) == 1.0  # padding ignored

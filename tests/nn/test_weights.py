@@ -102,6 +102,11 @@ def test_tensor_names_checked(tmp_path):
         ("target", "oef", "unknown target"),
         ("n_frames", 4, "disagree"),
         ("input", {"hu_window": [50, 350], "mean": 0.2375, "std": 0.3159}, "normalisation"),
+        ("pixel_mm", [0.0, 1.0], "pixel_mm"),
+        ("pixel_mm", 1.9, "pixel_mm"),
+        ("matrix", [128], "matrix"),
+        ("filter", {"sigma_spatial_mm": 3.0}, "filter"),
+        ("filter", {"sigma_spatial_mm": 3.0, "sigma_range_hu": -1}, "filter"),
     ],
 )
 def test_metadata_checked(tmp_path, key, value, match):
@@ -146,3 +151,24 @@ def test_checkpoint_restores_model_and_adam_state(tmp_path):
             o.step()
     for a, b in zip(net.parameters(), net2.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def test_grid_and_filter_written_and_read_back(tmp_path):
+    torch.manual_seed(0)
+    net = UNet(3, features=FEATS).eval()
+    save_model(
+        tmp_path / "ttp", net, target="ttp", frame_indices=[0, 5, 10],
+        frame_times_s=[0.0, 2.5, 5.0], pixel_mm=(1.953125, 1.953125), matrix=(128, 120),
+        filter_sigmas=(2.0, 3.0),
+    )  # fmt: skip
+    meta = load_model(tmp_path / "ttp")[1]
+    assert meta["pixel_mm"] == [1.953125, 1.953125] and meta["matrix"] == [128, 120]
+    assert meta["filter"] == {
+        "method": "guided bilateral", "sigma_spatial_mm": 2.0, "sigma_range_hu": 3.0,
+    }  # fmt: skip
+
+
+def test_file_without_grid_filter_or_validation_still_loads(tmp_path):
+    _saved(tmp_path)  # as every model written before those fields existed
+    meta = load_model(tmp_path / "cbv")[1]
+    assert not {"pixel_mm", "matrix", "filter", "validated_on"} & set(meta)

@@ -5,11 +5,12 @@ Two layouts are recognised:
 ``phantom``
     ``COHORT/<patient>/ctp.nii.gz`` (raw frames, with their sidecar) and, from
     ``ctpmaps phantom``, ``truth/<map>.nii.gz`` and ``truth/brain_mask.nii.gz``. Frames are
-    preprocessed here with `ctpmaps.preprocess.guided_bilateral_filter` (3 mm, 20 HU, as the
-    seed); phantom frames have no motion unless asked for.
+    preprocessed here with `ctpmaps.preprocess.guided_bilateral_filter` (by default 3 mm,
+    20 HU, as the seed; ``filter_sigmas``); phantom frames have no motion unless asked for.
 ``unitobrain``
     A UniToBrain cohort root: the ``_Registered_Filtered_3mm_20HU`` frames are read as they
-    are, and the ``..._Maps/NLR_*`` maps are the NLR targets.
+    are (their filter is the seed's, `UNITOBRAIN_SIGMAS`), and the ``..._Maps/NLR_*`` maps
+    are the NLR targets.
 
 Targets come from ``source="truth"`` (the phantom's true maps) or ``source="nlr"``: the
 UniToBrain NLR maps, or for a phantom `ctpmaps.pipeline.compute_maps` with the box NLR model
@@ -25,22 +26,18 @@ stale.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.numpy import load_file, save_file
 
 from ..errors import InputError
-from ..io.atomic import atomic_path
 from ..io.nifti import read_nifti_map, read_nifti_study
 from ..io.study import Study
 from ..io.unitobrain import MAP_FOLDERS, find_unitobrain_patients, read_unitobrain_maps
+from .cache import INPUT_CODE, NLR_CODE, cache_key, cached, code_stamp, file_stamp
 from .normalise import (
     TARGET_RANGES,
     frames_to_slices,
@@ -61,14 +58,17 @@ __all__ = [
     "load_patient",
     "pad_slices",
     "resize_slices",
+    "UNITOBRAIN_SIGMAS",
 ]
 
-log = logging.getLogger(__name__)
 
 #: Where targets come from.
 SOURCES = ("nlr", "truth")
 #: Normalised value of air (-1000 HU): what slices are padded with.
 AIR = float(normalise_frames(np.float32(-1000.0)))
+#: Guided bilateral filter (spatial mm, range HU) of UniToBrain's filtered frames, and the
+#: default of phantom cohorts (the seed's).
+UNITOBRAIN_SIGMAS = (3.0, 20.0)
 
 
 @dataclass(frozen=True)
@@ -118,82 +118,61 @@ class PatientSlices:
         The map on [0, 1].
     mask : ndarray, shape (z, H, W), bool
         Brain.
+    spacing_mm : (float, float)
+        Pixel size ``(x, y)`` in mm (``W``, ``H``).
+    filter_sigmas : (float, float)
+        Guided bilateral filter of the frames: spatial sigma (mm), range sigma (HU).
     """
 
     patient: str
     inputs: np.ndarray
     target: np.ndarray
     mask: np.ndarray
+    spacing_mm: tuple[float, float] = (1.0, 1.0)
+    filter_sigmas: tuple[float, float] = UNITOBRAIN_SIGMAS
 
 
-def _key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
-
-
-def _code_stamp(*modules: str) -> str:
-    """SHA-256 of the source files of ``modules`` (dotted names under ``ctpmaps``, or
-    packages): a cache entry is rebuilt when the code that made it changes."""
-    root = Path(__file__).resolve().parents[1]
-    h = hashlib.sha256()
-    for name in modules:
-        path = root.joinpath(*name.split("."))
-        files = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
-        for f in files:
-            h.update(f.read_bytes())
-    return h.hexdigest()[:16]
-
-
-#: Code behind each cached array.
-_INPUT_CODE = ("preprocess.bilateral", "preprocess.brainmask", "nn.normalise", "io.nifti")
-_NLR_CODE = (*_INPUT_CODE, "pipeline", "perfusion")
-
-
-def _stamp(path: Path) -> str:
-    st = path.stat()
-    return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
-
-
-def _cached(cache_dir: Path | None, name: str, make) -> dict[str, np.ndarray]:
-    if cache_dir is None:
-        return make()
-    path = cache_dir / name
-    if path.is_file():
-        try:
-            return load_file(path)
-        except Exception as exc:  # a damaged cache entry is rebuilt, not trusted
-            log.warning("%s: unreadable cache entry rebuilt (%s)", path, exc)
-    arrays = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp))
-    return arrays
-
-
-def _read_frames(cohort: Cohort, pid: str) -> Study:
+def _read_frames(cohort: Cohort, pid: str, sigmas: tuple[float, float]) -> Study:
     if cohort.layout == "unitobrain":
         from ..io.unitobrain import read_unitobrain_study
 
         return read_unitobrain_study(cohort.root, patient_id=pid, stage="filtered")
-    from ..preprocess.bilateral import SEED_SIGMAS, filter_study
+    from ..preprocess.bilateral import filter_study
 
-    spatial, range_hu = SEED_SIGMAS  # the seed's filter, as UniToBrain's filtered frames
     study = read_nifti_study(cohort.root / pid / "ctp.nii.gz")
-    return filter_study(study, sigma_spatial_mm=spatial, sigma_range_hu=range_hu)
+    return filter_study(study, sigma_spatial_mm=sigmas[0], sigma_range_hu=sigmas[1])
+
+
+def _check_sigmas(cohort: Cohort, sigmas) -> tuple[float, float]:
+    try:
+        spatial, range_hu = (float(v) for v in sigmas)
+    except (TypeError, ValueError):
+        raise InputError("filter_sigmas", f"expected (mm, HU), got {sigmas!r}") from None
+    if not (spatial >= 0 and range_hu > 0):
+        raise InputError("filter_sigmas", f"expected mm >= 0 and HU > 0, got {sigmas!r}")
+    if cohort.layout == "unitobrain" and (spatial, range_hu) != UNITOBRAIN_SIGMAS:
+        raise InputError(
+            "filter_sigmas",
+            f"a UniToBrain cohort's frames are filtered with {UNITOBRAIN_SIGMAS} (mm, HU) "
+            f"already, got {sigmas!r}",
+        )
+    return spatial, range_hu
 
 
 def _source_stamp(cohort: Cohort, pid: str) -> str:
     if cohort.layout == "phantom":
-        return _stamp(cohort.root / pid / "ctp.nii.gz")
+        return file_stamp(cohort.root / pid / "ctp.nii.gz")
     folder = cohort.root / f"{pid}_Registered_Filtered_3mm_20HU"
     files = sorted(folder.glob("*"))
-    return f"{folder.resolve()}:{len(files)}:{max((_stamp(f) for f in files), default='')}"
+    return f"{folder.resolve()}:{len(files)}:{max((file_stamp(f) for f in files), default='')}"
 
 
 def _inputs_and_mask(cohort: Cohort, pid: str, cache_dir, state: dict) -> dict[str, np.ndarray]:
-    """All frames normalised (float16), brain mask and frame times; cached."""
+    """All frames normalised (float16), brain mask, frame times and pixel size; cached."""
+    sigmas = state["sigmas"]
 
     def make() -> dict[str, np.ndarray]:
-        study = state.setdefault("study", _read_frames(cohort, pid))
+        study = state.setdefault("study", _read_frames(cohort, pid, sigmas))
         truth_mask = cohort.root / pid / "truth" / "brain_mask.nii.gz"
         if cohort.layout == "phantom" and truth_mask.is_file():
             mask = np.asarray(read_nifti_map(truth_mask)[0]) > 0
@@ -205,17 +184,25 @@ def _inputs_and_mask(cohort: Cohort, pid: str, cache_dir, state: dict) -> dict[s
             "inputs": frames_to_slices(study.frames).astype(np.float16),
             "mask": map_to_slices(mask).astype(np.uint8),
             "times": study.times.astype(np.float64),
+            "spacing": np.asarray(study.spacing[:2], dtype=np.float64),
         }
 
-    key = _key(_source_stamp(cohort, pid), "bilateral 3 mm 20 HU", _code_stamp(*_INPUT_CODE))
-    return _cached(cache_dir, f"{pid}/inputs-{key}.safetensors", make)
+    filt = f"bilateral {sigmas[0]:g} mm {sigmas[1]:g} HU"
+    key = cache_key(_source_stamp(cohort, pid), filt, "spacing", code_stamp(*INPUT_CODE))
+    return cached(cache_dir, f"{pid}/inputs-{key}.safetensors", make)
 
 
 def frame_selection(
-    cohort: Cohort, patient: str, n_frames: int | None, cache_dir: str | Path | None = None
+    cohort: Cohort,
+    patient: str,
+    n_frames: int | None,
+    cache_dir: str | Path | None = None,
+    *,
+    filter_sigmas: tuple[float, float] = UNITOBRAIN_SIGMAS,
 ) -> dict[str, list]:
     """Indices and times (s) of the frames a patient's slices keep (`subsample_frames`)."""
-    arrays = _inputs_and_mask(cohort, patient, Path(cache_dir) if cache_dir else None, {})
+    state = {"sigmas": _check_sigmas(cohort, filter_sigmas)}
+    arrays = _inputs_and_mask(cohort, patient, Path(cache_dir) if cache_dir else None, state)
     idx = subsample_frames(arrays["times"].size, n_frames)
     return {"indices": idx.tolist(), "times": arrays["times"][idx].tolist()}
 
@@ -241,11 +228,14 @@ def _target_map(cohort: Cohort, pid: str, target: str, source: str, cache_dir, s
     def make() -> dict[str, np.ndarray]:
         from ..perfusion.maps import compute_maps
 
-        study = state.setdefault("study", _read_frames(cohort, pid))
+        study = state.setdefault("study", _read_frames(cohort, pid, state["sigmas"]))
         return compute_maps(study, method="nlr").maps.as_dict()
 
-    key = _key(_source_stamp(cohort, pid), "nlr on bilateral", _code_stamp(*_NLR_CODE))
-    return _cached(cache_dir, f"{pid}/nlr-{key}.safetensors", make)[target]
+    filt = "nlr on bilateral" + (
+        "" if state["sigmas"] == UNITOBRAIN_SIGMAS else str(state["sigmas"])
+    )
+    key = cache_key(_source_stamp(cohort, pid), filt, code_stamp(*NLR_CODE))
+    return cached(cache_dir, f"{pid}/nlr-{key}.safetensors", make)[target]
 
 
 def load_patient(
@@ -256,6 +246,7 @@ def load_patient(
     source: str = "truth",
     n_frames: int | None = None,
     cache_dir: str | Path | None = None,
+    filter_sigmas: tuple[float, float] = UNITOBRAIN_SIGMAS,
 ) -> PatientSlices:
     """Slices of one patient: normalised preprocessed frames, target on [0, 1], brain mask.
 
@@ -273,6 +264,10 @@ def load_patient(
         Frames T kept by uniform stride from frame 0 (`subsample_frames`); all by default.
     cache_dir : path or None
         Where derived arrays are cached; None computes everything each time.
+    filter_sigmas : (float, float)
+        Guided bilateral filter (spatial sigma mm, range sigma HU) of a phantom cohort's
+        frames (and of the frames its NLR targets are fitted on); the seed's 3 mm / 20 HU by
+        default, the only setting of UniToBrain's filtered frames.
 
     Returns
     -------
@@ -285,7 +280,7 @@ def load_patient(
     if patient not in cohort.patients:
         raise InputError("patient", f"no patient {patient!r} in {cohort.root}")
     cache = Path(cache_dir) if cache_dir is not None else None
-    state: dict = {}
+    state: dict = {"sigmas": _check_sigmas(cohort, filter_sigmas)}
     arrays = _inputs_and_mask(cohort, patient, cache, state)
     idx = subsample_frames(arrays["times"].size, n_frames)
     inputs = np.ascontiguousarray(arrays["inputs"][:, idx])
@@ -297,7 +292,9 @@ def load_patient(
             f"map shape {target_slices.shape[::-1]} differs from the frames' "
             f"{arrays['mask'].shape[::-1]}",
         )
-    return PatientSlices(patient, inputs, target_slices, arrays["mask"].astype(bool))
+    spacing = tuple(float(v) for v in arrays["spacing"])
+    mask = arrays["mask"].astype(bool)
+    return PatientSlices(patient, inputs, target_slices, mask, spacing, state["sigmas"])
 
 
 def pad_slices(x: torch.Tensor, value: float, divisor: int = DIVISOR) -> torch.Tensor:
@@ -335,13 +332,22 @@ class SliceDataset(torch.utils.data.Dataset):
         keeps the full resolution. Slices are then padded to multiples of 16.
 
     Items are ``(x (T, H, W) float32, y (1, H, W) float32 in [0, 1], m (1, H, W) bool)``.
+
+    Attributes
+    ----------
+    hw : (int, int)
+        Height and width of the slices before padding.
+    pixel_mm : (float, float)
+        Pixel size ``(x, y)`` in mm of the slices after down-sampling (the median over the
+        patients): the grid a network trained on them learns.
     """
 
     def __init__(self, patients, size: int | None = None) -> None:
         if not patients:
             raise InputError("patients", "expected at least one patient")
-        xs, ys, ms, xs_hw = [], [], [], []
+        xs, ys, ms, xs_hw, pixels = [], [], [], [], []
         for p in patients:
+            full_hw = p.inputs.shape[-2:]
             x = torch.from_numpy(p.inputs)
             y = torch.from_numpy(p.target)[:, None]
             m = torch.from_numpy(p.mask)[:, None]
@@ -352,6 +358,7 @@ class SliceDataset(torch.utils.data.Dataset):
                     resize_slices(m, size, is_mask=True),
                 )
             xs_hw.append(x.shape[-2:])
+            pixels.append([p.spacing_mm[i] * full_hw[1 - i] / x.shape[-1 - i] for i in (0, 1)])
             xs.append(pad_slices(x, AIR))
             ys.append(pad_slices(y, 0.0))
             ms.append(pad_slices(m, False))
@@ -360,6 +367,7 @@ class SliceDataset(torch.utils.data.Dataset):
             raise InputError("patients", f"slices differ in (T, H, W) between patients: {shapes}")
         #: Height and width of the slices before padding (metrics ignore the padding).
         self.hw = tuple(int(v) for v in xs_hw[0])
+        self.pixel_mm = tuple(float(v) for v in np.median(np.array(pixels), axis=0))
         self.inputs = torch.cat(xs)
         self.targets = torch.cat(ys)
         self.masks = torch.cat(ms)

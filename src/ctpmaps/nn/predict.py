@@ -17,6 +17,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,21 @@ from ..errors import InputError, WeightsError
 from ..io.study import Study
 from ..perfusion.base import MAP_NAMES, UNITS, PerfusionMaps
 from .dataset import AIR, pad_slices
-from .normalise import denormalise_target, frames_to_slices, slices_to_map, subsample_frames
+from .grid import (
+    brain_fraction,
+    downsample_slices,
+    grid_shape,
+    training_pixel_mm,
+    upsample_slices,
+)
+from .model_info import Validation, training_filter, validation
+from .normalise import (
+    denormalise_target,
+    map_to_slices,
+    normalise_frames,
+    slices_to_map,
+    subsample_frames,
+)
 from .weights import FORMAT, load_model, model_paths
 
 __all__ = [
@@ -57,7 +72,23 @@ class LoadedModel:
 
     @property
     def target(self) -> str:
+        """Map name (``cbv``, ``cbf``...)."""
         return self.meta["target"]
+
+    @cached_property
+    def pixel_mm(self) -> tuple[float, float] | None:
+        """Pixel size ``(x, y)`` in mm of its training slices (`training_pixel_mm`)."""
+        return training_pixel_mm(self.meta, self.path.name)
+
+    @cached_property
+    def filter_sigmas(self) -> tuple[float, float]:
+        """Filter of its training frames, (spatial mm, range HU) (`training_filter`)."""
+        return training_filter(self.meta, self.path.name)
+
+    @cached_property
+    def validation(self) -> Validation:
+        """What it was validated on (`ctpmaps.nn.model_info.validation`)."""
+        return validation(self.meta, self.path.name)
 
 
 def default_weights_dir() -> Path:
@@ -144,27 +175,85 @@ def _frame_indices(study: Study, meta: dict[str, Any], source: Path) -> np.ndarr
     return idx
 
 
+def _checked_mask(mask: np.ndarray | None, study: Study) -> np.ndarray | None:
+    if mask is None:
+        return None
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != study.shape:
+        raise InputError("mask", f"expected shape {study.shape} like the study, got {mask.shape}")
+    return mask
+
+
+def _model_hw(study: Study, model: LoadedModel) -> tuple[int, int] | None:
+    """Slice size ``(H, W)`` on the model's training grid, or None to keep the study's."""
+    pixel = model.pixel_mm
+    if pixel is None:
+        return None
+    nx, ny, _ = study.shape
+    shape = grid_shape((nx, ny), study.spacing[:2], pixel)
+    if shape is None:
+        return None
+    log.info(
+        "%s: %d x %d slices of %.3f mm resampled to the model's %.3f mm (%d x %d) and back",
+        model.path.name,
+        nx,
+        ny,
+        study.spacing[0],
+        pixel[0],
+        *shape,
+    )
+    return shape[1], shape[0]
+
+
+def _net_inputs(study: Study, z: slice, idx: np.ndarray, hw: tuple[int, int] | None):
+    """Normalised inputs ``(b, T, h, w)`` of slices ``z``, on the model's grid if ``hw``."""
+    hu = torch.from_numpy(
+        np.ascontiguousarray(study.frames[:, :, z][..., idx].transpose(2, 3, 1, 0))
+    )
+    if hw is not None:
+        hu = downsample_slices(hu, hw)
+    return torch.from_numpy(normalise_frames(hu.numpy()))
+
+
 @torch.no_grad()
 def predict_map(
-    study: Study, model: LoadedModel, *, device: str | torch.device = "cpu", batch: int = 4
+    study: Study,
+    model: LoadedModel,
+    *,
+    mask: np.ndarray | None = None,
+    device: str | torch.device = "cpu",
+    batch: int = 4,
+    resample: bool = True,
 ) -> np.ndarray:
     """One map of a study in physical units, shape (x, y, z) float32 (no mask applied).
 
     The study's frames should be preprocessed as the training inputs were (registered,
-    filtered: `ctpmaps.preprocess.filter_study`).
+    filtered: `ctpmaps.preprocess.filter_study`). Slices whose pixel size differs from the
+    model's training pixel size are resampled onto it and the map back
+    (`ctpmaps.nn.grid`); ``mask`` (brain, (x, y, z)) then weights the up-sampling so that
+    voxels at the brain's edge keep brain values. ``resample=False`` runs the network on
+    the study's own grid (for comparison: what earlier versions did).
     """
+    mask = _checked_mask(mask, study)
     idx = _frame_indices(study, model.meta, model.path)
-    slices = torch.from_numpy(frames_to_slices(study.frames, idx))  # (z, T, H, W)
-    h, w = slices.shape[-2:]
+    hw = _model_hw(study, model) if resample else None
+    nx, ny, nz = study.shape
+    masks = map_to_slices(mask) if mask is not None and hw is not None else None
     device = torch.device(device)
     net = model.net.to(device).eval()
-    out = np.empty((slices.shape[0], h, w), dtype=np.float32)
-    amp = device.type == "cuda"
-    for start in range(0, slices.shape[0], max(1, int(batch))):
-        x = pad_slices(slices[start : start + batch], AIR).to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            y = net(x)
-        out[start : start + batch] = y.float()[:, 0, :h, :w].cpu().numpy()
+    out = np.empty((nz, ny, nx), dtype=np.float32)
+    step = max(1, int(batch))
+    for z0 in range(0, nz, step):
+        z = slice(z0, min(z0 + step, nz))
+        x = _net_inputs(study, z, idx, hw)
+        h, w = x.shape[-2:]
+        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+            y = net(pad_slices(x, AIR).to(device))
+        y = y.float()[:, :1, :h, :w].cpu()
+        if hw is not None:
+            weight = brain_fraction(masks[z], hw) if masks is not None else None
+            y = upsample_slices(y, (ny, nx), weight)
+        out[z] = y[:, 0].numpy()
     low, high = model.meta["value_range"]
     return slices_to_map(denormalise_target(out, model.target, value_range=(low, high)))
 
@@ -176,6 +265,7 @@ def predict_maps(
     mask: np.ndarray | None = None,
     device: str | torch.device | None = None,
     batch: int = 4,
+    resample: bool = True,
 ) -> PerfusionMaps:
     """Perfusion maps of a study from trained U-Nets.
 
@@ -193,6 +283,9 @@ def predict_maps(
         CUDA when available by default.
     batch : int, optional
         Slices per forward pass.
+    resample : bool, optional
+        Resample slices onto each model's training pixel size and the maps back
+        (`ctpmaps.nn.grid`; default); False uses the study's grid as it is.
 
     Returns
     -------
@@ -209,12 +302,7 @@ def predict_maps(
     """
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != study.shape:
-            raise InputError(
-                "mask", f"expected shape {study.shape} like the study, got {mask.shape}"
-            )
+    mask = _checked_mask(mask, study)
     models = (
         list(weights)
         if isinstance(weights, Sequence)
@@ -226,7 +314,7 @@ def predict_maps(
     maps = {name: np.full(study.shape, np.nan, dtype=np.float32) for name in MAP_NAMES}
     for model in models:
         t0 = time.perf_counter()
-        values = predict_map(study, model, device=device, batch=batch)
+        values = predict_map(study, model, mask=mask, device=device, batch=batch, resample=resample)
         if mask is not None:
             values[~mask] = np.nan
         maps[model.target] = values

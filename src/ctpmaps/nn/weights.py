@@ -5,7 +5,13 @@ A model ``cbv`` is two files side by side::
     cbv.safetensors   the network's tensors (state dict), float32 or float16
     cbv.json          format, architecture (`UNet` arguments), target and its physical
                       range and unit, frames (T, indices, times), input normalisation,
-                      target source, training command, metrics, SHA-256 of the tensors
+                      the training slices' pixel size and matrix, the filter of the
+                      training frames, target source, training command, metrics, what the
+                      model was validated on, SHA-256 of the tensors
+
+Fields added after format version 1 was first written (``pixel_mm``, ``matrix``,
+``filter``, ``validated_on``) are optional: older files load, and the readers of those
+fields (`ctpmaps.nn.grid.training_pixel_mm`, `ctpmaps.nn.model_info`) infer them and say so.
 
 Loading never unpickles: tensors come from safetensors, everything else from JSON, and the
 two are checked against each other (checksum, architecture, every tensor's name and
@@ -76,6 +82,9 @@ def save_model(
     frame_indices: list[int],
     frame_times_s: list[float],
     value_range: tuple[float, float] | None = None,
+    pixel_mm: tuple[float, float] | None = None,
+    matrix: tuple[int, int] | None = None,
+    filter_sigmas: tuple[float, float] | None = None,
     dtype: torch.dtype = torch.float32,
     extra: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
@@ -93,6 +102,14 @@ def save_model(
         Frames the network was trained on (T = their number) and their times in s.
     value_range : (low, high), optional
         Physical range of the target; ``TARGET_RANGES[target]`` by default.
+    pixel_mm : (float, float), optional
+        Pixel size ``(x, y)`` in mm of the slices the network was trained on (last stage):
+        `ctpmaps.nn.predict_maps` resamples studies onto it.
+    matrix : (int, int), optional
+        Matrix ``(x, y)`` of those slices.
+    filter_sigmas : (float, float), optional
+        Guided bilateral filter of the training frames: spatial sigma (mm), range sigma
+        (HU); stored as ``filter``.
     dtype : torch.dtype, optional
         Storage type of floating tensors (float16 halves the size; loading restores
         float32).
@@ -132,6 +149,7 @@ def save_model(
         "frame_indices": [int(i) for i in frame_indices],
         "frame_times_s": [round(float(t), 4) for t in frame_times_s],
         "input": input_metadata(),
+        **_grid_and_filter(pixel_mm, matrix, filter_sigmas),
         "weights_file": weights.name,
         "weights_sha256": _sha256(weights),
         "weights_dtype": str(dtype).replace("torch.", ""),
@@ -140,6 +158,45 @@ def save_model(
     with atomic_path(meta_path) as tmp:
         tmp.write_text(json.dumps(meta, indent=1))
     return weights, meta_path
+
+
+def _grid_and_filter(pixel_mm, matrix, filter_sigmas) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if pixel_mm is not None:
+        out["pixel_mm"] = [round(float(v), 6) for v in pixel_mm]
+    if matrix is not None:
+        out["matrix"] = [int(v) for v in matrix]
+    if filter_sigmas is not None:
+        spatial, range_hu = (float(v) for v in filter_sigmas)
+        out["filter"] = {
+            "method": "guided bilateral",
+            "sigma_spatial_mm": spatial,
+            "sigma_range_hu": range_hu,
+        }
+    return out
+
+
+def _check_optional(meta: dict[str, Any], meta_path: Path) -> None:
+    """Fields older files lack: checked when present."""
+
+    def pair(key: str, value) -> None:
+        ok = isinstance(value, list) and len(value) == 2
+        if not ok or not all(isinstance(v, int | float) and v > 0 for v in value):
+            raise WeightsError(f"{meta_path}: {key} expected two positive numbers, got {value!r}")
+
+    for key in ("pixel_mm", "matrix"):
+        if key in meta:
+            pair(key, meta[key])
+    if "filter" in meta:
+        f = meta["filter"]
+        spatial = f.get("sigma_spatial_mm") if isinstance(f, dict) else None
+        range_hu = f.get("sigma_range_hu") if isinstance(f, dict) else None
+        numbers = all(isinstance(v, int | float) for v in (spatial, range_hu))
+        if not (numbers and spatial >= 0 and range_hu > 0):
+            raise WeightsError(
+                f"{meta_path}: filter expected sigma_spatial_mm >= 0 and sigma_range_hu > 0, "
+                f"got {f!r}"
+            )
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -185,6 +242,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             f"{meta_path}: n_frames {meta['n_frames']}, in_channels {arch.get('in_channels')} "
             f"and {len(meta['frame_indices'])} frame indices disagree"
         )
+    _check_optional(meta, meta_path)
     return meta
 
 
