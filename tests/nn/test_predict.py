@@ -47,7 +47,7 @@ def test_maps_in_physical_units_and_missing_maps_nan(tmp_path, study):
     net = _model(tmp_path, "cbv")
     _model(tmp_path, "ttp", seed=1)
     maps = predict_maps(study, tmp_path, device="cpu")
-    assert maps.method == "unet" and maps.shape == study.shape
+    assert maps.method == "cnn" and maps.shape == study.shape
     for name in ("cbf", "mtt", "tmax", "delay"):
         assert np.isnan(getattr(maps, name)).all(), name
     assert 0 <= maps.cbv.min() and maps.cbv.max() <= 10 and maps.cbv.dtype == np.float32

@@ -40,9 +40,10 @@ def test_fits_noise_network_and_reading_problems():
     quality["contrast_to_noise"] = 8.0  # fine once filtered, not for raw frames
     assert "noisy_frames" not in _codes(assess({"quality": quality}, filtered=True, problems=[]))
     assert "noisy_frames" in _codes(assess({"quality": quality}, filtered=False, problems=[]))
-    net = {"models": {"cbv": {"validated_on": "phantom"}, "ttp": {"validated_on": "patients"}}}
+    net = {"validation_caveat": "U-Net maps from models validated only on a phantom (CBV: ...)"}
     found = assess(net, filtered=True, problems=[])
-    assert _codes(found, "withhold") == ["phantom_only_network"] and "cbv" in found[0]["message"]
+    assert _codes(found, "withhold") == ["phantom_only_network"] and "CBV" in found[0]["message"]
+    assert assess({"validation_caveat": None}, filtered=True, problems=[]) == []
 
 
 def test_maps_on_raw_frames_say_so(small_stroke_files, tmp_path):
@@ -67,7 +68,7 @@ def test_cnn_decision_is_withheld(small_stroke_files, tmp_path):
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "NOT FOR A TREATMENT DECISION" in text and "withheld" in text
-    assert "caveat (withhold): the U-Net weights" in text
+    assert "caveat (withhold): U-Net maps from models validated only on a phantom" in text
     volumes = json.loads((out / "volumes.json").read_text())
     assert volumes["decision"]["supported"] is False
     assert volumes["decision"]["withheld_because"] == ["phantom_only_network"]

@@ -39,13 +39,6 @@ class Rule(str, Enum):
     cbv = "cbv"
 
 
-def _sigmas(method: str, spatial: float | None, range_hu: float | None) -> tuple[float, float]:
-    from ..pipeline import default_filter_sigmas
-
-    d = default_filter_sigmas(method)
-    return (d[0] if spatial is None else spatial, d[1] if range_hu is None else range_hu)
-
-
 def run_command(
     study: o.Study,
     out_dir: o.Out,
@@ -130,7 +123,7 @@ def run_command(
             motion=motion,
             motion_method=motion_method.value,
             filter=filter_,
-            filter_sigmas=_sigmas(method.value, sigma_spatial, sigma_range),
+            filter_sigmas=(sigma_spatial, sigma_range),
             criteria=criteria,
             dicom=dicom,
             report=report,
@@ -190,7 +183,7 @@ def maps_command(
             motion=motion,
             motion_method=motion_method.value,
             filter=filter_,
-            filter_sigmas=_sigmas(method.value, sigma_spatial, sigma_range),
+            filter_sigmas=(sigma_spatial, sigma_range),
             lesions=False,
             dicom=False,
             report=False,

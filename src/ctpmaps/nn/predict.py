@@ -290,8 +290,8 @@ def predict_maps(
     Returns
     -------
     PerfusionMaps
-        ``method="unet"``; predicted maps in physical units (CBF mL/100 g/min, CBV
-        mL/100 g, times in s), maps without a model all NaN.
+        ``method="cnn"`` (the registry's name); predicted maps in physical units (CBF
+        mL/100 g/min, CBV mL/100 g, times in s), maps without a model all NaN.
 
     Examples
     --------
@@ -319,7 +319,7 @@ def predict_maps(
             values[~mask] = np.nan
         maps[model.target] = values
         log.info("%s predicted in %.2f s", model.target, time.perf_counter() - t0)
-    return PerfusionMaps(**maps, units=dict(UNITS), method="unet")
+    return PerfusionMaps(**maps, units=dict(UNITS), method="cnn")
 
 
 def predicted(maps: PerfusionMaps) -> list[str]:

@@ -61,7 +61,7 @@ class PerfusionMaps:
     units : dict
         Unit of each map (`UNITS`).
     method : str
-        What made the maps (``"ssvd"``, ``"bsvd"``, ``"osvd"``, ``"nlr"``, ``"unet"`` ...).
+        What made the maps: a method of `ctpmaps.perfusion.METHODS` (``"nlr"``, ``"cnn"`` ...).
     """
 
     cbf: np.ndarray

@@ -50,6 +50,7 @@ def cnn_maps(
     device : str, optional
         ``cpu`` or ``cuda`` (CUDA when available by default).
     """
+    from ..nn import validation_caveat
     from ..nn.predict import predict_maps
 
     if mask is None:
@@ -60,7 +61,6 @@ def cnn_maps(
         brain = np.asarray(mask, bool)
     t0 = time.perf_counter()
     maps = predict_maps(study, models, mask=None if mask is False else brain, device=device)
-    maps.method = "cnn"
     params = {
         "method": "cnn",
         "device": device,
@@ -73,24 +73,18 @@ def cnn_maps(
                 "architecture": m.meta["architecture"],
                 "command": m.meta.get("command"),
                 "test_metrics": (m.meta.get("metrics") or {}).get("test"),
-                "validated_on": _validated_on(m.meta),
+                "validated_on": m.validation.on,
+                "pixel_mm": m.pixel_mm,
+                "filter_sigmas": list(m.filter_sigmas),
             }
             for m in models
         },
+        "validation_caveat": validation_caveat(models),
     }
     return MapsResult(
         maps, brain, DEFAULT_BASELINE_FRAMES, None, None, params,
         {"unet": time.perf_counter() - t0},
     )  # fmt: skip
-
-
-def _validated_on(meta: dict[str, Any]) -> str:
-    """What a model was validated on: its metadata's ``validated_on``, else ``phantom`` for
-    a model trained on a phantom cohort (weights exported before that field existed)."""
-    if meta.get("validated_on"):
-        return str(meta["validated_on"])
-    cohort = meta.get("cohort") or {}
-    return "phantom" if cohort.get("phantom_seed") is not None else "unknown"
 
 
 def predict_study(

@@ -118,19 +118,10 @@ def _noise(quality: dict[str, float], filtered: bool) -> list[dict[str, str]]:
 
 
 def _network(params: dict[str, Any]) -> list[dict[str, str]]:
-    models = params.get("models") or {}
-    phantom_only = [t for t, m in models.items() if m.get("validated_on") == "phantom"]
-    if not phantom_only:
+    sentence = params.get("validation_caveat")
+    if not sentence:
         return []
-    return [
-        caveat(
-            "phantom_only_network",
-            "withhold",
-            f"the U-Net weights for {', '.join(sorted(phantom_only))} were trained and "
-            "validated on digital phantoms only: their maps are not validated on patients "
-            "and cannot support a treatment decision.",
-        )
-    ]
+    return [caveat("phantom_only_network", "withhold", f"{sentence}.")]
 
 
 def assess(maps_params: dict[str, Any], *, filtered: bool, problems: list[str]) -> list[dict]:

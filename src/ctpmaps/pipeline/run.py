@@ -61,11 +61,17 @@ log = logging.getLogger(__name__)
 STAGES = ("load", "motion", "filter", "maps", "lesions", "nifti", "dicom", "report")
 
 
-def default_filter_sigmas(method: str) -> tuple[float, float]:
-    """Default (spatial mm, range HU) of the guided bilateral filter for ``method``: the
-    seed's 3 mm / 20 HU for ``"cnn"`` (what made the U-Net's training frames), else
-    2 mm / 3 HU (`ctpmaps.preprocess.bilateral`)."""
-    return SEED_SIGMAS if method == "cnn" else (SIGMA_SPATIAL_MM, SIGMA_RANGE_HU)
+def default_filter_sigmas(method: str, models: Sequence | None = None) -> tuple[float, float]:
+    """Default (spatial mm, range HU) of the guided bilateral filter for ``method``: for
+    ``"cnn"`` the filter of the networks' training frames (`ctpmaps.nn.filter_sigmas_of`;
+    the seed's 3 mm / 20 HU without models), else 2 mm / 3 HU (`ctpmaps.preprocess.bilateral`)."""
+    if method != "cnn":
+        return SIGMA_SPATIAL_MM, SIGMA_RANGE_HU
+    if models:
+        from ..nn import filter_sigmas_of
+
+        return filter_sigmas_of(models)
+    return SEED_SIGMAS
 
 
 def _lesions(result: StudyResult, criteria: LesionCriteria, profile: TargetMismatch) -> None:
@@ -135,8 +141,9 @@ def run_study(
         preprocessing); skipped when the frames had them already.
     motion_method : {"gauss-newton", "elastix-seed"}
         The registration (`ctpmaps.preprocess.register_frames`).
-    filter_sigmas : (float, float), optional
-        Spatial sigma (mm) and range sigma (HU) of the filter (`default_filter_sigmas`).
+    filter_sigmas : (float or None, float or None), optional
+        Spatial sigma (mm) and range sigma (HU) of the filter; None takes the method's
+        default (`default_filter_sigmas`: for the U-Net, its training frames' filter).
     lesions : bool
         Segment core, hypoperfusion and penumbra and compute the decision numbers.
     criteria : LesionCriteria, optional
@@ -183,8 +190,10 @@ def run_study(
     """
     method_info(method)
     crit = criteria or LesionCriteria()
-    sigmas = filter_sigmas or default_filter_sigmas(method)
     models = load_network(weights, device) if method == "cnn" else None
+    default = default_filter_sigmas(method, models)
+    given = filter_sigmas or (None, None)
+    sigmas = tuple(d if g is None else float(g) for g, d in zip(given, default, strict=True))
     inputs = _inputs(study_or_path, mask=mask, aif_mask=aif_mask, aif_csv=aif_csv,
                      vof_mask=vof_mask)  # fmt: skip
     check_inputs(inputs.values())
