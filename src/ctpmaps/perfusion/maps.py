@@ -66,7 +66,8 @@ class MapsResult:
     flags : dict of str to ndarray (x, y, z) bool
         Voxels whose values are not to be trusted, by reason (``fit_at_bound``: the fit
         ended on a bound of the model); their share of the brain is in
-        ``parameters["quality"]``.
+        ``parameters["quality"]`` (``fit_at_bound_fraction``, and per bound
+        ``fit_at_bound_mtt_min_fraction``, ``..._mtt_max_...``, ``..._delay_max_...``).
     """
 
     maps: PerfusionMaps
@@ -182,7 +183,8 @@ def compute_maps(
         fit = model.fit(enh, mask=brain)
         maps = fit.maps()
         maps.method = method
-    flags = {"fit_at_bound": fit.at_bounds()} if hasattr(fit, "at_bounds") else {}
+    hits = fit.bound_hits() if hasattr(fit, "bound_hits") else {}
+    flags = {"fit_at_bound": np.logical_or.reduce(list(hits.values()))} if hits else {}
     params = {
         "method": method,
         "hematocrit_factor": hematocrit_factor,
@@ -194,12 +196,12 @@ def compute_maps(
         "aif_scale": aif.scale,
         "aif_voxels": len(aif.voxels),
         "vof_source": vof.source if vof else None,
-        "quality": _quality(study, brain, n_base, maps, flags, enh),
+        "quality": _quality(study, brain, n_base, maps, flags, enh, hits),
     }
     return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings, flags)
 
 
-def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh) -> dict:
+def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh, hits) -> dict:
     """Numbers that say whether the maps can be trusted (`ctpmaps.pipeline.quality`)."""
     n = max(int(brain.sum()), 1)
     mtt = maps.mtt[brain]
@@ -217,6 +219,8 @@ def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh) 
     }
     for name, mask in flags.items():
         out[f"{name}_fraction"] = float(np.count_nonzero(mask & brain) / n)
+    for name, mask in hits.items():  # which bound, for the caveat and the report
+        out[f"fit_at_bound_{name}_fraction"] = float(np.count_nonzero(mask & brain) / n)
     return out
 
 
