@@ -77,3 +77,37 @@ def test_nlr_fits_no_sub_second_boxes_at_realistic_noise(aif: str) -> None:
         assert np.median(cbf) == pytest.approx(reg.cbf, rel=0.25)
     clean = model.fit(c.tissue.astype(np.float32))
     np.testing.assert_allclose(clean.cbf, c.truth("cbf"), rtol=0.01)
+
+
+@pytest.mark.parametrize("method", MODEL_METHODS)
+def test_tmax_of_healthy_tissue_is_on_the_clinical_scale(method: str) -> None:
+    """Healthy tissue (no delay, no dispersion, MTT 3-6 s, any residue shape) has a true
+    Tmax of 0; the clinical Tmax > 6 s rule assumes it reads near 0-2 s."""
+    regions = [Region(60.0 * 4 / m, m, 0.0, s) for s in ("box", "exponential", 3.0)
+               for m in (3.0, 4.0, 6.0)]  # fmt: skip
+    c = simulate(regions)
+    f = fit(method, c)
+    # bSVD's circular filter rounds the onset both ways: a little before 0 is expected.
+    assert np.all((f.tmax >= -0.5) & (f.tmax <= 1.5)), f.tmax
+    noisy = add_noise(np.repeat(c.tissue, 200, axis=0), 1.5, seed=4).astype(np.float32)
+    tmax = METHODS[method].model(c.aif, c.times).fit(noisy).tmax.reshape(len(regions), -1)
+    assert np.all(np.median(tmax, axis=1) < 2.0), np.median(tmax, axis=1)
+
+
+SHAPES = ["box", "exponential", 3.0]
+
+
+@pytest.mark.parametrize(
+    ("method", "shape"),
+    [(m, s) for m in MODEL_METHODS for s in SHAPES if m != "nlr"] + [("nlr", "box")],
+)
+def test_tmax_and_delay_follow_the_true_delay(method: str, shape) -> None:
+    """Without dispersion the true Tmax is the delay: Tmax within 1.6 s of it (an SVD
+    truncation rounds a long box's start over seconds), the delay (onset) within 1 s."""
+    regions = [Region(60.0 * 4 / m, m, d, shape) for m in (3.0, 6.0, 10.0)
+               for d in (0.0, 1.5, 3.0, 5.0)]  # fmt: skip
+    c = simulate(regions)
+    f = fit(method, c)
+    np.testing.assert_allclose(f.tmax, c.truth("tmax"), atol=1.6)
+    assert np.all(f.tmax >= c.truth("tmax") - 0.5)
+    np.testing.assert_allclose(f.delay, c.truth("delay"), atol=1.0)

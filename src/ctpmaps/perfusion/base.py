@@ -55,9 +55,11 @@ class PerfusionMaps:
     ----------
     cbf, cbv, mtt, ttp, tmax, delay : ndarray, shape (x, y, z), float32
         Cerebral blood flow (mL/100 g/min), cerebral blood volume (mL/100 g), mean transit
-        time (s), time to peak of the tissue curve (s from the first frame), time to the
-        maximum of the residue function (s) and tracer delay relative to the AIF (s). NaN
-        outside the mask. Any spatial shape is accepted as long as all maps share it.
+        time (s), time to peak of the tissue curve (s from the first frame), Tmax (s: when
+        the impulse response, residue and tracer delay relative to the AIF, first reaches
+        its maximum; each model documents how it reads it, on a scale where healthy tissue
+        is near 0) and tracer delay relative to the AIF (s, the arrival). NaN outside the
+        mask. Any spatial shape is accepted as long as all maps share it.
     units : dict
         Unit of each map (`UNITS`).
     method : str
