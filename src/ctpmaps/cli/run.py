@@ -86,8 +86,15 @@ def run_command(
         ),
     ] = None,
     tmax_threshold: Annotated[
-        float, typer.Option(metavar="S", help="Hypoperfusion: Tmax above this, in s.")
-    ] = 6.0,
+        float | None,
+        typer.Option(
+            metavar="S",
+            help="Hypoperfusion: Tmax above this, in s (default per method: "
+            + ", ".join(f"{m.name} {m.hypoperfusion_tmax_s:g}" for m in METHODS.values())
+            + ").",
+            show_default=False,
+        ),
+    ] = None,
     severe_tmax: Annotated[
         float,
         typer.Option(

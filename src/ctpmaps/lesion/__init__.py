@@ -14,12 +14,15 @@ from .decision import DEFUSE3, TargetMismatch, decision_numbers
 from .midline import HEMISPHERES, Midline, fit_midline, hemisphere_labels
 from .segment import (
     DEFAULT_CORE_RCBF,
+    DEFAULT_HYPOPERFUSION_TMAX_S,
     RULES,
     LesionCriteria,
     Lesions,
     core_rcbf_for,
+    hypoperfusion_tmax_for,
     mirror_reference,
     remove_small_clusters,
+    resolve_criteria,
     segment_lesions,
 )
 
@@ -31,6 +34,9 @@ __all__ = [
     "RULES",
     "DEFAULT_CORE_RCBF",
     "core_rcbf_for",
+    "DEFAULT_HYPOPERFUSION_TMAX_S",
+    "hypoperfusion_tmax_for",
+    "resolve_criteria",
     "LesionCriteria",
     "Lesions",
     "segment_lesions",

@@ -11,7 +11,9 @@ Albers et al. 2018):
   (`core_rcbf_for`, from the method registry `ctpmaps.perfusion.METHODS`): RAPID's 30 % for
   the SVD family, 20 % calibrated on phantom patients for the box NLR and the U-Net trained
   on its maps (``docs/core_threshold.md``);
-- hypoperfusion: Tmax above ``hypoperfusion_tmax_s`` (6 s);
+- hypoperfusion: Tmax above ``hypoperfusion_tmax_s``, by default the method's
+  (`hypoperfusion_tmax_for`: each method reads Tmax its own way; the clinical 6 s for
+  every method until calibrated);
 - severe hypoperfusion: Tmax above ``severe_tmax_s`` (10 s), for the hypoperfusion
   intensity ratio.
 
@@ -55,6 +57,9 @@ __all__ = [
     "RULES",
     "DEFAULT_CORE_RCBF",
     "core_rcbf_for",
+    "hypoperfusion_tmax_for",
+    "DEFAULT_HYPOPERFUSION_TMAX_S",
+    "resolve_criteria",
     "LesionCriteria",
     "Lesions",
     "segment_lesions",
@@ -69,6 +74,8 @@ RULES = ("auto", "tmax", "cbv")
 
 #: For maps of unknown origin (a dict of arrays): RAPID's value.
 DEFAULT_CORE_RCBF = 0.30
+#: For maps of unknown origin: the clinical Tmax > 6 s (Albers et al. 2018).
+DEFAULT_HYPOPERFUSION_TMAX_S = 6.0
 
 
 def core_rcbf_for(method: str | None) -> float:
@@ -85,6 +92,17 @@ def core_rcbf_for(method: str | None) -> float:
     return entry.core_rcbf if entry is not None else DEFAULT_CORE_RCBF
 
 
+def hypoperfusion_tmax_for(method: str | None) -> float:
+    """The default hypoperfusion threshold (Tmax, s) for maps made by ``method``.
+
+    Each registered method reads Tmax its own way (`ctpmaps.perfusion.Method`), so each
+    carries its threshold; maps of unknown origin get the clinical 6 s
+    (`DEFAULT_HYPOPERFUSION_TMAX_S`).
+    """
+    entry = METHODS.get(str(method or "").lower())
+    return entry.hypoperfusion_tmax_s if entry is not None else DEFAULT_HYPOPERFUSION_TMAX_S
+
+
 @dataclass(frozen=True)
 class LesionCriteria:
     """Thresholds of the lesion rules (see the module docstring).
@@ -97,8 +115,9 @@ class LesionCriteria:
         ``"tmax"``: core where CBF < this fraction of the healthy contralateral reference
         (its median by default, see ``reference_statistic``); None takes the value for the
         maps' method (`core_rcbf_for`), recorded in `Lesions.criteria`.
-    hypoperfusion_tmax_s : float
-        ``"tmax"``: hypoperfusion where Tmax > this, s.
+    hypoperfusion_tmax_s : float or None
+        ``"tmax"``: hypoperfusion where Tmax > this, s; None takes the value for the maps'
+        method (`hypoperfusion_tmax_for`), recorded in `Lesions.criteria`.
     severe_tmax_s : float
         Severe hypoperfusion (numerator of the hypoperfusion intensity ratio), Tmax > this, s.
     healthy_tmax_s : float
@@ -136,7 +155,7 @@ class LesionCriteria:
 
     rule: str = "auto"
     core_rcbf: float | None = None
-    hypoperfusion_tmax_s: float = 6.0
+    hypoperfusion_tmax_s: float | None = None
     severe_tmax_s: float = 10.0
     healthy_tmax_s: float = 4.0
     core_reference: str = "hemisphere"
@@ -172,7 +191,7 @@ class LesionCriteria:
                 continue
             if not (np.isfinite(value) and value >= 0):
                 raise InputError(name, f"expected a finite number >= 0, got {value!r}")
-        if self.severe_tmax_s < self.hypoperfusion_tmax_s:
+        if self.hypoperfusion_tmax_s is not None and self.severe_tmax_s < self.hypoperfusion_tmax_s:
             raise InputError(
                 "severe_tmax_s",
                 f"expected >= hypoperfusion_tmax_s ({self.hypoperfusion_tmax_s}), "
@@ -225,6 +244,22 @@ class Lesions:
     def volumes_ml(self) -> dict[str, float]:
         """Volume of every mask, mL."""
         return {k: float(v.sum()) * self.voxel_ml for k, v in self.masks().items()}
+
+
+def resolve_criteria(criteria: LesionCriteria, method: str | None) -> LesionCriteria:
+    """``criteria`` with the thresholds left to the method (None) set for ``method``.
+
+    Raises
+    ------
+    InputError
+        The method's hypoperfusion threshold is above ``severe_tmax_s``.
+    """
+    crit = criteria
+    if crit.core_rcbf is None:
+        crit = replace(crit, core_rcbf=core_rcbf_for(method))
+    if crit.hypoperfusion_tmax_s is None:
+        crit = replace(crit, hypoperfusion_tmax_s=hypoperfusion_tmax_for(method))
+    return crit  # replace() re-runs the checks (severe_tmax_s >= hypoperfusion_tmax_s)
 
 
 def remove_small_clusters(mask: np.ndarray, voxel_ml: float, min_ml: float) -> np.ndarray:
@@ -334,9 +369,7 @@ def segment_lesions(
     InputError
         Shapes that differ, a missing map the rule needs, or ``"cbv"`` without midline.
     """
-    crit = criteria or LesionCriteria()
-    if crit.core_rcbf is None:
-        crit = replace(crit, core_rcbf=core_rcbf_for(getattr(maps, "method", None)))
+    crit = resolve_criteria(criteria or LesionCriteria(), getattr(maps, "method", None))
     m = _maps_dict(maps)
     brain = np.asarray(brain, bool)
     hemis = np.asarray(hemispheres)
