@@ -74,7 +74,7 @@ METHODS: dict[str, Method] = {
     for m in (
         Method(
             "nlr",
-            "box-shaped nonlinear regression (the seed's reference maps)",
+            "nonlinear regression of a box or gamma-shaped residue (the seed's box NLR)",
             BoxNLRModel,
             0.20,
             "Bennink et al., J Med Imaging 2016",
