@@ -103,6 +103,16 @@ def test_default_hypoperfusion_threshold_follows_the_method(monkeypatch):
         segment_lesions(pm, brain, hemis, 0.1, criteria=crit)
 
 
+def test_relative_cbf_is_the_rules_ratio():
+    from ctpmaps.lesion import relative_cbf
+
+    maps, brain, hemis = _toy()
+    rcbf, valid, record = relative_cbf(maps, brain, hemis)
+    assert valid.all() and record["reference_for_right"] == pytest.approx(50.0)
+    np.testing.assert_allclose(rcbf[3:6, 3:6], 0.2)
+    np.testing.assert_allclose(rcbf[10:], 1.0)
+
+
 def test_small_clusters_dropped():
     mask = np.zeros((20, 20, 3), bool)
     mask[2:6, 2:6, :] = True  # 48 voxels

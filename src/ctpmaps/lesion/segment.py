@@ -65,6 +65,7 @@ __all__ = [
     "segment_lesions",
     "remove_small_clusters",
     "mirror_reference",
+    "relative_cbf",
 ]
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def core_rcbf_for(method: str | None) -> float:
     A relative-CBF threshold is specific to the deconvolution (methods differ in how
     dispersion, delay and noise lower the CBF of hypoperfused tissue against healthy
     tissue; Fahmi et al., AJNR 2012), so each registered method carries its own
-    (`ctpmaps.perfusion.Method.core_rcbf`, calibrated by ``benchmarks/calibrate_core.py``
+    (`ctpmaps.perfusion.Method.core_rcbf`, calibrated by ``benchmarks/calibrate_thresholds.py``
     on a cohort disjoint from the evaluation cohort: ``docs/core_threshold.md``); maps of
     unknown origin get RAPID's 30 % (`DEFAULT_CORE_RCBF`).
     """
@@ -409,23 +410,65 @@ def _need(m: dict[str, np.ndarray], *names: str) -> None:
         raise InputError("maps", f"the rule needs {', '.join(missing)}; got {sorted(m)}")
 
 
-def _tmax_rule(m, brain, hemis, crit, midline, affine):
+def relative_cbf(
+    maps: Any,
+    brain: np.ndarray,
+    hemispheres: np.ndarray,
+    criteria: LesionCriteria | None = None,
+    *,
+    midline: Midline | None = None,
+    affine: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The ``"tmax"`` rule's relative CBF: each voxel's CBF over its healthy reference.
+
+    Parameters
+    ----------
+    maps : PerfusionMaps or dict
+        With ``cbf`` (mL/100 g/min) and ``tmax`` (s), (x, y, z).
+    brain, hemispheres : ndarray (x, y, z)
+        As `segment_lesions`.
+    criteria : LesionCriteria, optional
+        ``healthy_tmax_s``, ``core_reference`` and ``reference_statistic`` are used.
+    midline, affine : optional
+        Needed for ``core_reference="mirror"``.
+
+    Returns
+    -------
+    rcbf : ndarray (x, y, z) float32
+        CBF / reference (dimensionless); NaN where either is missing.
+    valid : ndarray (x, y, z) bool
+        Brain voxels with finite CBF and Tmax.
+    record : dict
+        The reference values, for `Lesions.reference`.
+    """
+    crit = criteria or LesionCriteria()
+    m = _maps_dict(maps)
     _need(m, "cbf", "tmax")
     cbf, tmax = m["cbf"], m["tmax"]
-    valid = brain & np.isfinite(cbf) & np.isfinite(tmax)
+    valid = np.asarray(brain, bool) & np.isfinite(cbf) & np.isfinite(tmax)
     healthy = valid & (tmax < crit.healthy_tmax_s)
     stat = np.median if crit.reference_statistic == "median" else np.mean
-    ref, record = _other_hemisphere_stat(cbf, healthy, hemis, stat)
+    ref, record = _other_hemisphere_stat(cbf, healthy, np.asarray(hemispheres), stat)
     record["reference"] = (
         f"{crit.reference_statistic} CBF of healthy tissue (Tmax < healthy_tmax_s), "
         "other hemisphere"
     )
     if crit.core_reference == "mirror":
+        if midline is None or affine is None:
+            raise InputError("midline", "mirrored references need the midline and the affine")
         ref = mirror_reference(cbf, healthy, midline, affine, fwhm_mm=crit.mirror_fwhm_mm)
         record["reference"] = "CBF of healthy tissue at the mirror position, smoothed"
     record["units"] = "mL/100 g/min"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rcbf = (cbf / ref).astype(np.float32)
+    return rcbf, valid, record
+
+
+def _tmax_rule(m, brain, hemis, crit, midline, affine):
+    rcbf, valid, record = relative_cbf(m, brain, hemis, crit, midline=midline, affine=affine)
+    tmax = m["tmax"]
     with np.errstate(invalid="ignore"):
-        core = valid & (cbf < crit.core_rcbf * ref)
+        core = valid & (rcbf < crit.core_rcbf)
         hypo = valid & (tmax > crit.hypoperfusion_tmax_s)
         severe = valid & (tmax > crit.severe_tmax_s)
     if crit.core_within_hypoperfusion:

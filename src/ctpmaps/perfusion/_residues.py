@@ -176,10 +176,10 @@ def evaluate_ramps(table: ShiftTable, y, theta, nonnegative: bool, ramps: Ramps)
     return newton_state(theta, f, sse, inv_gg, p, rr, gram, q)
 
 
-def select_shapes(model, y: np.ndarray, z: np.ndarray, out: dict, lo, hi, kw: dict) -> None:
+def select_shapes(model, y: np.ndarray, out: dict, lo, hi, kw: dict) -> None:
     """Replace the box fits ``out`` (per-voxel arrays, modified) by a ramp residue of one
     of ``model.shapes`` where it fits better by more than ``model.shape_penalty`` noise
-    variances (``z``: ``y`` in the grids' compressed subspace).
+    variances.
 
     A shape is refined (`_boxsolve.solve`) where it may win: where its coarse start grid's
     best SSE, less the grid's coarseness (`GRID_EXCESS` of the curve's energy), comes
@@ -195,12 +195,14 @@ def select_shapes(model, y: np.ndarray, z: np.ndarray, out: dict, lo, hi, kw: di
     n_t = y.shape[1]
     dof = max(n_t - 3, 1)
     flagged = np.flatnonzero(misfit(model, y, out))
-    y, z = y[flagged], z[flagged]
+    if flagged.size == 0:
+        return
+    y = y[flagged]
     n = flagged.size
     box = out["sse"][flagged]
     slack = GRID_EXCESS * np.einsum("ij,ij->i", y, y).astype(np.float64) - MARGIN * box / dof
     grids = [model._grid(y.dtype, k) for k in model.shapes]
-    starts, sse = zip(*(g.best(y, z) for g in grids), strict=True)
+    starts, sse = zip(*(g.best(y) for g in grids), strict=True)
     sse = np.stack(sse)
     best_grid = sse.min(axis=0)
     might = (sse - slack < box) & (sse - best_grid <= slack + 2 * MARGIN * box / dof)
@@ -239,8 +241,8 @@ def select_shapes(model, y: np.ndarray, z: np.ndarray, out: dict, lo, hi, kw: di
 def misfit(model, y: np.ndarray, out: dict) -> np.ndarray:
     """Curves whose box fit leaves more smooth structure than noise would, (n,) bool.
 
-    The residual's energy in the `SMOOTH` leading directions of the model curves (the
-    grids' shared subspace) against the rest's, per direction: an F-ratio above `F_RATIO`.
+    The residual's energy in the `SMOOTH` leading directions of the box's model curves
+    (`boxnlr.BoxNLRModel._subspace`) against the rest's, per direction: an F-ratio above `F_RATIO`.
     White noise spreads evenly (ratio about 1); a residue the box cannot follow leaves
     its misfit in those few smooth directions. Only such curves can gain from another
     shape by more than the penalty, so only they get the shapes' grids and fits (on

@@ -110,6 +110,7 @@ J Med Imaging 2016;3:026003.
 
 from __future__ import annotations
 
+import threading
 from functools import cached_property
 from typing import Any
 
@@ -403,7 +404,8 @@ class BoxNLRModel(PerfusionModel):
         n_s = int(np.ceil(np.log2(m_hi / self.mtt_bounds[0]) * density)) + 1
         self.shape_log_mtt_grid = np.linspace(np.log(self.mtt_bounds[0]), np.log(m_hi), n_s)
         self._tables: dict[np.dtype, ShiftTable] = {}
-        self._grids: dict[tuple, StartGrid] = {}
+        self._grids: dict[tuple, Any] = {}
+        self._lock = threading.RLock()
 
     # -- tables and grid, per working dtype
     def _table(self, dtype: Any) -> ShiftTable:
@@ -416,36 +418,40 @@ class BoxNLRModel(PerfusionModel):
         return self._tables[dtype]
 
     def _grid(self, dtype: Any, shape: float = np.inf) -> StartGrid:
-        """The start grid of the box (or of a staircase of gamma ``shape``)."""
+        """The start grid of the box (or of a gamma ``shape``), built on first use (the
+        shapes' only when some curve needs them; a lock keeps threads from building one
+        twice)."""
         key = (np.dtype(dtype), shape)
-        if key not in self._grids:
-            box = np.isinf(shape)
+        with self._lock:
+            if key not in self._grids:
+                box = np.isinf(shape)
 
-            def unit(mtt: np.ndarray, delay: np.ndarray) -> np.ndarray:
-                return box_curves(
-                    self.times, self.aif_knots, 1.0, mtt, delay, scale=1.0, shape=shape
+                def unit(mtt: np.ndarray, delay: np.ndarray) -> np.ndarray:
+                    return box_curves(
+                        self.times, self.aif_knots, 1.0, mtt, delay, scale=1.0, shape=shape
+                    )
+
+                self._grids[key] = StartGrid(
+                    unit,
+                    self.delay_grid if box else self.shape_delay_grid,
+                    self.log_mtt_grid if box else self.shape_log_mtt_grid,
+                    key[0],
+                    self.nonnegative,
                 )
-
-            self._grids[key] = StartGrid(
-                unit,
-                self.delay_grid if box else self.shape_delay_grid,
-                self.log_mtt_grid if box else self.shape_log_mtt_grid,
-                key[0],
-                self.nonnegative,
-            )
-        return self._grids[key]
+            return self._grids[key]
 
     def _subspace(self, dtype: Any) -> np.ndarray:
-        """The shared subspace of every start grid (`_boxgrid.subspace`), (t, r) in
-        ``dtype``; the grids compressed into it."""
+        """The box grid's leading subspace (`_boxgrid.subspace`), (t, r) in ``dtype``; the
+        box grid correlates in it, and its first directions test the box's residuals for
+        misfit (`_residues.misfit`)."""
         key = ("subspace", np.dtype(dtype))
-        if key not in self._grids:
-            grids = [self._grid(dtype, k) for k in (np.inf, *self.shapes)]
-            u = subspace(grids)
-            for g in grids:
-                g.compress(u)
-            self._grids[key] = u.astype(dtype)
-        return self._grids[key]
+        grid = self._grid(dtype)
+        with self._lock:
+            if key not in self._grids:
+                u = subspace([grid])
+                grid.compress(u)
+                self._grids[key] = u.astype(dtype)
+            return self._grids[key]
 
     def curves(
         self,
@@ -506,7 +512,7 @@ class BoxNLRModel(PerfusionModel):
             out["iterations"][near] += alt["iterations"]
         out["shape"] = np.full(y.shape[0], np.inf)
         if self.shapes:
-            select_shapes(self, y, z, out, lo, hi, kw)
+            select_shapes(self, y, out, lo, hi, kw)
         return out
 
     def __repr__(self) -> str:

@@ -32,8 +32,8 @@ Definitions of the maps for the three methods:
 
 - CBF: ``max(b) / scale`` over the whole residue (circular for bSVD/oSVD).
 - CBV: ``∫C / ∫C_a / (60 * scale)`` from the measured curves (trapezoid rule at the frame
-  times, plus each curve's exponential tail beyond the last frame: `base.area_ratio`),
-  independent of the deconvolution; MTT ``= 60 * CBV / CBF``.
+  times, plus each curve's exponential tail beyond the last frame where the AIF has
+  returned to baseline: `base.area_ratio`); MTT ``= 60 * CBV / CBF``.
 - Tmax: the first time ``b`` reaches `TMAX_LEVEL` (70 %) of its maximum, interpolated
   between grid points (`first_reach`); for bSVD/oSVD lags in the second half of the
   circular residue (index >= L / 2) are negative, ``(index - L) * dt`` (a tissue curve
