@@ -208,8 +208,14 @@ def main() -> None:
         f"{'fast NLR SSE <= simplex SSE (1 + relative tolerance)':<58} {'n':>5}  "
         + "  ".join(f"{t:>7g}" for t in TOLERANCES)
     )
-    free = BoxNLRModel(study["aif"], study["times"], nonnegative=False, delay_bounds=(-30, 30))
-    compare("same freedom as the simplex (CBF any sign, delay +-30 s)", curves, simplex, free)
+    free = BoxNLRModel(
+        study["aif"], study["times"], nonnegative=False, delay_bounds=(-30, 30),
+        mtt_bounds=(0.02, duration), shapes=(),
+    )  # fmt: skip
+    compare(
+        "same freedom as the simplex (box, CBF any sign, delay +-30 s, MTT >= 0.02 s)",
+        curves, simplex, free,
+    )  # fmt: skip
     compare("default model (CBF >= 0, delay 0-20 s), all voxels", curves, simplex, nlr)
     lo_m, hi_m = nlr.mtt_bounds
     lo_d, hi_d = nlr.delay_bounds

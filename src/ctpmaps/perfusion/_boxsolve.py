@@ -109,17 +109,28 @@ class ShiftTable:
         if self.AA is None:
             times, knots, nodes, scale = self._second
             self.AA = scale * aif_second_integral(times[None, :] - nodes[:, None], *knots)
+            self._a64 = self.a.astype(np.float64)
+            self._da64 = self.da.astype(np.float64) / self.h
         jf = (np.asarray(x, dtype=np.float64) - self.x0) / self.h
         j = np.clip(np.floor(jf).astype(np.intp), 0, self.n - 2)
         delta = ((jf - j) * self.h)[:, None]
-        a_j = np.take(self.a, j, axis=0).astype(np.float64)
-        da = np.take(self.da, j, axis=0).astype(np.float64)
+        a_j = np.take(self._a64, j, axis=0)
+        slope = np.take(self._da64, j, axis=0)  # d(s a)/dx between nodes
         big = np.take(self.A, j, axis=0)
         second = np.take(self.AA, j, axis=0)
-        second += delta * (-big + delta * (a_j / 2 + delta * da / (6 * self.h)))
-        big -= delta * (a_j + 0.5 * delta * da / self.h)
-        value = (a_j + delta * da / self.h).astype(self.dtype)
-        return second, big, value
+        # Ā̄ - δ Ā + δ² a / 2 + δ³ a' / 6 and Ā - δ a - δ² a' / 2, a' the node slope.
+        tmp = slope * (delta / 6.0)
+        tmp += 0.5 * a_j
+        tmp *= delta
+        tmp -= big
+        tmp *= delta
+        second += tmp
+        np.multiply(slope, 0.5 * delta, out=tmp)
+        tmp += a_j
+        tmp *= delta
+        big -= tmp
+        a_j += slope * delta
+        return second, big, a_j.astype(self.dtype, copy=False)
 
     def box(self, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, ...]:
         """``g = s (Ā(t - x1) - Ā(t - x2))`` and ``s a``, ``da`` at both edges."""

@@ -58,14 +58,15 @@ voxel's box fit is followed, where the box leaves more smooth structure in its r
 than noise would, by fits of gamma-shaped residues (`_residues`: each a mixture of eight
 uniform spreads of transit times, whose curve is a few shifted second integrals of the
 AIF), and a shape is kept where it lowers the SSE by more than `SHAPE_PENALTY` = 4 noise
-variances (`BoxNLRFit.params["shape"]`: ``inf`` for the box). Measured (``tests/forward``,
-box-like healthy grey matter as reference, ischaemic tissue of rCBF 0.35 delayed 3 s, 400
-voxels): noise-free, every shape's rCBF and healthy CBF within 3 % (box alone: exponential
-0.20, gamma-2 0.24; healthy exponential 0.59); at 1.2 HU of noise (filtered frames)
-median rCBF 0.34 (box), 0.30 (exponential), 0.33 (gamma 2), healthy CBF 0.95-1.04 (box
-alone: 0.19, 0.24; 0.59-0.72); at 3 HU the shape of penumbral tissue (contrast-to-noise
-about 2) cannot be told and most of it keeps the box (exponential 0.20, gamma 2 0.24;
-healthy grey matter 0.82-1.11). Without the penalty, noise picks short-tailed shapes of
+variances (`BoxNLRFit.params["shape"]`: ``inf`` for the box). Measured
+(``benchmarks/accuracy_forward.py``, ``docs/accuracy_forward.md``: box-like healthy grey
+matter as the reference, ischaemic tissue delayed 3 s, 400 voxels per region): noise-free,
+every shape's rCBF (0.15, 0.35, 0.6) and healthy CBF within 3 % (box alone: exponential
+0.08, 0.20, 0.33; healthy exponential 0.59); at 1.2 HU of noise (filtered frames) rCBF
+0.35 reads 0.31-0.34 for every shape (box alone 0.19-0.26), healthy CBF 1.00-1.04 (box
+alone 0.60-0.79); at 3 HU the shape of penumbral tissue (contrast-to-noise about 2)
+cannot be told and most of it keeps the box (0.35 reads 0.19-0.26; healthy grey matter
+0.71-0.83 of its CBF). Without the penalty, noise picks short-tailed shapes of
 high CBF (healthy grey matter 1.7 times its CBF at 3 HU). Gamma shapes between those
 tried read within 8 % (shape 1.5-10), 15 % (1.25, 20). A shape is kept only for residues
 at least `_residues.MIN_FRAMES` frame intervals long (see there: OSIPI's reference).
