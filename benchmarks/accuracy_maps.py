@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ctpmaps.io.atomic import atomic_path
 from ctpmaps.io.study import Study
+from ctpmaps.perfusion import MODEL_METHODS, compute_maps
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
-from ctpmaps.pipeline import METHODS, compute_maps
 from ctpmaps.preprocess.bilateral import (
     SEED_SIGMAS,
     SIGMA_RANGE_HU,
@@ -35,6 +36,38 @@ from ctpmaps.preprocess.bilateral import (
 
 SHAPES = ("box", "exponential", "gamma")
 MAPS = ("cbf", "cbv", "mtt", "tmax")
+
+#: How each map is defined, per method (the same words as the modules' docstrings).
+DEFINITIONS = """## Definitions
+
+- **Tmax** (s) is read on the clinical scale, where healthy tissue sits near 0-2 s (the
+  Tmax > 6 s rule assumes it). The truth is the first time the voxel's effective impulse
+  response (transport kernel ⊛ residue, relative to the true AIF) reaches its maximum: an
+  undispersed residue's Tmax is its delay.
+  - *nlr*: the first maximum of the fitted impulse response; every residue the NLR fits (a
+    box, or gamma transit times of shape 8, 4, 3, 2, 1) is highest at its onset, so Tmax
+    is the fitted onset (delay). Dispersion shows only as a later onset: the NLR reads less
+    of it than the truth's first maximum does, which the method's own hypoperfusion
+    threshold accounts for (`benchmarks/calibrate_thresholds.py`).
+  - *ssvd, bsvd, osvd*: the first time the deconvolved residue reaches 70 % of its maximum
+    (`ctpmaps.perfusion.svd.first_reach`); not its arg-max, which falls anywhere on a
+    truncated box's rippled plateau (healthy tissue read 0.5-3.5 s that way).
+- **delay** (s): the tracer's arrival after the AIF: the NLR's fitted onset; for the SVD
+  family the first time the residue reaches half its maximum.
+- **CBF** (mL/100 g/min): the residue's height: the NLR's fitted residue at its onset; the
+  SVD family's maximum of the deconvolved residue.
+- **CBV** (mL/100 g): NLR CBF x MTT / 60; SVD family the area ratio of tissue and AIF with
+  both curves' exponential tails beyond the last frame (`ctpmaps.perfusion.base.area_ratio`).
+- **MTT** (s): 60 x CBV / CBF.
+- Box NLR bounds: MTT 2 s to the acquisition's duration (a physiological lower bound:
+  shorter boxes are noise fitted by a scaled AIF), delay 0-20 s; fits ending on a bound are
+  flagged (`fit_at_bound.nii.gz`, their share in `run.json`).
+- Baseline: the frames before the earliest bolus arrival of the study (the AIF's), for
+  the AIF and the tissue alike (`--baseline-frames` sets it by hand).
+
+The same definitions are checked on an independent forward model in
+`docs/accuracy_forward.md`.
+"""
 
 
 def classes(ph) -> dict[str, np.ndarray]:
@@ -94,7 +127,7 @@ def main() -> int:
             sigma = ph.truth.params["noise_sigma_hu"]
             filt = filtered(ph.study)
             cls = classes(ph)
-            for method in METHODS:
+            for method in MODEL_METHODS:
                 r = compute_maps(filt, method=method, input_study=ph.study)
                 for cname, cmask in cls.items():
                     sel = cmask & r.brain
@@ -152,6 +185,7 @@ def main() -> int:
         "Cells: median (interquartile range) of the relative error in % for CBF, CBV and MTT; "
         "of the difference in s for Tmax.",
         "",
+        DEFINITIONS,
         "## Noise-free, box residue, true AIF (NLR)",
         "",
         "| map | median absolute relative error |",
@@ -186,8 +220,8 @@ def main() -> int:
         )
         lines.append(f"| {shape} | {u:.1f} | {f:.1f} | {sd:.1f} |")
     lines.append("")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
+    with atomic_path(args.out) as tmp:
+        tmp.write_text("\n".join(lines))
     print("\n".join(lines))
     return 0
 

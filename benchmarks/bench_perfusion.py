@@ -12,13 +12,16 @@ of voxels where the fast NLR's SSE is no worse than the simplex's.
     .venv/bin/python benchmarks/bench_perfusion.py               # full study
     .venv/bin/python benchmarks/bench_perfusion.py --size 128    # quick look
 
-Timings on a shared machine are noisy: compare the ratios printed side by side.
+``nlr-old`` is the NLR as it was before issue 12 (box alone, lower MTT bound 0.02 s),
+timed in the same run for the ratio new / old. Timings on a shared machine are noisy:
+compare the ratios printed side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import os
 import platform
 import resource
@@ -34,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from simplex_baseline import fit_simplex  # noqa: E402
 
 from ctpmaps.perfusion import BoxNLRModel, BSVDModel, OSVDModel, SSVDModel  # noqa: E402
-from ctpmaps.perfusion.boxnlr import box_sse  # noqa: E402
+from ctpmaps.perfusion.boxnlr import box_curves  # noqa: E402
 from ctpmaps.physics import residue, tissue_scale  # noqa: E402
 
 #: Tissue classes: CBF (mL/100 g/min), CBV (mL/100 g), delay range (s), share of voxels.
@@ -71,7 +74,7 @@ def curve_library(times: np.ndarray, mtts: np.ndarray, delays: np.ndarray) -> np
     return lib
 
 
-def simulate_study(size: int, seed: int = 0) -> dict[str, np.ndarray]:
+def simulate_study(size: int, seed: int = 0, noise: float = NOISE_HU) -> dict[str, np.ndarray]:
     """A (size, size, 8, 89) study of ΔHU, its brain mask, AIF and per-voxel truth."""
     rng = np.random.default_rng(seed)
     times = np.arange(FRAMES) * DT
@@ -98,10 +101,10 @@ def simulate_study(size: int, seed: int = 0) -> dict[str, np.ndarray]:
     for s in range(0, n, step):
         sl = slice(s, s + step)
         curves[sl] = lib[im[sl], idl[sl]] * cbf[sl, None].astype(np.float32)
-        curves[sl] += rng.normal(0, NOISE_HU, (curves[sl].shape)).astype(np.float32)
+        curves[sl] += rng.normal(0, noise, (curves[sl].shape)).astype(np.float32)
     conc = np.zeros((size, size, 8, FRAMES), dtype=np.float32)
     conc[mask] = curves
-    aif = aif_curve(times) + rng.normal(0, NOISE_HU / 10, FRAMES)
+    aif = aif_curve(times) + rng.normal(0, noise / 10, FRAMES)
     return {"conc": conc, "mask": mask, "aif": aif, "times": times, "cbf": cbf}
 
 
@@ -120,9 +123,12 @@ def run_model(model, conc: np.ndarray, mask: np.ndarray) -> tuple[float, float, 
 def compare(label: str, curves: np.ndarray, simplex: dict, model: BoxNLRModel, inside=None):
     """Print how often the fast fit's SSE is no worse than the simplex's."""
     p = model.fit(curves.astype(np.float32)).params
-    sse = box_sse(
-        curves, model.times, model.aif_knots, p["cbf"], p["mtt"], p["delay"], scale=model.scale
-    )
+    sse = np.empty(len(curves))
+    for k in np.unique(p["shape"]):  # the box, or the gamma shape a voxel kept
+        sel = p["shape"] == k
+        fitted = box_curves(model.times, model.aif_knots, p["cbf"][sel], p["mtt"][sel],
+                            p["delay"][sel], scale=model.scale, shape=float(k))  # fmt: skip
+        sse[sel] = ((curves[sel] - fitted) ** 2).sum(axis=1)
     rel = (sse - simplex["sse"]) / simplex["sse"]
     sel = np.ones(rel.size, bool) if inside is None else inside
     cells = []
@@ -138,7 +144,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512, help="in-plane size (512)")
     parser.add_argument("--sample", type=int, default=200, help="simplex sample voxels (200)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--methods", default="ssvd,bsvd,osvd,nlr")
+    parser.add_argument(
+        "--noise", type=float, default=NOISE_HU, help=f"HU per frame ({NOISE_HU:g})"
+    )
+    parser.add_argument("--methods", default="ssvd,bsvd,osvd,nlr,nlr-old")
     args = parser.parse_args()
 
     print(f"# bench_perfusion  {datetime.datetime.now().isoformat(timespec='seconds')}")
@@ -149,10 +158,10 @@ def main() -> None:
         f"load average {load}; python {platform.python_version()}, numpy {np.__version__}"
     )
     start = time.perf_counter()
-    study = simulate_study(args.size, args.seed)
+    study = simulate_study(args.size, args.seed, args.noise)
     n_vox = int(study["mask"].sum())
     print(
-        f"study: {study['conc'].shape} float32, {n_vox} brain voxels, noise {NOISE_HU} HU "
+        f"study: {study['conc'].shape} float32, {n_vox} brain voxels, noise {args.noise} HU "
         f"(simulated in {time.perf_counter() - start:.1f} s)"
     )
     classes = {
@@ -161,6 +170,8 @@ def main() -> None:
         "osvd": OSVDModel,
         "nlr": BoxNLRModel,
     }
+    duration = float(study["times"][-1])
+    classes["nlr-old"] = functools.partial(BoxNLRModel, mtt_bounds=(0.02, duration), shapes=())
     models = {m: classes[m](study["aif"], study["times"]) for m in args.methods.split(",")}
     times = {}
     print(
@@ -177,6 +188,8 @@ def main() -> None:
         del fit
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"process peak RSS (study included): {rss:.0f} MB")
+    if "nlr" in times and "nlr-old" in times:
+        print(f"NLR new / old wall time in this run: {times['nlr'] / times['nlr-old']:.2f}")
     if "nlr" not in models or args.sample <= 0:
         return
 
@@ -195,8 +208,14 @@ def main() -> None:
         f"{'fast NLR SSE <= simplex SSE (1 + relative tolerance)':<58} {'n':>5}  "
         + "  ".join(f"{t:>7g}" for t in TOLERANCES)
     )
-    free = BoxNLRModel(study["aif"], study["times"], nonnegative=False, delay_bounds=(-30, 30))
-    compare("same freedom as the simplex (CBF any sign, delay +-30 s)", curves, simplex, free)
+    free = BoxNLRModel(
+        study["aif"], study["times"], nonnegative=False, delay_bounds=(-30, 30),
+        mtt_bounds=(0.02, duration), shapes=(),
+    )  # fmt: skip
+    compare(
+        "same freedom as the simplex (box, CBF any sign, delay +-30 s, MTT >= 0.02 s)",
+        curves, simplex, free,
+    )  # fmt: skip
     compare("default model (CBF >= 0, delay 0-20 s), all voxels", curves, simplex, nlr)
     lo_m, hi_m = nlr.mtt_bounds
     lo_d, hi_d = nlr.delay_bounds

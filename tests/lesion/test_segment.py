@@ -76,6 +76,43 @@ def test_default_core_threshold_follows_the_method(method):
     assert segment_lesions(pm, brain, hemis, 0.1, criteria=explicit).core.sum() == 18
 
 
+def test_default_hypoperfusion_threshold_follows_the_method(monkeypatch):
+    """Each method reads Tmax its own way: the registry's threshold applies to its maps,
+    an explicit one overrides it, maps of unknown origin take the clinical 6 s."""
+    from dataclasses import replace
+
+    from ctpmaps.perfusion import METHODS, PerfusionMaps
+
+    maps, brain, hemis = _toy()
+    maps["tmax"][2:8, 2:8, :] = 5.0  # delayed, below 6 s
+    zeros = np.zeros_like(maps["cbf"])
+    pm = PerfusionMaps(cbf=maps["cbf"], cbv=zeros, mtt=zeros, ttp=zeros, tmax=maps["tmax"],
+                       delay=zeros, method="bsvd")  # fmt: skip
+    crit = LesionCriteria(min_cluster_ml=0)
+    les = segment_lesions(pm, brain, hemis, 0.1, criteria=crit)
+    assert les.criteria.hypoperfusion_tmax_s == METHODS["bsvd"].hypoperfusion_tmax_s == 6.0
+    assert les.hypoperfusion.sum() == 0
+    monkeypatch.setitem(METHODS, "bsvd", replace(METHODS["bsvd"], hypoperfusion_tmax_s=4.5))
+    les = segment_lesions(pm, brain, hemis, 0.1, criteria=crit)
+    assert les.criteria.hypoperfusion_tmax_s == 4.5 and les.hypoperfusion.sum() == 72
+    explicit = LesionCriteria(min_cluster_ml=0, hypoperfusion_tmax_s=6.0)
+    assert segment_lesions(pm, brain, hemis, 0.1, criteria=explicit).hypoperfusion.sum() == 0
+    assert segment_lesions(maps, brain, hemis, 0.1, criteria=crit).hypoperfusion.sum() == 0
+    monkeypatch.setitem(METHODS, "bsvd", replace(METHODS["bsvd"], hypoperfusion_tmax_s=12.0))
+    with pytest.raises(InputError, match="severe_tmax_s"):
+        segment_lesions(pm, brain, hemis, 0.1, criteria=crit)
+
+
+def test_relative_cbf_is_the_rules_ratio():
+    from ctpmaps.lesion import relative_cbf
+
+    maps, brain, hemis = _toy()
+    rcbf, valid, record = relative_cbf(maps, brain, hemis)
+    assert valid.all() and record["reference_for_right"] == pytest.approx(50.0)
+    np.testing.assert_allclose(rcbf[3:6, 3:6], 0.2)
+    np.testing.assert_allclose(rcbf[10:], 1.0)
+
+
 def test_small_clusters_dropped():
     mask = np.zeros((20, 20, 3), bool)
     mask[2:6, 2:6, :] = True  # 48 voxels
@@ -111,7 +148,9 @@ def test_nan_outside_brain_and_bad_input():
     with pytest.raises(InputError, match="core_rcbf"):
         LesionCriteria(core_rcbf=-1)
     with pytest.raises(InputError, match="severe_tmax_s"):
-        LesionCriteria(severe_tmax_s=4.0)
+        LesionCriteria(severe_tmax_s=4.0, hypoperfusion_tmax_s=6.0)
+    with pytest.raises(InputError, match="severe_tmax_s"):  # against the method's 6 s
+        segment_lesions(maps, brain, hemis, 0.1, criteria=LesionCriteria(severe_tmax_s=4.0))
 
 
 def _truth_inputs(ph):

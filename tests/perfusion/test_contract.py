@@ -12,15 +12,16 @@ from ctpmaps.perfusion import MAP_NAMES, UNITS, PerfusionMaps
 METHODS = list(MODELS)
 
 #: Known relative error bounds, noise-free, 0.5 s frames, no delay (CBF, CBV) per residue
-#: shape. SVD CBV is the area ratio (exact but for the tail an exponential residue of
-#: MTT 10 s leaves beyond the 44 s window); SVD CBF is biased by the truncation (low for
-#: residues with a sharp start, high from ringing); a box fitted to a non-box residue
-#: underestimates CBF (its plateau fits the residue's mean height, not its start).
+#: shape. SVD CBV is the area ratio (with the curves' tails beyond the 44 s window
+#: extrapolated); SVD CBF is biased by the truncation (low for
+#: residues with a sharp start, high from ringing). The NLR fits the shape (box, gamma
+#: transit times with shape 8, 4, 3, 2 or 1): exact for the box and gamma, within 4 % for
+#: the exponential (its ramp approximation); a box alone read their CBF 25-45 % low.
 EXPECTED = {
-    "ssvd": {"box": (0.20, 0.02), "gamma": (0.25, 0.02), "exponential": (0.35, 0.05)},
-    "bsvd": {"box": (0.25, 0.02), "gamma": (0.35, 0.02), "exponential": (0.50, 0.05)},
-    "osvd": {"box": (0.15, 0.02), "gamma": (0.15, 0.02), "exponential": (0.20, 0.05)},
-    "nlr": {"box": (0.02, 0.02), "gamma": (0.25, 0.15), "exponential": (0.45, 0.25)},
+    "ssvd": {"box": (0.20, 0.02), "gamma": (0.25, 0.02), "exponential": (0.35, 0.02)},
+    "bsvd": {"box": (0.25, 0.02), "gamma": (0.35, 0.02), "exponential": (0.50, 0.02)},
+    "osvd": {"box": (0.15, 0.02), "gamma": (0.15, 0.02), "exponential": (0.20, 0.02)},
+    "nlr": {"box": (0.02, 0.02), "gamma": (0.02, 0.02), "exponential": (0.05, 0.02)},
 }
 #: Grey matter, white matter, penumbra-like and core-like tissue.
 TRUTH = {"cbf": [60.0, 25.0, 20.0, 10.0], "mtt": [4.0, 4.8, 10.0, 8.0]}
@@ -50,7 +51,14 @@ def test_recovers_truth_with_noise(method: str) -> None:
     """Median over 300 noisy grey-matter voxels (5 HU): near the noise-free answer."""
     clean = fit(method, simulate([60.0], [4.0], shape="gamma"))
     noisy = fit(method, simulate(np.full(300, 60.0), 4.0, shape="gamma", noise=5.0, seed=1))
-    assert np.median(noisy.cbv) == pytest.approx(clean.cbv[0], rel=0.05)
+    if method == "nlr":
+        # Noise-free, the NLR finds the gamma shape (CBV exact); at 5 HU (contrast-to-noise
+        # about 4) the shape does not show and most voxels keep the box, whose CBV of a
+        # gamma residue is 6 % low.
+        assert np.median(noisy.cbv) == pytest.approx(4.0, rel=0.08)
+        assert clean.cbv[0] == pytest.approx(4.0, rel=0.01)
+    else:
+        assert np.median(noisy.cbv) == pytest.approx(clean.cbv[0], rel=0.05)
     assert np.median(noisy.cbf) == pytest.approx(clean.cbf[0], rel=0.25)
     assert np.median(noisy.cbf) == pytest.approx(60.0, rel=0.4)
 

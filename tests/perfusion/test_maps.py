@@ -45,6 +45,15 @@ def test_every_method_gives_plausible_and_different_maps(ph, results):
             assert not np.allclose(results[a].maps.cbf, results[b].maps.cbf, equal_nan=True)
 
 
+def test_baseline_ends_at_the_aifs_arrival(ph, results):
+    """The automatic baseline window ends at the AIF's own arrival, not the brain's."""
+    arrival = ph.truth.params["input_function"]["arrival_s"]
+    for r in results.values():
+        end = ph.study.times[r.baseline_frames - 1]
+        assert arrival - 2.0 <= end <= arrival, (end, arrival)
+        assert r.parameters["baseline_source"] == "aif arrival"
+
+
 def test_lesion_visible_in_maps(ph, results):
     r, masks = results["bsvd"], ph.truth.masks
     core, healthy = masks["core"] & r.brain, r.brain & ~masks["hypoperfusion"] & ~masks["oligaemia"]
@@ -99,6 +108,15 @@ def test_outputs_and_cli(ph, results, tmp_path):
     res = runner.invoke(app, ["maps", str(study), str(tmp_path / "cli"), "--method", "bsvd"])
     assert res.exit_code == 0, res.output
     assert "CBF" in res.stdout and (tmp_path / "cli" / "tmax.nii.gz").exists()
+    by_hand = [str(study), str(tmp_path / "hand"), "--no-filter", "--baseline-frames", "5"]
+    res = runner.invoke(app, ["maps", *by_hand, "--method", "ssvd"])
+    assert res.exit_code == 0, res.output
+    maps = json.loads((tmp_path / "hand" / "run.json").read_text())["parameters"]["maps"]
+    assert maps["baseline_frames"] == 5 and maps["baseline_source"] == "manual"
+    too_many = runner.invoke(app, ["maps", study.as_posix(), str(tmp_path / "y"),
+                                   "--baseline-frames", "90"])  # fmt: skip
+    assert too_many.exit_code == 2 and "baseline_frames" in too_many.output
+    assert not (tmp_path / "y").exists()
     again = runner.invoke(app, ["maps", str(study), str(tmp_path / "cli")])
     assert again.exit_code == 2 and "already exists" in " ".join(again.output.split())
     missing = runner.invoke(app, ["maps", str(tmp_path / "none.nii.gz"), str(tmp_path / "x")])

@@ -34,10 +34,14 @@ def test_oscillation_index_and_residue_helpers() -> None:
     rough = smooth + 0.2 * (-1.0) ** np.arange(40)
     assert oscillation_index(smooth)[0] < 0.01 < oscillation_index(rough)[0]
     assert np.isinf(oscillation_index(-smooth)[0])
-    r = np.zeros((2, 8))
+    r = np.zeros((3, 8))
     r[0, 2], r[1, 6] = 1.0, 1.0
-    np.testing.assert_allclose(tmax_from_residue(r, 0.5), [1.0, 3.0])
-    np.testing.assert_allclose(tmax_from_residue(r, 0.5, circular=True), [1.0, -1.0])
+    # A rippled plateau: Tmax is where it first reaches 70 % of its maximum, not the arg-max.
+    r[2, :6] = [0.0, 0.5, 1.0, 0.6, 1.05, 1.0]
+    # Impulses reach 70 % 0.3 samples before their sample (linear from the one before).
+    np.testing.assert_allclose(tmax_from_residue(r, 0.5), [0.85, 2.85, 0.735])
+    # Circular: the second half are negative lags (index 6 of 8 is lag -2).
+    np.testing.assert_allclose(tmax_from_residue(r[:2], 0.5, circular=True), [0.85, -1.15])
     assert cbf_from_residue(r, 0.01)[0] == pytest.approx(100.0)
 
 

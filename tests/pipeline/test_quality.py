@@ -34,6 +34,9 @@ def test_fits_noise_network_and_reading_problems():
                "mtt_below_frame_interval_fraction": 0.08}  # fmt: skip
     found = assess({"quality": quality}, filtered=False, problems=["skipped notes.txt"])
     assert _codes(found, "withhold") == ["fit_at_bound"]
+    quality |= {"fit_at_bound_mtt_min_fraction": 0.28, "fit_at_bound_delay_max_fraction": 0.02}
+    bound = assess({"quality": quality}, filtered=False, problems=[])[0]["message"]
+    assert "(the shortest MTT 28 %, the latest arrival 2 %)" in bound
     assert _codes(found, "warn") == ["mtt_below_frame_interval", "noisy_frames"]
     assert _codes(found, "note") == ["reading"]
     assert "noisy_frames" in _codes(assess({"quality": quality}, filtered=True, problems=[]))

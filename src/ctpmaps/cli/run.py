@@ -33,6 +33,19 @@ STAGE_LABELS = {
 }
 
 
+#: ``--baseline-frames`` of ``run`` and ``maps``.
+BaselineFrames = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        metavar="N",
+        help="Pre-bolus frames averaged as every voxel's baseline (default: the frames "
+        "before the AIF's arrival, found per study).",
+        show_default=False,
+    ),
+]
+
+
 class Rule(str, Enum):
     auto = "auto"
     tmax = "tmax"
@@ -67,8 +80,15 @@ def run_command(
         ),
     ] = None,
     tmax_threshold: Annotated[
-        float, typer.Option(metavar="S", help="Hypoperfusion: Tmax above this, in s.")
-    ] = 6.0,
+        float | None,
+        typer.Option(
+            metavar="S",
+            help="Hypoperfusion: Tmax above this, in s (default per method: "
+            + ", ".join(f"{m.name} {m.hypoperfusion_tmax_s:g}" for m in METHODS.values())
+            + ").",
+            show_default=False,
+        ),
+    ] = None,
     severe_tmax: Annotated[
         float,
         typer.Option(
@@ -96,6 +116,7 @@ def run_command(
     aif_mask: o.AifMask = None,
     aif_csv: o.AifCsv = None,
     vof_mask: o.VofMask = None,
+    baseline_frames: BaselineFrames = None,
     weights: o.Weights = None,
     series_uid: o.SeriesUID = None,
     overwrite: o.Overwrite = False,
@@ -133,6 +154,7 @@ def run_command(
             aif_mask=aif_mask,
             aif_csv=aif_csv,
             vof_mask=vof_mask,
+            baseline_frames=baseline_frames,
             weights=weights,
             progress=show,
         )
@@ -165,6 +187,7 @@ def maps_command(
     aif_mask: o.AifMask = None,
     aif_csv: o.AifCsv = None,
     vof_mask: o.VofMask = None,
+    baseline_frames: BaselineFrames = None,
     hematocrit_factor: o.HematocritFactor = 0.55 / 0.75,
     density: o.Density = 1.05,
     weights: o.Weights = None,
@@ -193,6 +216,7 @@ def maps_command(
             aif_mask=aif_mask,
             aif_csv=aif_csv,
             vof_mask=vof_mask,
+            baseline_frames=baseline_frames,
             hematocrit_factor=hematocrit_factor,
             density=density,
             weights=weights,

@@ -14,12 +14,16 @@ from .decision import DEFUSE3, TargetMismatch, decision_numbers
 from .midline import HEMISPHERES, Midline, fit_midline, hemisphere_labels
 from .segment import (
     DEFAULT_CORE_RCBF,
+    DEFAULT_HYPOPERFUSION_TMAX_S,
     RULES,
     LesionCriteria,
     Lesions,
     core_rcbf_for,
+    hypoperfusion_tmax_for,
     mirror_reference,
+    relative_cbf,
     remove_small_clusters,
+    resolve_criteria,
     segment_lesions,
 )
 
@@ -31,11 +35,15 @@ __all__ = [
     "RULES",
     "DEFAULT_CORE_RCBF",
     "core_rcbf_for",
+    "DEFAULT_HYPOPERFUSION_TMAX_S",
+    "hypoperfusion_tmax_for",
+    "resolve_criteria",
     "LesionCriteria",
     "Lesions",
     "segment_lesions",
     "remove_small_clusters",
     "mirror_reference",
+    "relative_cbf",
     "TargetMismatch",
     "DEFUSE3",
     "decision_numbers",

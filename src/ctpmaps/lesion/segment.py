@@ -11,7 +11,9 @@ Albers et al. 2018):
   (`core_rcbf_for`, from the method registry `ctpmaps.perfusion.METHODS`): RAPID's 30 % for
   the SVD family, 20 % calibrated on phantom patients for the box NLR and the U-Net trained
   on its maps (``docs/core_threshold.md``);
-- hypoperfusion: Tmax above ``hypoperfusion_tmax_s`` (6 s);
+- hypoperfusion: Tmax above ``hypoperfusion_tmax_s``, by default the method's
+  (`hypoperfusion_tmax_for`: each method reads Tmax its own way; the clinical 6 s for
+  every method until calibrated);
 - severe hypoperfusion: Tmax above ``severe_tmax_s`` (10 s), for the hypoperfusion
   intensity ratio.
 
@@ -55,11 +57,15 @@ __all__ = [
     "RULES",
     "DEFAULT_CORE_RCBF",
     "core_rcbf_for",
+    "hypoperfusion_tmax_for",
+    "DEFAULT_HYPOPERFUSION_TMAX_S",
+    "resolve_criteria",
     "LesionCriteria",
     "Lesions",
     "segment_lesions",
     "remove_small_clusters",
     "mirror_reference",
+    "relative_cbf",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,6 +75,8 @@ RULES = ("auto", "tmax", "cbv")
 
 #: For maps of unknown origin (a dict of arrays): RAPID's value.
 DEFAULT_CORE_RCBF = 0.30
+#: For maps of unknown origin: the clinical Tmax > 6 s (Albers et al. 2018).
+DEFAULT_HYPOPERFUSION_TMAX_S = 6.0
 
 
 def core_rcbf_for(method: str | None) -> float:
@@ -77,12 +85,23 @@ def core_rcbf_for(method: str | None) -> float:
     A relative-CBF threshold is specific to the deconvolution (methods differ in how
     dispersion, delay and noise lower the CBF of hypoperfused tissue against healthy
     tissue; Fahmi et al., AJNR 2012), so each registered method carries its own
-    (`ctpmaps.perfusion.Method.core_rcbf`, calibrated by ``benchmarks/calibrate_core.py``
+    (`ctpmaps.perfusion.Method.core_rcbf`, calibrated by ``benchmarks/calibrate_thresholds.py``
     on a cohort disjoint from the evaluation cohort: ``docs/core_threshold.md``); maps of
     unknown origin get RAPID's 30 % (`DEFAULT_CORE_RCBF`).
     """
     entry = METHODS.get(str(method or "").lower())
     return entry.core_rcbf if entry is not None else DEFAULT_CORE_RCBF
+
+
+def hypoperfusion_tmax_for(method: str | None) -> float:
+    """The default hypoperfusion threshold (Tmax, s) for maps made by ``method``.
+
+    Each registered method reads Tmax its own way (`ctpmaps.perfusion.Method`), so each
+    carries its threshold; maps of unknown origin get the clinical 6 s
+    (`DEFAULT_HYPOPERFUSION_TMAX_S`).
+    """
+    entry = METHODS.get(str(method or "").lower())
+    return entry.hypoperfusion_tmax_s if entry is not None else DEFAULT_HYPOPERFUSION_TMAX_S
 
 
 @dataclass(frozen=True)
@@ -97,8 +116,9 @@ class LesionCriteria:
         ``"tmax"``: core where CBF < this fraction of the healthy contralateral reference
         (its median by default, see ``reference_statistic``); None takes the value for the
         maps' method (`core_rcbf_for`), recorded in `Lesions.criteria`.
-    hypoperfusion_tmax_s : float
-        ``"tmax"``: hypoperfusion where Tmax > this, s.
+    hypoperfusion_tmax_s : float or None
+        ``"tmax"``: hypoperfusion where Tmax > this, s; None takes the value for the maps'
+        method (`hypoperfusion_tmax_for`), recorded in `Lesions.criteria`.
     severe_tmax_s : float
         Severe hypoperfusion (numerator of the hypoperfusion intensity ratio), Tmax > this, s.
     healthy_tmax_s : float
@@ -108,10 +128,11 @@ class LesionCriteria:
         against the mirrored contralateral tissue.
     reference_statistic : {"median", "mean"}
         ``"tmax"``/``"hemisphere"``: how the other hemisphere's healthy CBF is summarised.
-        RAPID takes the mean; the median is the default because a fit can leave a few voxels
-        of implausible CBF (the box NLR fits 2 % of healthy voxels at 512 x 512 with boxes
-        under 1 s, CBF in the thousands) which move the mean several-fold and the median
-        not at all; on tissue without such outliers the two agree within a few percent.
+        RAPID takes the mean; the median is the default because noise skews voxel-wise
+        CBF upwards (a short box fits noise: before the box NLR's 2 s lower MTT bound, 2 %
+        of healthy voxels at 512 x 512 had boxes under 1 s and CBF in the thousands), which
+        moves the mean and barely the median; on tissue without such outliers the two agree
+        within a few percent.
     core_within_hypoperfusion : bool
         Count core only inside the hypoperfusion (low flow without delay is not ischaemia:
         partial volume with CSF at the brain's edges, white matter).
@@ -135,7 +156,7 @@ class LesionCriteria:
 
     rule: str = "auto"
     core_rcbf: float | None = None
-    hypoperfusion_tmax_s: float = 6.0
+    hypoperfusion_tmax_s: float | None = None
     severe_tmax_s: float = 10.0
     healthy_tmax_s: float = 4.0
     core_reference: str = "hemisphere"
@@ -171,7 +192,7 @@ class LesionCriteria:
                 continue
             if not (np.isfinite(value) and value >= 0):
                 raise InputError(name, f"expected a finite number >= 0, got {value!r}")
-        if self.severe_tmax_s < self.hypoperfusion_tmax_s:
+        if self.hypoperfusion_tmax_s is not None and self.severe_tmax_s < self.hypoperfusion_tmax_s:
             raise InputError(
                 "severe_tmax_s",
                 f"expected >= hypoperfusion_tmax_s ({self.hypoperfusion_tmax_s}), "
@@ -224,6 +245,22 @@ class Lesions:
     def volumes_ml(self) -> dict[str, float]:
         """Volume of every mask, mL."""
         return {k: float(v.sum()) * self.voxel_ml for k, v in self.masks().items()}
+
+
+def resolve_criteria(criteria: LesionCriteria, method: str | None) -> LesionCriteria:
+    """``criteria`` with the thresholds left to the method (None) set for ``method``.
+
+    Raises
+    ------
+    InputError
+        The method's hypoperfusion threshold is above ``severe_tmax_s``.
+    """
+    crit = criteria
+    if crit.core_rcbf is None:
+        crit = replace(crit, core_rcbf=core_rcbf_for(method))
+    if crit.hypoperfusion_tmax_s is None:
+        crit = replace(crit, hypoperfusion_tmax_s=hypoperfusion_tmax_for(method))
+    return crit  # replace() re-runs the checks (severe_tmax_s >= hypoperfusion_tmax_s)
 
 
 def remove_small_clusters(mask: np.ndarray, voxel_ml: float, min_ml: float) -> np.ndarray:
@@ -333,9 +370,7 @@ def segment_lesions(
     InputError
         Shapes that differ, a missing map the rule needs, or ``"cbv"`` without midline.
     """
-    crit = criteria or LesionCriteria()
-    if crit.core_rcbf is None:
-        crit = replace(crit, core_rcbf=core_rcbf_for(getattr(maps, "method", None)))
+    crit = resolve_criteria(criteria or LesionCriteria(), getattr(maps, "method", None))
     m = _maps_dict(maps)
     brain = np.asarray(brain, bool)
     hemis = np.asarray(hemispheres)
@@ -375,23 +410,65 @@ def _need(m: dict[str, np.ndarray], *names: str) -> None:
         raise InputError("maps", f"the rule needs {', '.join(missing)}; got {sorted(m)}")
 
 
-def _tmax_rule(m, brain, hemis, crit, midline, affine):
+def relative_cbf(
+    maps: Any,
+    brain: np.ndarray,
+    hemispheres: np.ndarray,
+    criteria: LesionCriteria | None = None,
+    *,
+    midline: Midline | None = None,
+    affine: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The ``"tmax"`` rule's relative CBF: each voxel's CBF over its healthy reference.
+
+    Parameters
+    ----------
+    maps : PerfusionMaps or dict
+        With ``cbf`` (mL/100 g/min) and ``tmax`` (s), (x, y, z).
+    brain, hemispheres : ndarray (x, y, z)
+        As `segment_lesions`.
+    criteria : LesionCriteria, optional
+        ``healthy_tmax_s``, ``core_reference`` and ``reference_statistic`` are used.
+    midline, affine : optional
+        Needed for ``core_reference="mirror"``.
+
+    Returns
+    -------
+    rcbf : ndarray (x, y, z) float32
+        CBF / reference (dimensionless); NaN where either is missing.
+    valid : ndarray (x, y, z) bool
+        Brain voxels with finite CBF and Tmax.
+    record : dict
+        The reference values, for `Lesions.reference`.
+    """
+    crit = criteria or LesionCriteria()
+    m = _maps_dict(maps)
     _need(m, "cbf", "tmax")
     cbf, tmax = m["cbf"], m["tmax"]
-    valid = brain & np.isfinite(cbf) & np.isfinite(tmax)
+    valid = np.asarray(brain, bool) & np.isfinite(cbf) & np.isfinite(tmax)
     healthy = valid & (tmax < crit.healthy_tmax_s)
     stat = np.median if crit.reference_statistic == "median" else np.mean
-    ref, record = _other_hemisphere_stat(cbf, healthy, hemis, stat)
+    ref, record = _other_hemisphere_stat(cbf, healthy, np.asarray(hemispheres), stat)
     record["reference"] = (
         f"{crit.reference_statistic} CBF of healthy tissue (Tmax < healthy_tmax_s), "
         "other hemisphere"
     )
     if crit.core_reference == "mirror":
+        if midline is None or affine is None:
+            raise InputError("midline", "mirrored references need the midline and the affine")
         ref = mirror_reference(cbf, healthy, midline, affine, fwhm_mm=crit.mirror_fwhm_mm)
         record["reference"] = "CBF of healthy tissue at the mirror position, smoothed"
     record["units"] = "mL/100 g/min"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rcbf = (cbf / ref).astype(np.float32)
+    return rcbf, valid, record
+
+
+def _tmax_rule(m, brain, hemis, crit, midline, affine):
+    rcbf, valid, record = relative_cbf(m, brain, hemis, crit, midline=midline, affine=affine)
+    tmax = m["tmax"]
     with np.errstate(invalid="ignore"):
-        core = valid & (cbf < crit.core_rcbf * ref)
+        core = valid & (rcbf < crit.core_rcbf)
         hypo = valid & (tmax > crit.hypoperfusion_tmax_s)
         severe = valid & (tmax > crit.severe_tmax_s)
     if crit.core_within_hypoperfusion:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["SUBSTEPS", "aif_knots", "aif_integral"]
+__all__ = ["SUBSTEPS", "aif_knots", "aif_integral", "aif_second_integral"]
 
 #: Knots of the AIF interpolant per frame interval.
 SUBSTEPS = 8
@@ -84,3 +84,36 @@ def aif_integral(
     value = np.where(after, aif[-1], value)
     before = u < times[0]
     return np.where(before, 0.0, integral), np.where(before, 0.0, value)
+
+
+def aif_second_integral(u: np.ndarray, times: np.ndarray, aif: np.ndarray) -> np.ndarray:
+    """``Ā̄(u) = ∫ Ā``, the running integral of `aif_integral`'s, exactly (AIF unit x s²).
+
+    ``a`` linear between samples makes ``Ā`` quadratic and ``Ā̄`` cubic on each interval;
+    0 before ``times[0]``, and with ``a`` held after ``times[-1]``.
+
+    Parameters
+    ----------
+    u : ndarray
+        Times in s (any shape).
+    times, aif : ndarray, shape (t,)
+        AIF samples.
+
+    Returns
+    -------
+    ndarray, like ``u``
+    """
+    times = np.asarray(times, dtype=np.float64)
+    aif = np.asarray(aif, dtype=np.float64)
+    u = np.asarray(u, dtype=np.float64)
+    dt = np.diff(times)
+    slope = np.diff(aif) / dt
+    cum = np.concatenate([[0.0], np.cumsum(dt * (aif[1:] + aif[:-1]) / 2)])
+    inc = cum[:-1] * dt + aif[:-1] * dt**2 / 2 + slope * dt**3 / 6
+    cum2 = np.concatenate([[0.0], np.cumsum(inc)])
+    seg = np.clip(np.searchsorted(times, u, side="right") - 1, 0, times.size - 2)
+    x = np.clip(u - times[seg], 0.0, dt[seg])
+    inside = cum2[seg] + cum[seg] * x + aif[seg] * x**2 / 2 + slope[seg] * x**3 / 6
+    after = np.clip(u - times[-1], 0.0, None)
+    out = np.where(u > times[-1], cum2[-1] + cum[-1] * after + aif[-1] * after**2 / 2, inside)
+    return np.where(u < times[0], 0.0, out)

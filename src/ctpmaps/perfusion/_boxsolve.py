@@ -2,7 +2,8 @@
 
 Parameters per voxel: ``theta = (delay, MTT)``, the box's two edges being ``delay`` and
 ``delay + MTT`` (linear in theta, so the SSE is close to quadratic in it, also for very
-short boxes where it flattens towards MTT = 0); CBF is profiled out (closed form, ``>= 0``
+short boxes where it flattens towards MTT = 0; other residue shapes bring their own
+`evaluate`, `_residues`); CBF is profiled out (closed form, ``>= 0``
 unless told otherwise). Each iteration takes the Newton step on the SSE reduced to
 ``theta`` (exact Hessian of the variable-projection problem: noise makes the residuals
 large, so their second-order terms matter, and Gauss-Newton alone crawls), or the
@@ -25,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ._aifspline import aif_integral
+from ._aifspline import aif_integral, aif_second_integral
 from .timing import is_uniform
 
-__all__ = ["ShiftTable", "solve"]
+__all__ = ["ShiftTable", "profile", "newton_state", "evaluate", "solve"]
 
 #: Largest step per iteration: delay (s), and MTT (s, or half the MTT if more).
 STEP_CAP = (2.0, 2.0)
@@ -72,6 +73,8 @@ class ShiftTable:
         n = int(np.ceil((x_hi - self.x0) / self.h)) + 3
         x = self.x0 + self.h * np.arange(n)
         integral, value = aif_integral(times[None, :] - x[:, None], *knots)
+        self._second = (times, knots, x, scale)  # for `ramp`, built when first needed
+        self.AA: np.ndarray | None = None
         self.n = n
         self.dtype = np.dtype(dtype)
         # The running integral stays float64: g = Ā(t - d) - Ā(t - d - MTT) cancels for
@@ -95,6 +98,39 @@ class ShiftTable:
         integral = np.take(self.A, j, axis=0)
         integral -= a_j
         return integral, value, da
+
+    def ramp(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``s Ā̄``, ``s Ā`` and ``s a`` at ``t - x`` for shifts ``x`` (n,): what a ramp
+        (a uniform spread of transit times) needs. ``Ā̄`` and ``Ā`` are float64.
+
+        Between nodes ``Ā̄(u - δ) = Ā̄ - δ Ā + δ² a / 2 + δ³ da / (6 h)`` (exact for ``a``
+        linear in between).
+        """
+        if self.AA is None:
+            times, knots, nodes, scale = self._second
+            self.AA = scale * aif_second_integral(times[None, :] - nodes[:, None], *knots)
+            self._a64 = self.a.astype(np.float64)
+            self._da64 = self.da.astype(np.float64) / self.h
+        jf = (np.asarray(x, dtype=np.float64) - self.x0) / self.h
+        j = np.clip(np.floor(jf).astype(np.intp), 0, self.n - 2)
+        delta = ((jf - j) * self.h)[:, None]
+        a_j = np.take(self._a64, j, axis=0)
+        slope = np.take(self._da64, j, axis=0)  # d(s a)/dx between nodes
+        big = np.take(self.A, j, axis=0)
+        second = np.take(self.AA, j, axis=0)
+        # Ā̄ - δ Ā + δ² a / 2 + δ³ a' / 6 and Ā - δ a - δ² a' / 2, a' the node slope.
+        tmp = slope * (delta / 6.0)
+        tmp += 0.5 * a_j
+        tmp *= delta
+        tmp -= big
+        tmp *= delta
+        second += tmp
+        np.multiply(slope, 0.5 * delta, out=tmp)
+        tmp += a_j
+        tmp *= delta
+        big -= tmp
+        a_j += slope * delta
+        return second, big, a_j.astype(self.dtype, copy=False)
 
     def box(self, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, ...]:
         """``g = s (Ā(t - x1) - Ā(t - x2))`` and ``s a``, ``da`` at both edges."""
@@ -126,21 +162,28 @@ def _dot(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", p, q).astype(np.float64)
 
 
+def profile(y: np.ndarray, g: np.ndarray, nonnegative: bool):
+    """CBF profiled out: ``f = <y, g> / <g, g>`` (0 where negative and ``nonnegative``),
+    ``1 / <g, g>``, the residual ``r = y - f g`` and the SSE, per curve."""
+    gg, yg = _dot(g, g), _dot(y, g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f = np.where((gg > 0) & ((yg > 0) | (not nonnegative)), yg / gg, 0.0)
+        inv_gg = np.where(gg > 0, 1.0 / gg, 0.0)
+    r = y - f.astype(y.dtype)[:, None] * g
+    return f, inv_gg, r, _dot(r, r)
+
+
 def evaluate(
     table: ShiftTable,
     y: np.ndarray,
     theta: np.ndarray,
     nonnegative: bool = True,
 ) -> _State:
-    """Profiled fit, SSE, gradient and Hessian at ``theta`` for curves ``y`` (n, t)."""
+    """Profiled fit, SSE, gradient and Hessian of the box at ``theta`` for curves ``y``
+    (n, t): dot products of the AIF values at the two edges, no derivative curve formed."""
     mtt = theta[:, 1]
     g, v1, d1, v2, d2 = table.box(theta[:, 0], theta[:, 0] + mtt)
-    gg, yg = _dot(g, g), _dot(y, g)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        f = np.where((gg > 0) & ((yg > 0) | (not nonnegative)), yg / gg, 0.0)
-        inv_gg = np.where(gg > 0, 1.0 / gg, 0.0)
-    r = y - f.astype(y.dtype)[:, None] * g
-    sse = _dot(r, r)
+    f, inv_gg, r, sse = profile(y, g, nonnegative)
     # <u, v> for the values v1, v2 and node steps d1, d2 at both edges of the box.
     v11, v12, v22 = _dot(v1, v1), _dot(v1, v2), _dot(v2, v2)
     gv1, gv2, rv1, rv2 = _dot(g, v1), _dot(g, v2), _dot(r, v1), _dot(r, v2)
@@ -148,18 +191,25 @@ def evaluate(
     # Derivatives of g (edges at d and d + M): g_d = v2 - v1, g_M = v2,
     # g_dd = (d2 - d1) / h, g_dM = g_MM = d2 / h.
     inv_h = 1.0 / table.h
-    p_d, p_l = gv2 - gv1, gv2
-    r_d, r_l = rv2 - rv1, rv2
-    g_dd, g_dl, g_ll = v22 - 2 * v12 + v11, v22 - v12, v22
-    q_dd = (rs2 - rs1) * inv_h
-    q_dl = q_ll = rs2 * inv_h
+    p = (gv2 - gv1, gv2)
+    rr = (rv2 - rv1, rv2)
+    gram = (v22 - 2 * v12 + v11, v22 - v12, v22)
+    q = ((rs2 - rs1) * inv_h, rs2 * inv_h, rs2 * inv_h)
+    return newton_state(theta, f, sse, inv_gg, p, rr, gram, q)
+
+
+def newton_state(theta, f, sse, inv_gg, p, rr, gram, q) -> _State:
+    """The Newton (or, where not positive definite, Gauss-Newton) system at ``theta``.
+
+    ``p = <g, g_i>``, ``rr = <r, g_i>``, ``gram = <g_i, g_j>``, ``q = <r, g_ij>``.
+    """
     f2 = f * f
-    c_d, c_l = f * p_d - r_d, f * p_l - r_l
+    c_d, c_l = f * p[0] - rr[0], f * p[1] - rr[1]
     newton = np.stack(
         [
-            f2 * g_dd - f * q_dd - c_d * c_d * inv_gg,
-            f2 * g_dl - f * q_dl - c_d * c_l * inv_gg,
-            f2 * g_ll - f * q_ll - c_l * c_l * inv_gg,
+            f2 * gram[0] - f * q[0] - c_d * c_d * inv_gg,
+            f2 * gram[1] - f * q[1] - c_d * c_l * inv_gg,
+            f2 * gram[2] - f * q[2] - c_l * c_l * inv_gg,
         ],
         axis=1,
     )
@@ -167,14 +217,14 @@ def evaluate(
     if not np.all(pd):
         gn = np.stack(
             [
-                f2 * (g_dd - p_d * p_d * inv_gg),
-                f2 * (g_dl - p_d * p_l * inv_gg),
-                f2 * (g_ll - p_l * p_l * inv_gg),
+                f2 * (gram[0] - p[0] * p[0] * inv_gg),
+                f2 * (gram[1] - p[0] * p[1] * inv_gg),
+                f2 * (gram[2] - p[1] * p[1] * inv_gg),
             ],
             axis=1,
         )
         newton = np.where(pd[:, None], newton, gn)
-    b = np.stack([f * r_d, f * r_l], axis=1)
+    b = np.stack([f * rr[0], f * rr[1]], axis=1)
     return _State(theta, f, sse, b, newton)
 
 
@@ -211,13 +261,16 @@ def solve(
     max_iter: int,
     rtol: float,
     nonnegative: bool = True,
+    evaluate_at=evaluate,
 ) -> dict[str, np.ndarray]:
     """Refine ``theta`` (n, 2) for curves ``y`` (n, t) within ``[lo, hi]``.
 
+    ``evaluate_at(table, y, theta, nonnegative)`` gives the model's profiled fit and its
+    Newton system (`evaluate`, the box, by default; `_residues` passes its ramps').
     Returns per-voxel ``cbf``, ``mtt``, ``delay``, ``sse`` (float64) and ``iterations``.
     """
     n = y.shape[0]
-    state = evaluate(table, y, np.clip(theta, lo, hi), nonnegative)
+    state = evaluate_at(table, y, np.clip(theta, lo, hi), nonnegative)
     out = _State(state.theta.copy(), state.f.copy(), state.sse.copy(), state.b, state.hess)
     iterations = np.zeros(n, dtype=np.int16)
     active = np.flatnonzero(state.f != 0)
@@ -246,7 +299,7 @@ def solve(
             state = state.take(keep)
         if active.size == 0 or it == max_iter:
             break
-        trial = evaluate(
+        trial = evaluate_at(
             table, ya, np.clip(state.theta + alpha[:, None] * step, lo, hi), nonnegative
         )
         better = trial.sse < state.sse

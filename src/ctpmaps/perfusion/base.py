@@ -31,6 +31,8 @@ __all__ = [
     "VoxelLayout",
     "check_times",
     "check_aif",
+    "decay",
+    "tail_area",
     "area_ratio",
     "cbv_from_area_ratio",
     "mtt_from",
@@ -55,9 +57,11 @@ class PerfusionMaps:
     ----------
     cbf, cbv, mtt, ttp, tmax, delay : ndarray, shape (x, y, z), float32
         Cerebral blood flow (mL/100 g/min), cerebral blood volume (mL/100 g), mean transit
-        time (s), time to peak of the tissue curve (s from the first frame), time to the
-        maximum of the residue function (s) and tracer delay relative to the AIF (s). NaN
-        outside the mask. Any spatial shape is accepted as long as all maps share it.
+        time (s), time to peak of the tissue curve (s from the first frame), Tmax (s: when
+        the impulse response, residue and tracer delay relative to the AIF, first reaches
+        its maximum; each model documents how it reads it, on a scale where healthy tissue
+        is near 0) and tracer delay relative to the AIF (s, the arrival). NaN outside the
+        mask. Any spatial shape is accepted as long as all maps share it.
     units : dict
         Unit of each map (`UNITS`).
     method : str
@@ -257,8 +261,65 @@ def single_threaded_blas():
 
 
 # ----------------------------------------------------------------------------- maps
+#: Width (s) of the two last windows whose means give a curve's decay beyond the last frame.
+TAIL_WINDOW = 4.0
+#: Longest decay time constant (s) extrapolated.
+TAIL_TAU_MAX = 60.0
+#: An AIF whose last window is above this share of its peak still carries recirculation.
+TAIL_AIF_SHARE = 0.02
+
+
+def decay(curves: np.ndarray, times: np.ndarray, *, window: float = TAIL_WINDOW):
+    """Exponential decay of each curve over its last two ``window`` s.
+
+    Returns
+    -------
+    tau : ndarray, shape (n,) or ()
+        ``window / ln(m1 / m2)`` in s from the means ``m1`` (the window before) and ``m2``
+        (the last window), at most `TAIL_TAU_MAX`; 0 where the curve is not decaying
+        (``m1 <= m2`` or ``m2 <= 0``) or a window holds fewer than two frames.
+    level : ndarray, shape (n,) or ()
+        ``m2``, the mean over the last window.
+    centre : float
+        s from the last window's centre to the last frame.
+    """
+    c = np.asarray(curves)
+    t = np.asarray(times, dtype=np.float64)
+    last = t > t[-1] - window
+    before = (t > t[-1] - 2 * window) & ~last
+    m2 = c[..., last].mean(axis=-1, dtype=np.float64)
+    if last.sum() < 2 or before.sum() < 2:
+        return np.zeros_like(m2), m2, 0.0
+    m1 = c[..., before].mean(axis=-1, dtype=np.float64)
+    decaying = (m1 > m2) & (m2 > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        step = (t[last].mean() - t[before].mean()) / np.log(np.where(decaying, m1 / m2, 2.0))
+    tau = np.where(decaying, np.clip(step, 0.0, TAIL_TAU_MAX), 0.0)
+    return tau, m2, float(t[-1] - t[last].mean())
+
+
+def tail_area(level: np.ndarray, tau: np.ndarray, centre: float) -> np.ndarray:
+    """Area beyond the last frame of a curve at ``level`` ``centre`` s before it, decaying
+    with time constant ``tau`` (s): ``level * exp(-centre / tau) * tau`` (0 where tau is)."""
+    tau = np.asarray(tau, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return np.where(tau > 0, level * np.exp(-centre / np.where(tau > 0, tau, 1.0)) * tau, 0.0)
+
+
 def area_ratio(curves: np.ndarray, aif: np.ndarray, times: np.ndarray) -> np.ndarray:
-    """``∫C_tissue / ∫C_a`` by the trapezoid rule over the acquisition.
+    """``∫C_tissue / ∫C_a``: the trapezoid rule over the acquisition, plus each curve's
+    exponential tail beyond it where the AIF has returned to baseline.
+
+    The indicator-dilution CBV is the ratio of whole areas. While the AIF still carries
+    recirculation at the end (its last window above `TAIL_AIF_SHARE` of its peak, as in
+    patients and in the phantom), a tissue curve follows it and the ratio over the
+    acquisition already is the ratio of the whole areas; extrapolating both tails there
+    only adds the noise of the tissue's (on the phantom: CBV 6-24 % low, interquartile
+    ranges up by a third). Where the AIF has returned to baseline, what is left of a
+    tissue curve is its own slow residue still emptying, and both curves get their tails
+    (`decay`, `tail_area`): on the minimal forward model (``tests/forward``) a 44 s
+    acquisition cut 9-13 % off the CBV of exponential residues of MTT 12 s arriving 4 s
+    late; with the tails, within 2.5 %.
 
     Parameters
     ----------
@@ -274,7 +335,14 @@ def area_ratio(curves: np.ndarray, aif: np.ndarray, times: np.ndarray) -> np.nda
     ndarray, shape (n,), float64
     """
     w = trapezoid_weights(times)
-    return (curves @ w.astype(curves.dtype)).astype(np.float64) / float(w @ aif)
+    tissue = (curves @ w.astype(curves.dtype)).astype(np.float64)
+    arterial = float(w @ aif)
+    tau_a, level_a, centre = decay(aif, times)
+    if level_a > TAIL_AIF_SHARE * float(np.max(aif)):
+        return tissue / arterial
+    tau, level, _ = decay(curves, times)
+    tissue += tail_area(level, tau, centre)
+    return tissue / (arterial + float(tail_area(level_a, tau_a, centre)))
 
 
 def cbv_from_area_ratio(ratio: np.ndarray, scale: float) -> np.ndarray:

@@ -2,9 +2,13 @@
 
 CT enhancement is linear in iodine concentration, so the tissue and arterial
 "concentration" curves the models fit are the HU frames minus each voxel's pre-bolus
-baseline. The baseline window ends at the bolus arrival, found per study from the
-whole-brain mean curve: a fixed window (say frames 0-4) includes enhanced frames when the
-bolus comes early and wastes frames when it comes late.
+baseline. The baseline window ends at the bolus arrival, found per study
+(`bolus_arrival_frame`): a fixed window (say frames 0-4) includes enhanced frames when the
+bolus comes early and wastes frames when it comes late. One window serves every voxel,
+and it must end before the *earliest* arrival of the study, the AIF's
+(`ctpmaps.perfusion.compute_maps`): a window that reaches into the AIF's rise (as the
+whole-brain mean's would, when part of the brain is delayed) lifts the AIF's baseline and
+cuts its area, and every CBV and CBF scales with that loss.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ import numpy as np
 from ..errors import FitError, InputError
 from ..preprocess.unenhanced import unenhanced
 
-__all__ = ["bolus_arrival_frame", "baseline", "enhancement", "noise_sd"]
+__all__ = [
+    "bolus_arrival_frame",
+    "baseline",
+    "enhancement",
+    "rebaseline",
+    "check_baseline_frames",
+    "noise_sd",
+]
 
 #: Fraction of the peak enhancement that marks the sustained rise.
 RISE_FRACTION = 0.1
@@ -191,6 +202,29 @@ def enhancement(
     return out
 
 
+def rebaseline(enh: np.ndarray, frames: np.ndarray, old: int, new: int) -> None:
+    """Move enhancement made with ``old`` baseline frames to ``new`` ones, in place.
+
+    Parameters
+    ----------
+    enh : ndarray, shape (..., t)
+        ``frames`` minus the mean of their first ``old`` frames (`enhancement`); modified.
+    frames : ndarray, shape (..., t)
+        The HU frames ``enh`` came from.
+    old, new : int
+        Baseline frames used and wanted.
+
+    Notes
+    -----
+    Adds ``mean(frames[..., :old]) - mean(frames[..., :new])`` to each voxel: no second
+    copy of the frames is made (the study's enhancement can be most of the memory used).
+    """
+    if old == new:
+        return
+    shift = unenhanced(frames, old).astype(np.float64) - unenhanced(frames, new)
+    enh += shift.astype(enh.dtype)[..., None]
+
+
 def _check(frames: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     frames = np.asarray(frames)
     times = np.asarray(times, dtype=np.float64)
@@ -205,15 +239,26 @@ def _check(frames: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return frames, times
 
 
+def check_baseline_frames(n: int, n_frames: int, *, name: str = "baseline_frames") -> int:
+    """``n`` as an int if it is a number of baseline frames for ``n_frames`` frames.
+
+    Raises
+    ------
+    InputError
+        ``n`` is not an integer in ``[1, n_frames]`` (named ``name``).
+    """
+    if isinstance(n, bool) or int(n) != n or not 1 <= int(n) <= n_frames:
+        raise InputError(name, f"expected an integer in [1, {n_frames}], got {n!r}")
+    return int(n)
+
+
 def _n_baseline(
     frames: np.ndarray, times: np.ndarray, n_baseline: int | None, mask: np.ndarray | None
 ) -> int:
     n_t = times.size
     if n_baseline is None:
         return bolus_arrival_frame(_mean_curve(frames, n_t, mask), times) + 1
-    if int(n_baseline) != n_baseline or not 1 <= int(n_baseline) <= n_t:
-        raise InputError("n_baseline", f"expected an integer in [1, {n_t}], got {n_baseline!r}")
-    return int(n_baseline)
+    return check_baseline_frames(n_baseline, n_t, name="n_baseline")
 
 
 def noise_sd(curves: np.ndarray, n_baseline: int) -> float:

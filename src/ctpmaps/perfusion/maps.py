@@ -31,7 +31,13 @@ from .aif import (
     read_curve_csv,
 )
 from .base import PerfusionMaps
-from .concentration import bolus_arrival_frame, enhancement, noise_sd
+from .concentration import (
+    bolus_arrival_frame,
+    check_baseline_frames,
+    enhancement,
+    noise_sd,
+    rebaseline,
+)
 from .methods import MODEL_METHODS, method_info
 
 __all__ = ["MapsResult", "compute_maps"]
@@ -60,7 +66,8 @@ class MapsResult:
     flags : dict of str to ndarray (x, y, z) bool
         Voxels whose values are not to be trusted, by reason (``fit_at_bound``: the fit
         ended on a bound of the model); their share of the brain is in
-        ``parameters["quality"]``.
+        ``parameters["quality"]`` (``fit_at_bound_fraction``, and per bound
+        ``fit_at_bound_mtt_min_fraction``, ``..._mtt_max_...``, ``..._delay_max_...``).
     """
 
     maps: PerfusionMaps
@@ -86,6 +93,7 @@ def compute_maps(
     aif_mask: np.ndarray | str | Path | None = None,
     aif_csv: str | Path | None = None,
     vof_mask: np.ndarray | str | Path | None = None,
+    baseline_frames: int | None = None,
     hematocrit_factor: float = HEMATOCRIT_FACTOR,
     density: float = BRAIN_DENSITY,
     input_study: Study | None = None,
@@ -106,6 +114,11 @@ def compute_maps(
         as given unless ``vof_mask`` is given too. Automatic by default.
     vof_mask : optional
         Manual VOF mask; the AIF is then scaled to its first-pass area.
+    baseline_frames : int, optional
+        Pre-bolus frames (1 to t) whose mean is every voxel's baseline. By default the
+        frames before the earliest bolus arrival of the study: the AIF's own (found on its
+        HU curve, or on the CSV curve), or the brain's mean curve's if that comes first.
+        The same window serves the AIF and the tissue.
     hematocrit_factor, density : float
         ``kappa`` and ``rho`` (see `ctpmaps.physics`).
     input_study : Study, optional
@@ -125,7 +138,8 @@ def compute_maps(
     Raises
     ------
     InputError
-        Not a model-based method, both an AIF mask and an AIF CSV, a mask that does not fit.
+        Not a model-based method, both an AIF mask and an AIF CSV, a mask that does not
+        fit, ``baseline_frames`` outside 1 to t.
     FitError
         No contrast bolus, no artery found.
     """
@@ -136,6 +150,13 @@ def compute_maps(
         )
     if aif_mask is not None and aif_csv is not None:
         raise InputError("aif", "give either an AIF mask or an AIF CSV, not both")
+    if baseline_frames is not None:
+        baseline_frames = check_baseline_frames(baseline_frames, study.n_frames)
+    src = study if input_study is None else input_study
+    if src.frames.shape != study.frames.shape:
+        raise InputError(
+            "input_study", f"expected frames of shape {study.frames.shape}, got {src.frames.shape}"
+        )
     clock = Stopwatch(progress)
     with clock.stage("brain_mask"):
         if mask is None:
@@ -144,21 +165,16 @@ def compute_maps(
             brain = mask if isinstance(mask, np.ndarray) else read_mask(mask, study)
         if not brain.any():
             raise InputError("mask", "the brain mask is empty: nothing to fit")
-        n_base = bolus_arrival_frame(study.frames[brain], study.times) + 1
-        enh = enhancement(study.frames, study.times, n_baseline=n_base)
 
     with clock.stage("input_functions"):
-        src = study if input_study is None else input_study
-        if src.frames.shape != study.frames.shape:
-            raise InputError(
-                "input_study",
-                f"expected frames of shape {study.frames.shape}, got {src.frames.shape}",
-            )
-        src_enh = enh if src is study else enhancement(src.frames, src.times, n_baseline=n_base)
-        tissue_ttp = float(study.times[np.argmax(enh[brain].mean(axis=0))])
-        region = intracranial_mask(unenhanced(src.frames), study.spacing)
-        aif, vof = _input_functions(src, src_enh, region, aif_mask, aif_csv, vof_mask, tissue_ttp)
-        del src_enh
+        aif, vof, n_base, base_source, src_enh = _input_functions(
+            src, study, brain, aif_mask, aif_csv, vof_mask, baseline_frames
+        )
+        if src is study:
+            enh = src_enh
+        else:
+            del src_enh
+            enh = enhancement(study.frames, study.times, n_baseline=n_base)
 
     with clock.stage("deconvolution"):
         model = info.model(
@@ -167,22 +183,25 @@ def compute_maps(
         fit = model.fit(enh, mask=brain)
         maps = fit.maps()
         maps.method = method
-    flags = {"fit_at_bound": fit.at_bounds()} if hasattr(fit, "at_bounds") else {}
+    hits = fit.bound_hits() if hasattr(fit, "bound_hits") else {}
+    flags = {"fit_at_bound": np.logical_or.reduce(list(hits.values()))} if hits else {}
     params = {
         "method": method,
         "hematocrit_factor": hematocrit_factor,
         "density": density,
         "baseline_frames": n_base,
+        "baseline_end_s": float(study.times[n_base - 1]),
+        "baseline_source": base_source,
         "aif_source": aif.source,
         "aif_scale": aif.scale,
         "aif_voxels": len(aif.voxels),
         "vof_source": vof.source if vof else None,
-        "quality": _quality(study, brain, n_base, maps, flags, enh),
+        "quality": _quality(study, brain, n_base, maps, flags, enh, hits),
     }
     return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings, flags)
 
 
-def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh) -> dict:
+def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh, hits) -> dict:
     """Numbers that say whether the maps can be trusted (`ctpmaps.pipeline.quality`)."""
     n = max(int(brain.sum()), 1)
     mtt = maps.mtt[brain]
@@ -200,6 +219,8 @@ def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh) 
     }
     for name, mask in flags.items():
         out[f"{name}_fraction"] = float(np.count_nonzero(mask & brain) / n)
+    for name, mask in hits.items():  # which bound, for the caveat and the report
+        out[f"fit_at_bound_{name}_fraction"] = float(np.count_nonzero(mask & brain) / n)
     return out
 
 
@@ -209,22 +230,47 @@ def _as_mask(m: np.ndarray | str | Path, study: Study) -> tuple[np.ndarray, str]
     return read_mask(m, study), str(m)
 
 
-def _input_functions(study, enh, region, aif_mask, aif_csv, vof_mask, tissue_ttp):
-    times = study.times
+def _input_functions(src, study, brain, aif_mask, aif_csv, vof_mask, n_given):
+    """The AIF (and VOF) and the baseline window, from ``src``'s frames.
+
+    Returns the input functions, the number of baseline frames, what set it and ``src``'s
+    enhancement with that baseline. The automatic AIF is searched on enhancement with the
+    brain's baseline (its arrival is not known yet); then every curve is moved to the
+    window that ends at the AIF's own arrival (`rebaseline`).
+    """
+    times = src.times
+    n_brain = bolus_arrival_frame(study.frames[brain], times) + 1
+    n0 = n_given or n_brain
+    enh = enhancement(src.frames, times, n_baseline=n0)
+    region = None
     if aif_csv is not None:
-        aif = read_curve_csv(aif_csv, times)
-    elif aif_mask is not None:
-        m, name = _as_mask(aif_mask, study)
-        aif = curve_from_mask(enh, times, m, kind="aif", source=name)
+        aif = read_curve_csv(aif_csv, times)  # enhancement already: used as given
+        arrival = bolus_arrival_frame(aif.curve, times)
     else:
-        aif = find_aif(
-            enh, times, region, n_voxels=default_aif_voxels(study.spacing), tissue_ttp=tissue_ttp
-        )
-    manual = aif.source != "automatic"
+        if aif_mask is not None:
+            m, name = _as_mask(aif_mask, src)
+            aif = curve_from_mask(enh, times, m, kind="aif", source=name)
+        else:
+            # Where the mean brain curve peaks (the baseline does not move it).
+            tissue_ttp = float(times[np.argmax(study.frames[brain].mean(axis=0))])
+            region = intracranial_mask(unenhanced(src.frames, n0), study.spacing)
+            n_vox = default_aif_voxels(src.spacing)
+            aif = find_aif(enh, times, region, n_voxels=n_vox, tissue_ttp=tissue_ttp)
+        arrival = bolus_arrival_frame(src.frames[tuple(aif.voxels.T)], times)
+    if n_given is not None:
+        n_base, source = int(n_given), "manual"
+    elif arrival + 1 <= n_brain:
+        n_base, source = arrival + 1, "aif arrival"
+    else:  # an AIF later than the brain is no artery's: keep the earliest arrival
+        n_base, source = n_brain, "brain arrival"
+    rebaseline(enh, src.frames, n0, n_base)
+    if aif.voxels.size:
+        aif.curve = enh[tuple(aif.voxels.T)].mean(axis=0)
+    log.info("baseline: %d frames (to %.1f s, %s)", n_base, times[n_base - 1], source)
     if vof_mask is not None:
-        m, name = _as_mask(vof_mask, study)
+        m, name = _as_mask(vof_mask, src)
         vof = curve_from_mask(enh, times, m, kind="vof", source=name)
-    elif not manual:
+    elif region is not None:
         vof = find_vof(enh, times, region, aif)
     else:
         vof = None  # a manual AIF is used as given
@@ -234,4 +280,4 @@ def _input_functions(study, enh, region, aif_mask, aif_csv, vof_mask, tissue_ttp
             log.warning("AIF partial-volume scale %.2f is implausible; check the AIF and VOF", k)
         aif.curve = aif.curve * k
         aif.scale = k
-    return aif, vof
+    return aif, vof, n_base, source, enh

@@ -46,6 +46,13 @@ class Method:
         a phantom cohort disjoint from the evaluation cohort (``docs/core_threshold.md``).
     reference : str
         Where the method comes from.
+    hypoperfusion_tmax_s : float
+        Default hypoperfusion threshold: Tmax above this, in s
+        (`ctpmaps.lesion.LesionCriteria.hypoperfusion_tmax_s`). Each method reads Tmax its
+        own way (on the clinical scale: healthy tissue near 0-2 s; see its module), so
+        each carries its own threshold, to be calibrated like the core's on a cohort
+        disjoint from the evaluation cohort (``benchmarks/calibrate_thresholds.py``);
+        the clinical 6 s until then.
     """
 
     name: str
@@ -53,6 +60,7 @@ class Method:
     model: type[PerfusionModel] | None
     core_rcbf: float
     reference: str = ""
+    hypoperfusion_tmax_s: float = 6.0
 
     @property
     def model_based(self) -> bool:
@@ -66,7 +74,7 @@ METHODS: dict[str, Method] = {
     for m in (
         Method(
             "nlr",
-            "box-shaped nonlinear regression (the seed's reference maps)",
+            "nonlinear regression of a box or gamma-shaped residue (the seed's box NLR)",
             BoxNLRModel,
             0.20,
             "Bennink et al., J Med Imaging 2016",
@@ -130,16 +138,24 @@ def methods_markdown() -> str:
         "The methods `--method` accepts, from the registry `ctpmaps.perfusion.METHODS`",
         "(this page is printed by `ctpmaps methods --markdown`).",
         "",
-        "| name | what | model | core threshold (rCBF) | reference |",
-        "|---|---|---|---|---|",
+        "| name | what | model | core threshold (rCBF) | hypoperfusion threshold (Tmax, s) "
+        "| reference |",
+        "|---|---|---|---|---|---|",
     ]
     for m in METHODS.values():
         model = f"`{m.model.__name__}`" if m.model else "U-Net (`ctpmaps.nn`)"
-        lines.append(f"| `{m.name}` | {m.label} | {model} | {m.core_rcbf:g} | {m.reference} |")
+        lines.append(
+            f"| `{m.name}` | {m.label} | {model} | {m.core_rcbf:g} | "
+            f"{m.hypoperfusion_tmax_s:g} | {m.reference} |"
+        )
     lines += [
         "",
         "The core threshold is the default of `--core-rcbf`: CBF below this fraction of the",
         "median CBF of healthy tissue in the other hemisphere (`docs/core_threshold.md`).",
+        "The hypoperfusion threshold is the default of `--tmax-threshold`: Tmax above it, each",
+        "method reading Tmax on the clinical scale (healthy tissue near 0-2 s,",
+        "`docs/accuracy.md`); both are calibrated per method by",
+        "`benchmarks/calibrate_thresholds.py` on a cohort disjoint from the evaluation cohort.",
         "",
     ]
     return "\n".join(lines)

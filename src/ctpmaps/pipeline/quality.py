@@ -78,7 +78,7 @@ def _fits(quality: dict[str, float]) -> list[dict[str, str]]:
     out = []
     dt = quality.get("frame_interval_s", 0.0)
     for key, what in (
-        ("fit_at_bound_fraction", "fits ended on a bound of the model"),
+        ("fit_at_bound_fraction", "fits ended on a bound of the model" + _by_bound(quality)),
         ("mtt_below_frame_interval_fraction", f"fits have an MTT below one frame ({dt:g} s)"),
     ):
         share = quality.get(key)
@@ -94,6 +94,24 @@ def _fits(quality: dict[str, float]) -> list[dict[str, str]]:
             )
         )
     return out
+
+
+#: What each bound of the box NLR means, for the caveat.
+BOUND_NAMES = {
+    "mtt_min": "the shortest MTT",
+    "mtt_max": "the longest MTT",
+    "delay_max": "the latest arrival",
+}
+
+
+def _by_bound(quality: dict[str, float]) -> str:
+    """`` (the shortest MTT 4 %, ...)``: the bounds hit by more than 0.5 % of the brain."""
+    parts = [
+        f"{what} {100 * quality[f'fit_at_bound_{name}_fraction']:.0f} %"
+        for name, what in BOUND_NAMES.items()
+        if quality.get(f"fit_at_bound_{name}_fraction", 0.0) > 0.005
+    ]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _noise(quality: dict[str, float], filtered: bool) -> list[dict[str, str]]:

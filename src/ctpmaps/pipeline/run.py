@@ -40,6 +40,7 @@ from ..lesion import (
     hemisphere_labels,
     segment_lesions,
 )
+from ..perfusion.concentration import check_baseline_frames
 from ..perfusion.maps import compute_maps
 from ..perfusion.methods import method_info
 from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
@@ -119,6 +120,7 @@ def run_study(
     aif_mask: np.ndarray | str | Path | None = None,
     aif_csv: str | Path | None = None,
     vof_mask: np.ndarray | str | Path | None = None,
+    baseline_frames: int | None = None,
     hematocrit_factor: float = HEMATOCRIT_FACTOR,
     density: float = BRAIN_DENSITY,
     weights: str | Path | Sequence[str | Path] | None = None,
@@ -158,8 +160,9 @@ def run_study(
         DICOM series to read from a folder holding several.
     mask : array, NIfTI path, False or None
         Brain mask; the automatic CT brain mask by default (False: every voxel, ``cnn``).
-    aif_mask, aif_csv, vof_mask, hematocrit_factor, density
-        As in `ctpmaps.perfusion.compute_maps`.
+    aif_mask, aif_csv, vof_mask, baseline_frames, hematocrit_factor, density
+        As in `ctpmaps.perfusion.compute_maps` (``baseline_frames``: pre-bolus frames, by
+        default the frames before the AIF's arrival).
     weights : path or paths, optional
         U-Net weights for ``cnn`` (default: ``$CTPMAPS_WEIGHTS`` or the package's).
     device : str, optional
@@ -200,6 +203,8 @@ def run_study(
     clock = Stopwatch(progress)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs.values()) as tmp:
         study, owned = load(study_or_path, series_uid, clock)
+        if baseline_frames is not None:  # before any long computation
+            check_baseline_frames(baseline_frames, study.n_frames)
         skipped: dict[str, str] = {}
         result = StudyResult(study, study_summary(study), list(study.problems), skipped=skipped)
         study, result.motion = preprocess_frames(
@@ -213,7 +218,8 @@ def run_study(
             else:
                 result.maps = compute_maps(
                     study, method=method, mask=mask, aif_mask=aif_mask, aif_csv=aif_csv,
-                    vof_mask=vof_mask, hematocrit_factor=hematocrit_factor, density=density,
+                    vof_mask=vof_mask, baseline_frames=baseline_frames,
+                    hematocrit_factor=hematocrit_factor, density=density,
                 )  # fmt: skip
         filtered = "filter" in clock.timings or "filter" in applied_steps(study)
         result.caveats = assess(result.maps.parameters, filtered=filtered, problems=result.problems)
