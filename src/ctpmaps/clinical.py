@@ -11,7 +11,7 @@ Stages (`STAGES`), each timed:
 ``lesions``   midline, hemispheres, core/hypoperfusion/penumbra, decision numbers
               (`ctpmaps.lesion`);
 ``nifti``     maps, masks, ``volumes.json``/``volumes.csv``, curves, motion files;
-``dicom``     Parametric Maps and SEG (`ctpmaps.io.dicom_export`);
+``dicom``     Parametric Maps and SEG (`ctpmaps.io.dicom.export`);
 ``report``    ``report.html`` (`ctpmaps.report`), then ``run.json``.
 
 Everything is written into a temporary folder renamed to ``out`` at the end: a failure
@@ -524,7 +524,7 @@ def _write_motion(tmp: Path, result: Any, times: np.ndarray) -> None:
 
 
 def _export_dicom(tmp: Path, o: _Outputs) -> dict[str, Any]:
-    from .io.dicom_export import export_dicom
+    from .io.dicom import export_dicom
 
     unenhanced = o.study.frames[..., : max(1, o.made.n_baseline)].mean(axis=-1)
     present = {k: v for k, v in o.made.maps.as_dict().items() if np.isfinite(v).any()}

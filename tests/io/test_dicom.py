@@ -55,10 +55,10 @@ def write_enhanced_ct(study: Study, path: Path, *, intercepts=(-1024.0, -1000.0)
     Frames are stored in reverse order and alternate between two rescale intercepts, so
     that the reader must use the per-frame groups for position, time and rescale.
     """
-    from ctpmaps.io.dicom_write import _geometry
+    from ctpmaps.io.dicom.geometry import slice_geometry
 
     nx, ny, nz, nt = study.frames.shape
-    geo = _geometry(study.affine, nz)
+    geo = slice_geometry(study.affine, nz)
     start = dt.datetime(2024, 3, 1, 10, 0, 0)
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -157,7 +157,7 @@ def test_fast_jpeg_lossless_plugin_matches_pylibjpeg(tmp_path, bits, signed):
     from pydicom.encaps import encapsulate
     from pydicom.pixels import pixel_array
 
-    from ctpmaps.io.dicom import FAST_JPEG_PLUGIN
+    from ctpmaps.io.dicom.codecs import FAST_JPEG_PLUGIN
 
     rng = np.random.default_rng(3)
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if signed else (0, 2**bits)
@@ -512,7 +512,7 @@ def test_compression_without_decoder(tmp_path, study, monkeypatch):
 
 def test_decoder_failure_names_the_file(tmp_path, study, monkeypatch):
     out = write_dicom_study(study, tmp_path / "s", compression="rle")
-    import ctpmaps.io.dicom_read as reader
+    import ctpmaps.io.dicom.read as reader
 
     def broken(path, **kwargs):
         raise RuntimeError("decoder exploded")
@@ -548,7 +548,7 @@ def test_writer_writes_nothing_on_bad_input(tmp_path, study, make_study):
 
 
 def test_writer_failure_midway_leaves_nothing(tmp_path, study, monkeypatch):
-    import ctpmaps.io.dicom_write as writer
+    import ctpmaps.io.dicom.write as writer
 
     calls = []
 
@@ -567,7 +567,7 @@ def test_writer_failure_midway_leaves_nothing(tmp_path, study, monkeypatch):
 def test_writer_clips_with_warning(tmp_path, make_study, caplog):
     study = make_study()
     study.frames[0, 0, 0, 0] = -3000.0
-    with caplog.at_level(logging.WARNING, logger="ctpmaps.io.dicom_write"):
+    with caplog.at_level(logging.WARNING, logger="ctpmaps.io.dicom.write"):
         out = write_dicom_study(study, tmp_path / "s", signed=False)
     assert "1 voxels outside" in caplog.text
     assert read_dicom_study(out).frames[0, 0, 0, 0] == -1024.0

@@ -7,9 +7,9 @@ import pydicom
 import pytest
 
 from ctpmaps.errors import InputError
-from ctpmaps.io.dicom import write_dicom_study
-from ctpmaps.io.dicom_export import MAP_CODES, PM_SLOPE, export_dicom
-from ctpmaps.io.dicom_write import LPS_RAS
+from ctpmaps.io.dicom import export_dicom, write_dicom_study
+from ctpmaps.io.dicom.export import MAP_CODES, PM_SLOPE
+from ctpmaps.io.dicom.geometry import LPS_RAS
 from ctpmaps.io.load import load_study
 from ctpmaps.io.study import Study
 

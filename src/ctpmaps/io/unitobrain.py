@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .dicom_read import read_dicom_study, read_dicom_volume
-from .dicom_write import write_dicom_study, write_dicom_volume
+from .dicom import read_dicom_study, read_dicom_volume, write_dicom_study, write_dicom_volume
 from .study import Study
 
 __all__ = [

@@ -12,134 +12,25 @@ import datetime as _dt
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import (
-    CTImageStorage,
-    ExplicitVRLittleEndian,
-    JPEG2000Lossless,
-    JPEGLosslessSV1,
-    JPEGLSLossless,
-    RLELossless,
-    generate_uid,
-)
+from pydicom.uid import JPEGLosslessSV1
 
-from ..errors import InputError
-from .atomic import atomic_dir
-from .study import Study
+from ...errors import InputError
+from ..atomic import atomic_dir
+from ..study import Study
+from .attributes import DEFAULT_START, SeriesOptions, base_dataset, new_instance, place_slice
+from .codecs import COMPRESSIONS, check_encoder, encode_jpeg_lossless, encoding_plugin
+from .geometry import slice_geometry
+from .uids import new_uid
 
 __all__ = ["write_dicom_study", "write_dicom_volume", "COMPRESSIONS"]
 
 log = logging.getLogger(__name__)
-
-#: ``compression`` names accepted by `write_dicom_study` and their transfer syntaxes.
-COMPRESSIONS = {
-    None: ExplicitVRLittleEndian,
-    "jpeg-lossless": JPEGLosslessSV1,
-    "jpeg-ls": JPEGLSLossless,
-    "jpeg2000": JPEG2000Lossless,
-    "rle": RLELossless,
-}
-
-#: Voxel -> world: DICOM LPS <-> NIfTI RAS+ (its own inverse).
-LPS_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-_DEFAULT_START = _dt.datetime(2024, 1, 1, 9, 0, 0)
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """Per-slice DICOM geometry derived from a RAS+ affine."""
-
-    orientation: list[float]  # ImageOrientationPatient: row then column direction cosines
-    spacing: list[float]  # PixelSpacing: [between rows, between columns] in mm
-    positions: np.ndarray  # (z, 3) ImagePositionPatient (LPS, mm)
-    locations: np.ndarray  # (z,) position along the slice normal (mm)
-    slice_gap: float  # spacing between slice centres along the normal (mm)
-
-
-def _geometry(affine: np.ndarray, n_slices: int) -> _Geometry:
-    """DICOM geometry of the slices of a study with voxel->RAS+ ``affine``."""
-    lps = LPS_RAS @ np.asarray(affine, dtype=np.float64)
-    col_step, row_step, slice_step = lps[:3, 0], lps[:3, 1], lps[:3, 2]
-    dx, dy = float(np.linalg.norm(col_step)), float(np.linalg.norm(row_step))
-    if dx == 0 or dy == 0 or float(np.linalg.norm(slice_step)) == 0:
-        raise InputError("study.affine", f"expected a non-singular affine, got {affine.tolist()}")
-    row_cos, col_cos = col_step / dx, row_step / dy
-    normal = np.cross(row_cos, col_cos)
-    positions = lps[:3, 3][None, :] + np.arange(n_slices)[:, None] * slice_step[None, :]
-    return _Geometry(
-        orientation=[float(v) for v in (*row_cos, *col_cos)],
-        spacing=[dy, dx],
-        positions=positions,
-        locations=positions @ normal,
-        slice_gap=float(abs(slice_step @ normal)),
-    )
-
-
-def _ds_number(value: float) -> str:
-    """A DICOM decimal string (at most 16 characters) for ``value``."""
-    text = f"{value:.10g}"
-    return text if len(text) <= 16 else f"{value:.6e}"
-
-
-def _encode_jpeg_lossless(arr: np.ndarray) -> bytes:
-    """JPEG Lossless process 14, selection value 1 (1.2.840.10008.1.2.4.70) of one frame.
-
-    pydicom has no encoder for this transfer syntax. ``imagecodecs.jpeg8_encode`` (libjpeg-turbo
-    3) writes lossless JPEG (SOF3) with a chosen predictor: predictor 1 and no point transform
-    is exactly "first-order prediction" (SV1), and pydicom's decoders (pylibjpeg-libjpeg) read
-    it back bit-exactly. ``imagecodecs.ljpeg_encode`` (liblj92) is not used: it always writes
-    predictor 6, which is only valid for 1.2.840.10008.1.2.4.57.
-    """
-    import imagecodecs
-
-    data = np.ascontiguousarray(arr).view(np.uint16)  # the codec sees the stored bit patterns
-    # optimize=False: no second pass for Huffman tables (a third faster, same size here)
-    return bytes(
-        imagecodecs.jpeg8_encode(data, lossless=True, predictor=1, bitspersample=16, optimize=False)
-    )
-
-
-def _check_encoder(compression: str | None) -> None:
-    """Fail before writing anything when ``compression`` cannot be encoded here."""
-    if compression not in COMPRESSIONS:
-        raise InputError(
-            "compression", f"expected one of {list(COMPRESSIONS)}, got {compression!r}"
-        )
-    if compression is None:
-        return
-    if compression == "jpeg-lossless":
-        try:
-            import imagecodecs
-        except ImportError:
-            raise InputError(
-                "compression",
-                "'jpeg-lossless' needs the imagecodecs package (pip install imagecodecs); "
-                "use compression=None, 'jpeg-ls', 'jpeg2000' or 'rle' instead",
-            ) from None
-        if not imagecodecs.JPEG8.available:
-            raise InputError("compression", "'jpeg-lossless': imagecodecs lacks its JPEG8 codec")
-        return
-    from pydicom.pixels import get_encoder
-
-    encoder = get_encoder(COMPRESSIONS[compression])
-    if not encoder.is_available:
-        missing = "; ".join(encoder.missing_dependencies)
-        raise InputError("compression", f"{compression!r}: no encoder available ({missing})")
-
-
-def _plugin(compression: str) -> str:
-    """Preferred pydicom encoding plugin: the compiled RLE encoder when present."""
-    if compression == "rle":
-        from pydicom.pixels import get_encoder
-
-        return "pylibjpeg" if "pylibjpeg" in get_encoder(RLELossless).available_plugins else ""
-    return ""
 
 
 def _stored_values(
@@ -173,7 +64,7 @@ def _stored_chunk(
     frames: np.ndarray,
     s: int,
     k0: int,
-    o: _SeriesOptions,
+    o: SeriesOptions,
     dtype: np.dtype,
     limits: tuple[float, float],
 ) -> np.ndarray:
@@ -190,16 +81,6 @@ def _stored_chunk(
     return np.rint(hu, out=hu).astype(dtype)
 
 
-def _new_uid(seed: str | None, prefix: str | None, *parts: object) -> str:
-    """A fresh UID, or a deterministic one derived from ``seed`` and ``parts``."""
-    if seed is None:
-        return generate_uid(prefix=prefix or "1.2.826.0.1.3680043.8.498.")
-    return generate_uid(
-        prefix=prefix or "1.2.826.0.1.3680043.8.498.",
-        entropy_srcs=[str(seed), *[str(p) for p in parts]],
-    )
-
-
 def _check_out_dir(out_dir: Path, *, overwrite: bool) -> bool:
     """Refuse an existing non-empty ``out_dir`` unless ``overwrite``; whether to replace it."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -209,128 +90,20 @@ def _check_out_dir(out_dir: Path, *, overwrite: bool) -> bool:
     return out_dir.exists()
 
 
-@dataclass(frozen=True)
-class _SeriesOptions:
-    """Everything `_write_series` needs besides the pixels, the affine and the times."""
-
-    compression: str | None = None
-    patient_id: str = "CTPMAPS-0001"
-    patient_name: str | None = None
-    study_description: str = "CT perfusion"
-    series_description: str = "CT perfusion"
-    series_number: int = 1
-    manufacturer: str = "ctpmaps"
-    kvp: float | None = 80.0
-    exposure_mas: float | None = 150.0
-    slice_thickness: float | None = None
-    signed: bool = True
-    rescale_slope: float = 1.0
-    rescale_intercept: float = -1024.0
-    rescale_type: str = "HU"
-    window: tuple[float, float] = (40.0, 400.0)
-    image_type: tuple[str, ...] = ("ORIGINAL", "PRIMARY", "AXIAL")
-    file_pattern: str = "IM{instance:05d}.dcm"
-    start: _dt.datetime = _DEFAULT_START
-    uid_seed: str | None = None
-    uid_prefix: str | None = None
-    study_uid: str | None = None
-    series_uid: str | None = None
-    frame_of_reference_uid: str | None = None
-    workers: int | None = None
-
-
-def _base_attributes(
-    shape: tuple[int, ...], geo: _Geometry, uids: dict[str, str], o: _SeriesOptions
-) -> dict[str, object]:
-    """Attributes shared by every file of the series."""
-    day, clock = o.start.strftime("%Y%m%d"), o.start.strftime("%H%M%S")
-    attrs: dict[str, object] = {
-        "SOPClassUID": CTImageStorage,
-        "StudyInstanceUID": uids["study"],
-        "SeriesInstanceUID": uids["series"],
-        "FrameOfReferenceUID": uids["frame_of_reference"],
-        "Modality": "CT",
-        "ImageType": list(o.image_type),
-        "PatientName": o.patient_name or o.patient_id,
-        "PatientID": o.patient_id,
-        "PatientBirthDate": "",
-        "PatientSex": "",
-        "StudyDate": day,
-        "StudyTime": clock,
-        "SeriesDate": day,
-        "SeriesTime": clock,
-        "AccessionNumber": "",
-        "ReferringPhysicianName": "",
-        "StudyID": "1",
-        "StudyDescription": o.study_description,
-        "SeriesDescription": o.series_description,
-        "SeriesNumber": o.series_number,
-        "Manufacturer": o.manufacturer,
-        "ManufacturerModelName": "ctpmaps",
-        "BodyPartExamined": "HEAD",
-        "ScanOptions": "AXIAL MODE",
-        "SliceThickness": _ds_number(o.slice_thickness or geo.slice_gap),
-        "SpacingBetweenSlices": _ds_number(geo.slice_gap),
-        "PositionReferenceIndicator": "",
-        "ImageOrientationPatient": [_ds_number(v) for v in geo.orientation],
-        "PixelSpacing": [_ds_number(v) for v in geo.spacing],
-        "SamplesPerPixel": 1,
-        "PhotometricInterpretation": "MONOCHROME2",
-        "Rows": int(shape[1]),
-        "Columns": int(shape[0]),
-        "BitsAllocated": 16,
-        "BitsStored": 16,
-        "HighBit": 15,
-        "PixelRepresentation": int(o.signed),
-        "RescaleIntercept": _ds_number(o.rescale_intercept),
-        "RescaleSlope": _ds_number(o.rescale_slope),
-        "RescaleType": o.rescale_type,
-        "WindowCenter": _ds_number(o.window[0]),
-        "WindowWidth": _ds_number(o.window[1]),
-    }
-    if o.kvp is not None:
-        attrs["KVP"] = _ds_number(o.kvp)
-    if o.exposure_mas is not None:
-        attrs["Exposure"] = int(round(o.exposure_mas))
-    if o.compression is not None:
-        attrs["LossyImageCompression"] = "00"
-    return attrs
-
-
-def _as_dataset(attrs: dict[str, object]) -> Dataset:
-    ds = Dataset()
-    for key, value in attrs.items():
-        setattr(ds, key, value)
-    return ds
-
-
-def _dataset(base: Dataset, sop_uid: str) -> Dataset:
-    """A new file's dataset: the shared elements of ``base`` (never mutated) and its UID."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    meta.ImplementationVersionName = "CTPMAPS"
-    ds = Dataset(dict(base.items()))  # elements shared, 20x faster than setting each again
-    ds.file_meta = meta
-    ds.SOPInstanceUID = sop_uid
-    return ds
-
-
 def _set_pixels(ds: Dataset, stored: np.ndarray, compression: str | None) -> None:
     """Put ``stored`` (rows, columns) into ``ds``, encoded as ``compression`` asks."""
     if compression is None:
         ds.PixelData = np.ascontiguousarray(stored).tobytes()
         ds["PixelData"].VR = "OW"
     elif compression == "jpeg-lossless":
-        ds.PixelData = encapsulate([_encode_jpeg_lossless(stored)])
+        ds.PixelData = encapsulate([encode_jpeg_lossless(stored)])
         ds["PixelData"].VR = "OB"
         ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
     else:
         ds.compress(
             COMPRESSIONS[compression],
             np.ascontiguousarray(stored),
-            encoding_plugin=_plugin(compression),
+            encoding_plugin=encoding_plugin(compression),
             generate_instance_uid=False,
         )
 
@@ -340,12 +113,12 @@ def _write_series(
     affine: np.ndarray,
     times: np.ndarray | None,
     out_dir: Path,
-    o: _SeriesOptions,
+    o: SeriesOptions,
     *,
     overwrite: bool,
 ) -> Path:
     """Write ``frames`` (x, y, z, t) as one file per slice and frame; see `write_dicom_study`."""
-    _check_encoder(o.compression)
+    check_encoder(o.compression)
     n_bad = int(np.count_nonzero(~np.isfinite(frames)))
     if n_bad:
         raise InputError("frames", f"expected finite values, found {n_bad} NaN or infinite")
@@ -361,24 +134,23 @@ def _write_series(
         raise InputError(
             "file_pattern", f"{o.file_pattern!r} gives {len(names)} names for {nz * nt} files"
         )
-    geo = _geometry(affine, nz)
+    geo = slice_geometry(affine, nz)
     dtype, lo, hi = _stored_values(
         frames, slope=o.rescale_slope, intercept=o.rescale_intercept, signed=o.signed
     )
     uids = {
-        "study": o.study_uid or _new_uid(o.uid_seed, o.uid_prefix, "study"),
+        "study": o.study_uid or new_uid(o.uid_seed, "study", prefix=o.uid_prefix),
         "frame_of_reference": o.frame_of_reference_uid
-        or _new_uid(o.uid_seed, o.uid_prefix, "frame-of-reference"),
+        or new_uid(o.uid_seed, "frame-of-reference", prefix=o.uid_prefix),
+        "series": o.series_uid
+        or new_uid(o.uid_seed, "series", o.series_number, prefix=o.uid_prefix),
     }
-    uids["series"] = o.series_uid or _new_uid(o.uid_seed, o.uid_prefix, "series", o.series_number)
-    base = _as_dataset(_base_attributes(frames.shape, geo, uids, o))
+    base = base_dataset(frames.shape, geo, uids, o)
 
     def write_one(tmp: Path, k: int, s: int, stored: np.ndarray) -> None:
         instance = k * nz + s + 1
-        ds = _dataset(base, _new_uid(o.uid_seed, o.uid_prefix, uids["series"], instance))
-        ds.InstanceNumber = instance
-        ds.ImagePositionPatient = [_ds_number(v) for v in geo.positions[s]]
-        ds.SliceLocation = _ds_number(float(geo.locations[s]))
+        ds = new_instance(base, new_uid(o.uid_seed, uids["series"], instance, prefix=o.uid_prefix))
+        place_slice(ds, geo, s, instance)
         if times is not None:
             when = o.start + _dt.timedelta(seconds=float(times[k]))
             ds.AcquisitionNumber = k + 1
@@ -499,7 +271,7 @@ def write_dicom_study(
     >>> len(list(out.iterdir()))
     6
     """
-    opts = _SeriesOptions(
+    opts = SeriesOptions(
         compression=compression,
         patient_id=patient_id or str(study.metadata.get("patient_id") or "CTPMAPS-0001"),
         patient_name=patient_name,
@@ -515,7 +287,7 @@ def write_dicom_study(
         rescale_slope=rescale_slope,
         rescale_intercept=rescale_intercept,
         file_pattern=file_pattern,
-        start=start or _DEFAULT_START,
+        start=start or DEFAULT_START,
         uid_seed=uid_seed,
         uid_prefix=uid_prefix,
         study_uid=study_uid,
@@ -595,7 +367,7 @@ def write_dicom_volume(
     unknown = set(ids) - allowed
     if unknown:
         raise TypeError(f"write_dicom_volume: unexpected keyword arguments {sorted(unknown)}")
-    opts = _SeriesOptions(
+    opts = SeriesOptions(
         rescale_slope=rescale_slope,
         rescale_intercept=rescale_intercept,
         signed=signed,
@@ -609,5 +381,5 @@ def write_dicom_volume(
         **ids,  # type: ignore[arg-type]
     )
     if opts.start is None:
-        opts = replace(opts, start=_DEFAULT_START)
+        opts = replace(opts, start=DEFAULT_START)
     return _write_series(volume[..., None], affine, None, Path(out_dir), opts, overwrite=overwrite)

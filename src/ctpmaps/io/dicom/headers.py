@@ -1,61 +1,41 @@
 """DICOM headers: where, when and how each image of a folder was acquired.
 
-The header model shared by the reader (`dicom_read`): one `Image` per 2D image (a
-single-frame file or one frame of an enhanced multi-frame CT file) with its position,
-orientation, pixel spacing, candidate times and rescale; the folder listing; decoder checks
-and series metadata. The public functions live in `dicom_read` and `dicom_write` and are
-re-exported here: ``from ctpmaps.io.dicom import read_dicom_study, write_dicom_study``.
+The header model shared by the readers: one `Image` per 2D image (a single-frame file or
+one frame of an enhanced multi-frame CT file) with its position, orientation, pixel
+spacing, candidate times and rescale; the folder listing and series metadata.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
-from pydicom.pixels import get_decoder
-from pydicom.uid import UID, JPEGLossless, JPEGLosslessSV1
+from pydicom.uid import UID
 
-from ..errors import InputError
-
-if TYPE_CHECKING:
-    from .dicom_read import Volume, read_dicom_study, read_dicom_volume
-    from .dicom_write import COMPRESSIONS, write_dicom_study, write_dicom_volume
+from ...errors import InputError
+from .codecs import check_decoder, decoding_plugin
+from .times import date_time, dt_seconds
 
 __all__ = [
-    "read_dicom_study",
-    "read_dicom_volume",
-    "Volume",
-    "write_dicom_study",
-    "write_dicom_volume",
-    "COMPRESSIONS",
+    "Image",
+    "DicomFile",
+    "read_header",
+    "list_files",
+    "map_threads",
+    "label",
+    "check_decoders",
+    "series_metadata",
+    "POSITION_TOL_MM",
+    "TIME_SOURCES",
+    "TIME_NAMES",
 ]
-
-_PUBLIC = {
-    "read_dicom_study": ".dicom_read",
-    "read_dicom_volume": ".dicom_read",
-    "Volume": ".dicom_read",
-    "write_dicom_study": ".dicom_write",
-    "write_dicom_volume": ".dicom_write",
-    "COMPRESSIONS": ".dicom_write",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy re-export: dicom_read imports this module, so it cannot be imported eagerly here.
-    if name in _PUBLIC:
-        return getattr(import_module(_PUBLIC[name], __package__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 #: Files that may sit in a DICOM folder and are skipped (recorded in ``Study.problems``).
 HARMLESS_NAMES = frozenset({"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"})
@@ -63,19 +43,6 @@ HARMLESS_SUFFIXES = frozenset({".txt", ".json"})
 
 #: Slice positions along the normal closer than this (mm) are one slice.
 POSITION_TOL_MM = 0.05
-
-#: What to install for each compressed transfer syntax (pydicom's decoder plugins).
-DECODER_PACKAGES = {
-    "1.2.840.10008.1.2.4.50": "pylibjpeg and pylibjpeg-libjpeg (or pillow)",
-    "1.2.840.10008.1.2.4.51": "pylibjpeg and pylibjpeg-libjpeg (or pillow)",
-    "1.2.840.10008.1.2.4.57": "pylibjpeg and pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.70": "pylibjpeg and pylibjpeg-libjpeg",
-    "1.2.840.10008.1.2.4.80": "pyjpegls (or pylibjpeg and pylibjpeg-libjpeg)",
-    "1.2.840.10008.1.2.4.81": "pyjpegls (or pylibjpeg and pylibjpeg-libjpeg)",
-    "1.2.840.10008.1.2.4.90": "pylibjpeg and pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.4.91": "pylibjpeg and pylibjpeg-openjpeg",
-    "1.2.840.10008.1.2.5": "pylibjpeg and pylibjpeg-rle",
-}
 
 TIME_SOURCES = ("acquisition", "content", "trigger")
 TIME_NAMES = {
@@ -105,60 +72,12 @@ class Image:
     slice_index: int = -1
 
 
-# ----------------------------------------------------------------------------- times
-# a recent epoch keeps float64 seconds at sub-microsecond resolution
-_EPOCH_DAY = _dt.date(2000, 1, 1).toordinal()
-_TM = re.compile(r"^(\d{2})(\d{2})?(\d{2})?(\.\d+)?$")
-_DT = re.compile(r"^(\d{8})(\d{2,6}(?:\.\d+)?)?([+-]\d{4})?$")
-
-
-def _tm_seconds(value: Any) -> float | None:
-    """Seconds since midnight of a DICOM TM (``HHMMSS.FFFFFF``, also ``HH:MM:SS``)."""
-    text = str(value or "").strip().replace(":", "")
-    m = _TM.match(text)
-    if not m:
-        return None
-    hh, mm, ss, frac = m.groups()
-    return int(hh) * 3600 + int(mm or 0) * 60 + int(ss or 0) + float(frac or 0.0)
-
-
-def _da_seconds(value: Any) -> float | None:
-    """Seconds from 2000-01-01 to the start of a DICOM DA (``YYYYMMDD``)."""
-    text = str(value or "").strip().replace(".", "")
-    if not re.fullmatch(r"\d{8}", text):
-        return None
-    try:
-        day = _dt.date(int(text[:4]), int(text[4:6]), int(text[6:]))
-    except ValueError:
-        return None
-    return (day.toordinal() - _EPOCH_DAY) * 86400.0
-
-
-def _dt_seconds(value: Any) -> float | None:
-    """Seconds from 2000-01-01 of a DICOM DT (``YYYYMMDDHHMMSS.FFFFFF&ZZXX``)."""
-    m = _DT.match(str(value or "").strip())
-    if not m:
-        return None
-    day = _da_seconds(m.group(1))
-    clock = _tm_seconds(m.group(2) or "00")
-    return None if day is None or clock is None else day + clock
-
-
-def _date_time(date: Any, time: Any) -> tuple[float | None, bool]:
-    """Seconds of a DA + TM pair (the date may be absent); whether a date was used."""
-    clock = _tm_seconds(time)
-    if clock is None:
-        return None, False
-    day = _da_seconds(date)
-    return (clock if day is None else day + clock), day is not None
-
-
 def _classic_times(ds: Dataset) -> tuple[dict[str, float | None], bool]:
     dated = True
-    acq = _dt_seconds(ds.get("AcquisitionDateTime"))
+    acq = dt_seconds(ds.get("AcquisitionDateTime"))
     if acq is None:
-        acq, dated = _date_time(ds.get("AcquisitionDate"), ds.get("AcquisitionTime"))
-    content, content_dated = _date_time(ds.get("ContentDate"), ds.get("ContentTime"))
+        acq, dated = date_time(ds.get("AcquisitionDate"), ds.get("AcquisitionTime"))
+    content, content_dated = date_time(ds.get("ContentDate"), ds.get("ContentTime"))
     trigger = ds.get("TriggerTime")
     trigger_s = float(trigger) / 1000.0 if trigger not in (None, "") else None
     times = {"acquisition": acq, "content": content, "trigger": trigger_s}
@@ -241,8 +160,8 @@ def _enhanced_images(path: Path, ds: Dataset) -> list[Image]:
                 f"frame {i + 1} lacks its plane position, orientation or "
                 "pixel spacing (functional groups)",
             )
-        acq = _dt_seconds(content.get("FrameAcquisitionDateTime"))
-        ref = _dt_seconds(content.get("FrameReferenceDateTime"))
+        acq = dt_seconds(content.get("FrameAcquisitionDateTime"))
+        ref = dt_seconds(content.get("FrameReferenceDateTime"))
         rescale = Dataset()
         for key in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
             value = pvt.get(key) if pvt is not None and key in pvt else ds.get(key)
@@ -362,11 +281,6 @@ def map_threads(fn, items, workers: int | None) -> list:
         return list(pool.map(fn, items))
 
 
-def normal_of(orientation: np.ndarray) -> np.ndarray:
-    normal = np.cross(orientation[:3], orientation[3:])
-    return normal / (np.linalg.norm(normal) or 1.0)
-
-
 def label(im: Image) -> str:
     return im.path.name + (f" frame {im.frame + 1}" if im.frame is not None else "")
 
@@ -376,27 +290,9 @@ def check_decoders(files: list[DicomFile]) -> None:
     seen: set[str] = set()
     for f in files:
         ts = str(f.ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(f.ds, "file_meta") else ""
-        if not ts or ts in seen:
-            continue
-        seen.add(ts)
-        uid = UID(ts)
-        if not uid.is_compressed:
-            continue
-        try:
-            decoder = get_decoder(uid)
-        except NotImplementedError:
-            raise InputError(
-                f.path,
-                f"pixel data use the transfer syntax {uid.name} ({uid}), "
-                "which pydicom cannot decode",
-            ) from None
-        if not decoder.is_available:
-            package = DECODER_PACKAGES.get(str(uid), "a pydicom decoder plugin for it")
-            raise InputError(
-                f.path,
-                f"pixel data are compressed as {uid.name} ({uid}) and no "
-                f"decoder for it is installed: install {package}",
-            )
+        if ts and ts not in seen:
+            seen.add(ts)
+            check_decoder(f.path, ts)
 
 
 def _value(ds: Dataset, key: str, *groups: str) -> Any:
@@ -438,55 +334,3 @@ def series_metadata(ds: Dataset) -> dict[str, Any]:
     if ts:
         meta["transfer_syntax"] = str(ts)
     return meta
-
-
-# ----------------------------------------------------------------------------- fast JPEG Lossless
-# pydicom decodes JPEG Lossless with pylibjpeg-libjpeg at ~25 ms per 512 x 512 image, so the
-# real UniToBrain raw series (712 such files) take ~18 s. imagecodecs (libjpeg-turbo) does it
-# in ~4 ms and is registered below as one more pydicom decoding plugin, asked for by name for
-# these transfer syntaxes when installed. This module provides pydicom's plugin protocol:
-# `is_available(uid)`, `DECODER_DEPENDENCIES` and the frame decoder.
-FAST_JPEG_PLUGIN = "ctpmaps-imagecodecs"
-_FAST_JPEG_SYNTAXES = (JPEGLossless, JPEGLosslessSV1)
-DECODER_DEPENDENCIES = {uid: ("imagecodecs",) for uid in _FAST_JPEG_SYNTAXES}
-
-
-def is_available(uid: str) -> bool:
-    """pydicom plugin protocol: whether `decode_jpeg_lossless` can decode ``uid``."""
-    if uid not in _FAST_JPEG_SYNTAXES:
-        return False
-    try:
-        import imagecodecs
-    except ImportError:
-        return False
-    return bool(imagecodecs.JPEG8.available)
-
-
-def decode_jpeg_lossless(src: bytes, runner: Any) -> bytes:
-    """pydicom plugin protocol: one JPEG Lossless (process 14) frame -> raw little-endian bytes."""
-    import imagecodecs
-
-    arr = imagecodecs.jpeg8_decode(src)
-    if arr.dtype.itemsize * 8 != runner.bits_allocated:
-        arr = arr.astype(f"<u{runner.bits_allocated // 8}")
-    return arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def decoding_plugin(transfer_syntax: str) -> str:
-    """The plugin to ask pydicom for: the fast one where it applies, else "" (any)."""
-    if transfer_syntax in _FAST_JPEG_SYNTAXES:
-        if FAST_JPEG_PLUGIN in get_decoder(UID(transfer_syntax)).available_plugins:
-            return FAST_JPEG_PLUGIN
-    return ""
-
-
-def _register_fast_jpeg() -> None:
-    for uid in _FAST_JPEG_SYNTAXES:
-        decoder = get_decoder(uid)
-        try:
-            decoder.add_plugin(FAST_JPEG_PLUGIN, (__name__, "decode_jpeg_lossless"))
-        except ValueError:  # already registered (module reloaded)
-            pass
-
-
-_register_fast_jpeg()
