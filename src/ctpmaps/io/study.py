@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .dicom.source import SourceImages
 
 __all__ = ["Study", "SOURCE_KINDS"]
 
@@ -39,6 +42,12 @@ class Study:
         ``exposure_mas``, ``manufacturer``, ``transfer_syntax`` ...
     problems : list of str
         Non-fatal problems found while reading (each one sentence).
+    source_images : SourceImages or None
+        For a study read from DICOM: the pixel-less headers of its first image in time at
+        each slice and the UIDs of every image (`ctpmaps.io.dicom.source.SourceImages`), so
+        that derived DICOM outputs carry the source's patient, study and frame of reference
+        and reference its images without reading a header again. None for other sources.
+        Kept by `dataclasses.replace`, so a preprocessed study still points at its source.
 
     Examples
     --------
@@ -55,6 +64,7 @@ class Study:
     path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    source_images: SourceImages | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames)

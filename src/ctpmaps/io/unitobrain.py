@@ -216,6 +216,7 @@ def read_unitobrain_study(
         path=folder,
         metadata=meta,
         problems=study.problems,
+        source_images=study.source_images,
     )
 
 

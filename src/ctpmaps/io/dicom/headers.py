@@ -70,6 +70,7 @@ class Image:
     plugin: str = ""  # pydicom decoding plugin to ask for ("" lets pydicom choose)
     slice_pos: float = 0.0  # position along the series' slice normal (mm)
     slice_index: int = -1
+    header: Dataset | None = None  # the file's header (pixel data not read)
 
 
 def _classic_times(ds: Dataset) -> tuple[dict[str, float | None], bool]:
@@ -236,7 +237,7 @@ def read_header(path: Path) -> DicomFile:
         images = [] if image is None else [image]
     plugin = decoding_plugin(str(ds.file_meta.get("TransferSyntaxUID", "")))
     for image in images:
-        image.plugin = plugin
+        image.plugin, image.header = plugin, ds
     return DicomFile(path, ds, images, defect)
 
 

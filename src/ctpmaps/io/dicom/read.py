@@ -33,6 +33,7 @@ from .headers import (
 )
 from .order import order_frames
 from .series import assign_slices, check_geometry, select_series
+from .source import ImageRef, SourceImages, pixel_less
 
 __all__ = ["read_dicom_study", "read_dicom_volume", "Volume"]
 
@@ -139,6 +140,24 @@ def _affine(
     return LPS_RAS @ lps
 
 
+def _source_images(per_slice: list[list[Image]]) -> SourceImages:
+    """Pixel-less headers of the first image in time of each slice and every image's UIDs."""
+
+    def ref(im: Image) -> ImageRef:
+        ds = im.header
+        frame = None if im.frame is None else im.frame + 1
+        return ImageRef(str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")), frame)
+
+    multiframe = any(im.frame is not None for frames in per_slice for im in frames)
+    firsts = [frames[0].header for frames in per_slice]
+    headers = firsts[:1] if multiframe else firsts
+    return SourceImages(
+        headers=tuple(pixel_less(ds) for ds in headers),
+        images=tuple(tuple(ref(im) for im in frames) for frames in per_slice),
+        multiframe=multiframe,
+    )
+
+
 # ----------------------------------------------------------------------------- public
 def _headers(folder: Path, problems: list[str], workers: int | None) -> list[DicomFile]:
     return map_threads(read_header, list_files(folder, problems), workers)
@@ -183,7 +202,8 @@ def read_dicom_study(
         ascending along the slice normal; ``affine`` voxel -> RAS+ mm; ``times`` in s from
         the first frame; ``source="dicom"``; metadata (series_description, patient_id,
         study/series/frame-of-reference UIDs, modality, kvp, exposure_mas, manufacturer,
-        transfer_syntax, slice_thickness_mm) and the non-fatal problems found.
+        transfer_syntax, slice_thickness_mm), the non-fatal problems found and
+        ``source_images`` (the source headers the derived outputs reference).
 
     Raises
     ------
@@ -217,7 +237,14 @@ def read_dicom_study(
     for problem in problems:
         log.warning("%s: %s", folder, problem)
     return Study(
-        frames, affine, times, source="dicom", path=folder, metadata=meta, problems=problems
+        frames,
+        affine,
+        times,
+        source="dicom",
+        path=folder,
+        metadata=meta,
+        problems=problems,
+        source_images=_source_images(per_slice),
     )
 
 

@@ -1,8 +1,7 @@
 """The CT images that the DICOM exports reference, one per slice of the study.
 
-- a study read from classic single-frame DICOM (``Study.source == "dicom"``) is referenced
-  directly: the headers of its series are read again (no pixels) and the first image in
-  time of each slice is taken;
+- a study read from classic single-frame DICOM is referenced directly: the first image in
+  time of each slice, whose header the reader kept (``Study.source_images``);
 - any other study (NIfTI, phantom, UniToBrain folder, enhanced multi-frame DICOM) gets a
   *reference CT series* synthesised in memory, one image per slice with the unenhanced image
   as pixels and the study's geometry; it is written beside the maps (``CT_reference/``) so
@@ -14,13 +13,9 @@
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 
 from ..study import Study
@@ -103,67 +98,24 @@ def _synthetic_series(study: Study, image: np.ndarray, note: str) -> ReferenceSe
     return ReferenceSeries(out, True, geo, note)
 
 
-#: Tags read from every file of the series to choose one image per slice.
-_CHOICE_TAGS = [
-    "SeriesInstanceUID",
-    "ImagePositionPatient",
-    "NumberOfFrames",
-    "AcquisitionDateTime",
-    "AcquisitionTime",
-    "ContentTime",
-    "InstanceNumber",
-]
-
-
-def _read_headers(folder: Path, series_uid: str | None) -> list[Dataset]:
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
-
-    def one(path: Path) -> Dataset | None:
-        try:  # only what choosing needs; the chosen files are read in full later
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_CHOICE_TAGS)
-        except Exception:  # not DICOM, or damaged: the reader already judged the series
-            return None
-        if series_uid is not None and str(ds.get("SeriesInstanceUID", "")) != series_uid:
-            return None
-        ds.filename = str(path)
-        return ds
-
-    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        return [ds for ds in pool.map(one, files) if ds is not None]
-
-
-def _time_key(ds: Dataset) -> tuple:
-    for tag in ("AcquisitionDateTime", "AcquisitionTime", "ContentTime"):
-        value = ds.get(tag)
-        if value not in (None, ""):
-            return (0, str(value), int(ds.get("InstanceNumber", 0) or 0))
-    return (1, "", int(ds.get("InstanceNumber", 0) or 0))
-
-
-def _dicom_series(study: Study, geo: SliceGeometry) -> tuple[list[Dataset] | None, str]:
-    """The study's own first image of each slice, or None and why not."""
-    if study.path is None or not Path(study.path).is_dir():
-        return None, "the study's DICOM folder is not available"
-    headers = _read_headers(Path(study.path), study.metadata.get("series_instance_uid"))
-    if not headers:
-        return None, "no DICOM file of the series found again"
-    if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in headers):
+def _source_series(study: Study, geo: SliceGeometry) -> tuple[list[Dataset] | None, str]:
+    """The study's own first image of each slice (kept at load time), or None and why not."""
+    source = study.source_images
+    if source is None:
+        return None, f"study source is {study.source!r}"
+    if source.multiframe:
         return None, "enhanced multi-frame source: references go to a synthesised series"
+    headers = list(source.headers)
+    if len(headers) != study.shape[2]:
+        return None, f"{len(headers)} source slices for {study.shape[2]} slices of the maps"
     normal = np.cross(np.asarray(geo.orientation[:3]), np.asarray(geo.orientation[3:]))
-    chosen: list[Dataset] = []
-    for k in range(len(geo.positions)):
-        near = [
-            ds
-            for ds in headers
-            if "ImagePositionPatient" in ds
-            and abs(float(np.asarray(ds.ImagePositionPatient, float) @ normal) - geo.locations[k])
-            < 0.25 * max(geo.slice_gap, 1e-3)
-        ]
-        if not near:
+    for k, ds in enumerate(headers):
+        position = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
+        if abs(float(position @ normal) - geo.locations[k]) >= 0.25 * max(geo.slice_gap, 1e-3):
             return None, f"no source image at slice {k} ({geo.locations[k]:.2f} mm)"
-        chosen.append(min(near, key=_time_key))
-    full = [pydicom.dcmread(ds.filename, stop_before_pixels=True) for ds in chosen]
-    return full, ""
+        if (int(ds.Columns), int(ds.Rows)) != study.shape[:2]:
+            return None, f"source images of {ds.Columns} x {ds.Rows} pixels, maps {study.shape[:2]}"
+    return headers, ""
 
 
 def reference_series(study: Study, *, image: np.ndarray | None = None) -> ReferenceSeries:
@@ -181,11 +133,10 @@ def reference_series(study: Study, *, image: np.ndarray | None = None) -> Refere
     ReferenceSeries
     """
     geo = slice_geometry(study.affine, study.shape[2])
-    note = f"study source is {study.source!r}"
-    if study.source == "dicom":
-        datasets, note = _dicom_series(study, geo)
-        if datasets is not None:
-            return ReferenceSeries(datasets, False, geo)
+    datasets, note = _source_series(study, geo)
+    if datasets is not None:
+        return ReferenceSeries(datasets, False, geo)
+    if study.source_images is not None:
         log.warning("DICOM export: %s", note)
     if image is None:
         image = study.frames[..., : min(3, study.n_frames)].mean(axis=-1)
