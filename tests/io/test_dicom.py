@@ -512,7 +512,7 @@ def test_compression_without_decoder(tmp_path, study, monkeypatch):
 
 def test_decoder_failure_names_the_file(tmp_path, study, monkeypatch):
     out = write_dicom_study(study, tmp_path / "s", compression="rle")
-    import ctpmaps.io.dicom.read as reader
+    import ctpmaps.io.dicom.pixels as reader
 
     def broken(path, **kwargs):
         raise RuntimeError("decoder exploded")

@@ -203,18 +203,17 @@ class DicomFile:
 def read_header(path: Path) -> DicomFile:
     """Header pass over one file (no pixel data read); its images, if it holds any."""
     try:
-        with open(path, "rb") as fp:
-            ds = pydicom.dcmread(fp, stop_before_pixels=True)
-            ended = fp.tell() >= os.fstat(fp.fileno()).st_size
+        # defer_size: the pixel data are skipped now and read from the file by pydicom when
+        # decoded, so each file's header is parsed once
+        ds = pydicom.dcmread(str(path), defer_size=_DEFER_BYTES)
     except InvalidDicomError:
         raise InputError(
             path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)"
         ) from None
     except Exception as exc:  # pydicom raises many kinds on damaged files
         raise InputError(path, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
-    if ended and _is_image_storage(ds):
-        # pydicom stops silently at the end of a file cut short: an image must go on to pixels
-        raise InputError(path, "truncated: the file ends before its pixel data")
+    if _is_image_storage(ds):
+        _check_complete(path, ds)
     images: list[Image] = []
     defect = None
     if "PerFrameFunctionalGroupsSequence" in ds:
@@ -239,6 +238,27 @@ def read_header(path: Path) -> DicomFile:
     for image in images:
         image.plugin, image.header = plugin, ds
     return DicomFile(path, ds, images, defect)
+
+
+#: Elements longer than this (bytes) are read only when used: the pixel data.
+_DEFER_BYTES = 16384
+_PIXEL_DATA = 0x7FE00010
+
+
+def _check_complete(path: Path, ds: Dataset) -> None:
+    """An image file cut short: pydicom stops silently at the end of the file."""
+    pixels = ds.get_item(_PIXEL_DATA, keep_deferred=True)
+    if pixels is None:
+        raise InputError(path, "truncated: the file ends before its pixel data")
+    tell = getattr(pixels, "value_tell", None)
+    if pixels.value is None and tell is not None:  # deferred: its bytes must all be there
+        size = os.stat(path).st_size
+        if tell + pixels.length > size:
+            raise InputError(
+                path,
+                f"truncated: the pixel data should have {pixels.length} bytes, the file "
+                f"holds {max(0, size - tell)}",
+            )
 
 
 def _is_image_storage(ds: Dataset) -> bool:

@@ -1,22 +1,18 @@
 """Reading a CT perfusion study (or one 3D volume) from a folder of DICOM files.
 
-Two passes: a header pass (``stop_before_pixels``) lists every image with its position,
-geometry and time, picks the series and orders the frames; a pixel pass then decodes only
-the files used, in a thread pool, into a preallocated ``(x, y, z, t)`` float32 array.
+Two passes: a header pass (no pixel data read) lists every image with its position,
+geometry and time, picks the series and orders the frames; a pixel pass (`pixels`) then
+decodes only the files used into a preallocated ``(x, y, z, t)`` float32 array.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydicom.dataset import Dataset
-from pydicom.pixels import apply_modality_lut, pixel_array
 
 from ...errors import InputError
 from ..study import Study
@@ -32,88 +28,13 @@ from .headers import (
     series_metadata,
 )
 from .order import order_frames
+from .pixels import read_pixels
 from .series import assign_slices, check_geometry, select_series
 from .source import ImageRef, SourceImages, pixel_less
 
 __all__ = ["read_dicom_study", "read_dicom_volume", "Volume"]
 
 log = logging.getLogger(__name__)
-
-
-# ----------------------------------------------------------------------------- pixels
-def _physical_into(dest: np.ndarray, stored: np.ndarray, ds: Dataset) -> None:
-    """``dest`` (columns, rows) float32 <- stored (rows, columns) through the modality LUT.
-
-    A *Modality LUT Sequence* goes through `pydicom.pixels.apply_modality_lut`; the usual
-    linear rescale is the same operation (``stored * slope + intercept``) done in place in
-    float32, avoiding the float64 intermediate pydicom returns.
-    """
-    if "ModalityLUTSequence" in ds:
-        dest[...] = apply_modality_lut(stored, ds).T
-        return
-    dest[...] = stored.T
-    slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
-    if slope != 1.0:
-        dest *= np.float32(slope)
-    if intercept != 0.0:
-        dest += np.float32(intercept)
-
-
-#: Frames of one slice are gathered (K frames x 64 columns blocks) before being written
-#: into the t-last (x, y, z, t) array: ~4x faster than scattering one image at a time.
-_CHUNK, _BLOCK = 16, 64
-
-
-def _load(path: Path, size: tuple[int, int], plugin: str) -> np.ndarray:
-    """Stored pixel values of one file: (rows, columns), or (frames, rows, columns)."""
-    try:
-        arr = pixel_array(path, decoding_plugin=plugin)
-    except Exception as exc:  # decoders and truncated files raise many kinds
-        raise InputError(path, f"cannot read its pixel data ({type(exc).__name__}: {exc})") from exc
-    if arr.shape[-2:] != size:
-        raise InputError(
-            path,
-            f"pixel data of shape {arr.shape}, expected {size[0]} x {size[1]} (Rows x Columns)",
-        )
-    return arr
-
-
-def _read_pixels(per_slice: list[list[Image]], workers: int | None) -> np.ndarray:
-    """Decode and rescale every image into a C-ordered (x, y, z, t) float32 array.
-
-    Files are decoded in a thread pool (the decoders release the GIL), a chunk of frames of
-    one slice at a time; multi-frame files are decoded once and kept until the end.
-    """
-    size = per_slice[0][0].size
-    nz, nt = len(per_slice), len(per_slice[0])
-    out = np.empty((size[1], size[0], nz, nt), dtype=np.float32)
-    multi: dict[Path, np.ndarray] = {}
-
-    def stored(im: Image) -> np.ndarray:
-        if im.frame is None:
-            return _load(im.path, size, im.plugin)
-        if im.path not in multi:
-            multi[im.path] = _load(im.path, size, im.plugin)
-        arr = multi[im.path]
-        return arr if arr.ndim == 2 else arr[im.frame]
-
-    n_workers = workers or min(4, os.cpu_count() or 1)
-    with ThreadPoolExecutor(n_workers) as pool:
-        for s, frames in enumerate(per_slice):
-            for k0 in range(0, nt, _CHUNK):
-                chunk_images = frames[k0 : k0 + _CHUNK]
-                if any(im.frame is not None for im in chunk_images):
-                    arrays = [stored(im) for im in chunk_images]
-                else:
-                    arrays = list(pool.map(stored, chunk_images))
-                chunk = np.empty((len(arrays), size[1], size[0]), dtype=np.float32)
-                for j, (im, arr) in enumerate(zip(chunk_images, arrays, strict=True)):
-                    _physical_into(chunk[j], arr, im.rescale)
-                k1 = k0 + len(arrays)
-                for x0 in range(0, size[1], _BLOCK):
-                    block = chunk[:, x0 : x0 + _BLOCK]
-                    out[x0 : x0 + _BLOCK, :, s, k0:k1] = block.transpose(1, 2, 0)
-    return out
 
 
 def _affine(
@@ -232,7 +153,7 @@ def read_dicom_study(
     per_slice, times = order_frames(folder, images, centres, frame_interval, problems)
     check_decoders(series)
     meta = series_metadata(series[0].ds)
-    frames = _read_pixels(per_slice, workers)
+    frames = read_pixels(per_slice, workers)
     affine = _affine(per_slice, centres, meta.get("slice_thickness_mm"), problems)
     for problem in problems:
         log.warning("%s: %s", folder, problem)
@@ -303,6 +224,6 @@ def read_dicom_volume(folder: str | Path, *, workers: int | None = None) -> Volu
             )
     check_decoders(files)
     meta = series_metadata(files[0].ds)
-    data = _read_pixels(per_slice, workers)[..., 0]
+    data = read_pixels(per_slice, workers)[..., 0]
     affine = _affine(per_slice, centres, meta.get("slice_thickness_mm"), problems)
     return Volume(data, affine, meta, problems)

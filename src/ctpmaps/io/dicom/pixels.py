@@ -1,0 +1,121 @@
+"""The pixel pass: decode the chosen images into one ``(x, y, z, t)`` float32 array in HU.
+
+A study is read slice by slice. The images of one slice are decoded in a thread pool and
+rescaled (and transposed to ``(x, y)``) into a gather buffer ``(t, x * y)``; the buffer is
+then transposed into the time-last output while the pool decodes the next slice into a
+second buffer. Numpy releases the GIL while it copies, so decoding and transposing overlap
+on two cores.
+
+Why by hand: a time-last array is the transpose of how files store their pixels, and
+numpy's strided copy of a ``(t, x * y)`` buffer into ``(x * y, t)`` is memory-bound. The
+buffer's rows are padded so that they do not lie a power of two apart: otherwise every
+element of a column maps to the same cache set and the copy runs about 3 times slower.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+from pydicom.pixels import apply_modality_lut, pixel_array
+
+from ...errors import InputError
+from .headers import Image
+
+__all__ = ["read_pixels"]
+
+_PIXEL_DATA = 0x7FE00010
+
+#: Padding of each gather-buffer row, in float32 (one 64-byte cache line).
+_PAD = 16
+
+
+def _decode(im: Image) -> np.ndarray:
+    """Stored pixel values of ``im``'s file: (rows, columns), or (frames, rows, columns)."""
+    try:  # the header's deferred pixel data are read now, and dropped once decoded
+        arr = pixel_array(im.header, decoding_plugin=im.plugin)
+    except Exception as exc:  # decoders and damaged files raise many kinds
+        raise InputError(
+            im.path, f"cannot read its pixel data ({type(exc).__name__}: {exc})"
+        ) from exc
+    finally:
+        im.header.pop(_PIXEL_DATA, None)
+    if arr.shape[-2:] != im.size:
+        raise InputError(
+            im.path,
+            f"pixel data of shape {arr.shape}, expected {im.size[0]} x {im.size[1]} "
+            "(Rows x Columns)",
+        )
+    return arr
+
+
+def _rescale_into(dest: np.ndarray, stored: np.ndarray, im: Image) -> None:
+    """``dest`` (columns, rows) float32 <- stored (rows, columns) through the modality LUT.
+
+    A *Modality LUT Sequence* goes through `pydicom.pixels.apply_modality_lut`; the usual
+    linear rescale is the same operation (``stored * slope + intercept``) done in float32,
+    without the float64 intermediate pydicom returns.
+    """
+    ds = im.rescale
+    if "ModalityLUTSequence" in ds:
+        dest[...] = apply_modality_lut(stored, ds).T
+        return
+    slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
+    if slope == 1.0:
+        dest[...] = stored.T
+    else:
+        np.multiply(stored.T, np.float32(slope), out=dest, casting="unsafe")
+    if intercept != 0.0:
+        dest += np.float32(intercept)
+
+
+def read_pixels(per_slice: list[list[Image]], workers: int | None) -> np.ndarray:
+    """Decode and rescale every image into a C-ordered ``(x, y, z, t)`` float32 array.
+
+    Parameters
+    ----------
+    per_slice : list of list of Image
+        ``per_slice[z][t]``: the images in slice and time order, all of one size.
+    workers : int or None
+        Decoding threads (default up to 4).
+
+    Returns
+    -------
+    ndarray, shape (columns, rows, z, t), float32
+        Physical values (HU for CT) after the modality LUT.
+    """
+    rows, cols = per_slice[0][0].size
+    nz, nt, n_pix = len(per_slice), len(per_slice[0]), rows * cols
+    out = np.empty((cols, rows, nz, nt), dtype=np.float32)
+    multi = {  # enhanced multi-frame files: decoded once, frames taken from them
+        im.path: None for frames in per_slice for im in frames if im.frame is not None
+    }
+    for path in multi:
+        first = next(im for frames in per_slice for im in frames if im.path == path)
+        multi[path] = _decode(first)
+    buffers = [np.empty((nt, n_pix + _PAD), dtype=np.float32) for _ in range(min(2, nz))]
+
+    def fill(buf: np.ndarray, k: int, im: Image) -> None:
+        if im.frame is None:
+            stored = _decode(im)
+        else:
+            arr = multi[im.path]
+            stored = arr if arr.ndim == 2 else arr[im.frame]
+        _rescale_into(buf[k, :n_pix].reshape(cols, rows), stored, im)
+
+    n_workers = workers or min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(n_workers) as pool:
+
+        def submit(s: int) -> list[Future]:
+            buf = buffers[s % len(buffers)]
+            return [pool.submit(fill, buf, k, im) for k, im in enumerate(per_slice[s])]
+
+        pending = submit(0)
+        for s in range(nz):
+            for future in pending:
+                future.result()
+            pending = submit(s + 1) if s + 1 < nz else []
+            src = buffers[s % len(buffers)][:, :n_pix]
+            out[:, :, s, :].reshape(n_pix, nt)[...] = src.T
+    return out
