@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dicom_edits import edit_all, give_patient
 
 from ctpmaps.io.dicom import write_dicom_study
 from ctpmaps.io.study import Study
@@ -39,3 +40,10 @@ def study() -> Study:
 def ctp_folder(tmp_path: Path, study: Study) -> Path:
     """The `study` fixture written as an uncompressed DICOM series."""
     return write_dicom_study(study, tmp_path / "ctp", uid_seed="fixture")
+
+
+@pytest.fixture
+def patient_folder(ctp_folder: Path) -> Path:
+    """The `ctp_folder` series as a scanner would identify its patient (`PATIENT`)."""
+    edit_all(ctp_folder, give_patient)
+    return ctp_folder

@@ -6,12 +6,12 @@ import datetime as dt
 import logging
 import random
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from dicom_edits import dicom_files, edit, edit_all
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -28,22 +28,6 @@ TIMES = np.array([0.0, 1.0, 2.5, 3.0, 4.75])  # as in conftest.make_study
 
 
 # ----------------------------------------------------------------------------- helpers
-def dicom_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file())
-
-
-def edit(path: Path, change: Callable[[Dataset], None]) -> None:
-    """Rewrite one DICOM file after ``change(ds)``."""
-    ds = pydicom.dcmread(path)
-    change(ds)
-    ds.save_as(path, enforce_file_format=True)
-
-
-def edit_all(folder: Path, change: Callable[[Dataset], None]) -> None:
-    for path in dicom_files(folder):
-        edit(path, change)
-
-
 def file_of(folder: Path, *, slice_index: int, frame_index: int, n_slices: int = 3) -> Path:
     """The file of one slice and frame (both from 0) written by `write_dicom_study`."""
     return folder / f"IM{frame_index * n_slices + slice_index + 1:05d}.dcm"

@@ -109,3 +109,16 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_nifti_study(_study(), tmp_path / "ctp.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_anonymized_sidecar_has_no_identifiers(tmp_path):
+    s = _study()
+    s.metadata.update({"patient_id": "MRN-1", "patient_name": "Doe^Jane", "kvp": 80.0})
+    path = write_nifti_study(s, tmp_path / "a.nii.gz", extra={"PatientBirthDate": "19480213"})
+    assert "MRN-1" in sidecar_path(path).read_text()
+    path = write_nifti_study(
+        s, tmp_path / "b.nii.gz", extra={"PatientBirthDate": "19480213"}, anonymize=True
+    )
+    side = json.loads(sidecar_path(path).read_text())
+    assert side["kvp"] == 80.0
+    assert not {"patient_id", "patient_name", "PatientBirthDate"} & set(side)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_path
-from .study import Study
+from .study import Study, is_identifying
 
 __all__ = [
     "read_nifti_study",
@@ -108,12 +108,19 @@ def read_nifti_study(path: str | Path) -> Study:
 
 
 def write_nifti_study(
-    study: Study, path: str | Path, *, dtype: str = "int16", extra: dict[str, Any] | None = None
+    study: Study,
+    path: str | Path,
+    *,
+    dtype: str = "int16",
+    extra: dict[str, Any] | None = None,
+    anonymize: bool = False,
 ) -> Path:
     """Write a study as a 4D NIfTI plus ``name.json`` with ``FrameTimes`` (s) and units.
 
     ``dtype="int16"`` rounds HU to integers (as scanners store them); ``"float32"`` keeps
-    them exact. Both files are written atomically.
+    them exact. The sidecar also holds the study's JSON-ready metadata, without the keys
+    that identify the patient (`ctpmaps.io.study.is_identifying`) when ``anonymize``.
+    Both files are written atomically.
     """
     path = Path(path)
     data = study.frames
@@ -133,6 +140,8 @@ def write_nifti_study(
         **{k: v for k, v in study.metadata.items() if _jsonable(v)},
         **(extra or {}),
     }
+    if anonymize:
+        side = {k: v for k, v in side.items() if not is_identifying(k)}
     with atomic_path(path) as tmp:
         nib.save(img, tmp)
         with atomic_path(sidecar_path(path)) as tmp_side:

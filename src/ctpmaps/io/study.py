@@ -11,10 +11,36 @@ import numpy as np
 if TYPE_CHECKING:
     from .dicom.source import SourceImages
 
-__all__ = ["Study", "SOURCE_KINDS"]
+__all__ = ["Study", "SOURCE_KINDS", "is_identifying"]
 
 #: Where a study can come from.
 SOURCE_KINDS = ("dicom", "nifti", "unitobrain", "array")
+
+#: Parts of metadata keys that identify a patient (compared lower case, without ``_``).
+_IDENTIFYING = ("patient", "birth", "institution", "physician", "operator", "accession")
+
+
+def is_identifying(key: str) -> bool:
+    """Whether a metadata key holds a patient identifier or identifying detail.
+
+    Any key about the patient (``patient_id``, ``patient_name``, ``PatientBirthDate``,
+    ``patient_sex``, ...), institution, physicians, operators or accession number.
+    """
+    name = key.lower().replace("_", "").replace(" ", "")
+    return any(part in name for part in _IDENTIFYING)
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON values: numpy scalars to Python, NaN and infinities to None."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 @dataclass
@@ -106,19 +132,35 @@ class Study:
         """Median time between frames in s."""
         return float(np.median(np.diff(self.times))) if self.n_frames > 1 else 0.0
 
-    def summary(self) -> dict[str, Any]:
-        """What was read, as plain JSON-ready values (used by ``ctpmaps info``)."""
-        return {
-            "source": self.source,
-            "path": str(self.path) if self.path is not None else None,
-            "shape": list(self.shape),
-            "n_frames": self.n_frames,
-            "spacing_mm": [round(v, 4) for v in self.spacing],
-            "times_s": [round(float(t), 4) for t in self.times],
-            "duration_s": round(float(self.times[-1]), 4),
-            "frame_interval_s": round(self.frame_interval, 4),
-            "hu_range": [float(np.min(self.frames)), float(np.max(self.frames))],
-            "series_description": self.metadata.get("series_description"),
-            "metadata": self.metadata,
-            "problems": list(self.problems),
-        }
+    def summary(self, *, identifiers: bool = False) -> dict[str, Any]:
+        """What was read, as plain JSON values (used by ``ctpmaps info``).
+
+        Parameters
+        ----------
+        identifiers : bool
+            Include the metadata that identify the patient (`is_identifying`: name, ID,
+            birth date, sex ...). Left out by default; `metadata` keeps them for the
+            DICOM outputs.
+
+        Returns
+        -------
+        dict
+            Strict JSON (no NaN or infinity: a non-finite number reads as null).
+        """
+        metadata = {k: v for k, v in self.metadata.items() if identifiers or not is_identifying(k)}
+        return _json_ready(
+            {
+                "source": self.source,
+                "path": str(self.path) if self.path is not None else None,
+                "shape": list(self.shape),
+                "n_frames": self.n_frames,
+                "spacing_mm": [round(v, 4) for v in self.spacing],
+                "times_s": [round(float(t), 4) for t in self.times],
+                "duration_s": round(float(self.times[-1]), 4),
+                "frame_interval_s": round(self.frame_interval, 4),
+                "hu_range": [float(np.min(self.frames)), float(np.max(self.frames))],
+                "series_description": self.metadata.get("series_description"),
+                "metadata": metadata,
+                "problems": list(self.problems),
+            }
+        )

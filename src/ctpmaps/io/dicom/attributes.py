@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from .derived import Identity
 from .geometry import SliceGeometry, ds_number
 
 __all__ = ["DEFAULT_START", "SeriesOptions", "base_dataset", "new_instance", "place_slice"]
@@ -25,7 +26,7 @@ class SeriesOptions:
     """Everything a series needs besides the pixels, the affine and the times."""
 
     compression: str | None = None
-    patient_id: str = "CTPMAPS-0001"
+    patient_id: str | None = None
     patient_name: str | None = None
     study_description: str = "CT perfusion"
     series_description: str = "CT perfusion"
@@ -47,23 +48,30 @@ class SeriesOptions:
     study_uid: str | None = None
     series_uid: str | None = None
     frame_of_reference_uid: str | None = None
+    anonymize: bool = False
     workers: int | None = None
 
 
 def base_dataset(
-    shape: tuple[int, ...], geo: SliceGeometry, uids: dict[str, str], o: SeriesOptions
+    shape: tuple[int, ...],
+    geo: SliceGeometry,
+    series_uid: str,
+    o: SeriesOptions,
+    identity: Identity,
 ) -> Dataset:
-    """Attributes shared by every file of a series of images of ``shape`` (x, y, ...)."""
+    """Attributes shared by every file of a series of images of ``shape`` (x, y, ...).
+
+    The patient and study attributes, *StudyInstanceUID* and *FrameOfReferenceUID* are
+    ``identity``'s (`derived.Identity.stamp`).
+    """
     day, clock = o.start.strftime("%Y%m%d"), o.start.strftime("%H%M%S")
     attrs: dict[str, object] = {
         "SOPClassUID": CTImageStorage,
-        "StudyInstanceUID": uids["study"],
-        "SeriesInstanceUID": uids["series"],
-        "FrameOfReferenceUID": uids["frame_of_reference"],
+        "SeriesInstanceUID": series_uid,
         "Modality": "CT",
         "ImageType": list(o.image_type),
-        "PatientName": o.patient_name or o.patient_id,
-        "PatientID": o.patient_id,
+        "PatientName": "",
+        "PatientID": "",
         "PatientBirthDate": "",
         "PatientSex": "",
         "StudyDate": day,
@@ -108,6 +116,7 @@ def base_dataset(
     ds = Dataset()
     for key, value in attrs.items():
         setattr(ds, key, value)
+    identity.stamp(ds)
     return ds
 
 

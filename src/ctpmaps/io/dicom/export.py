@@ -307,6 +307,7 @@ def export_dicom(
     method: str = "",
     lesion_description: str = "",
     image: np.ndarray | None = None,
+    anonymize: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write every map as a Parametric Map, the lesions as SEG, and, when synthesised, the
@@ -329,14 +330,18 @@ def export_dicom(
         How the lesions were defined.
     image : ndarray (x, y, z), optional
         Pixels of a synthesised reference series (default the mean of the first frames).
+    anonymize : bool
+        Write no patient identifiers: patient and study attributes and source UIDs are
+        replaced as `ctpmaps.io.dicom.privacy` describes; the objects reference the source
+        images under their replaced UIDs.
     overwrite : bool
         Replace an existing ``out_dir``.
 
     Returns
     -------
     dict
-        ``files`` (name -> path), ``study_uid``, ``frame_of_reference_uid``,
-        ``reference_synthetic`` and ``note``.
+        ``files`` (name -> path), ``study_uid``, ``frame_of_reference_uid`` (as written),
+        ``reference_synthetic``, ``anonymized``, ``note`` and ``created``.
     """
     out_dir = Path(out_dir)
     values = maps.as_dict() if hasattr(maps, "as_dict") else dict(maps)
@@ -345,7 +350,7 @@ def export_dicom(
             raise InputError(
                 name, f"expected shape {study.shape} like the study, got {np.shape(arr)}"
             )
-    reference = reference_series(study, image=image)
+    reference = reference_series(study, image=image, anonymize=anonymize)
     files: dict[str, Path] = {}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for number, (name, arr) in enumerate(values.items()):
@@ -370,6 +375,7 @@ def export_dicom(
         "study_uid": reference.study_uid,
         "frame_of_reference_uid": reference.frame_of_reference_uid,
         "reference_synthetic": reference.synthetic,
+        "anonymized": reference.identity.anonymized,
         "note": reference.note,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

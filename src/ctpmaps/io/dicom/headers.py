@@ -334,6 +334,9 @@ def series_metadata(ds: Dataset) -> dict[str, Any]:
     for key, tag in (
         ("series_description", "SeriesDescription"),
         ("patient_id", "PatientID"),
+        ("patient_name", "PatientName"),
+        ("patient_birth_date", "PatientBirthDate"),
+        ("patient_sex", "PatientSex"),
         ("study_instance_uid", "StudyInstanceUID"),
         ("series_instance_uid", "SeriesInstanceUID"),
         ("frame_of_reference_uid", "FrameOfReferenceUID"),

@@ -5,9 +5,13 @@
 - any other study (NIfTI, phantom, UniToBrain folder, enhanced multi-frame DICOM) gets a
   *reference CT series* synthesised in memory, one image per slice with the unenhanced image
   as pixels and the study's geometry; it is written beside the maps (``CT_reference/``) so
-  that the references resolve in PACS. Patient and study identifiers come from the study's
-  metadata when present; otherwise the study and frame of reference UIDs are derived from
-  the frames' content, so repeated runs on one study land in one PACS study.
+  that the references resolve in PACS. Patient, study and frame of reference come from the
+  source images when there are any (an enhanced multi-frame source), else from the study's
+  metadata; otherwise the study and frame of reference UIDs are derived from the frames'
+  content, so repeated runs on one study land in one PACS study.
+
+With ``anonymize`` the patient and study attributes and the source UIDs are replaced
+(`privacy`): the datasets referenced are de-identified copies of the source headers.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pydicom.dataset import Dataset
 
 from ..study import Study
 from .attributes import DEFAULT_START, SeriesOptions, base_dataset, new_instance, place_slice
+from .derived import Identity, identity_of, source_mismatch
 from .geometry import SliceGeometry, slice_geometry
 from .uids import content_seed, new_uid
 
@@ -41,6 +46,8 @@ class ReferenceSeries:
         study's own DICOM files.
     geometry : SliceGeometry
         Slice geometry from the study's affine (LPS).
+    identity : Identity
+        Patient, study and frame of reference of the exports (`derived.identity_of`).
     note : str
         Why the series was synthesised, when it was.
     """
@@ -48,6 +55,7 @@ class ReferenceSeries:
     datasets: list[Dataset]
     synthetic: bool
     geometry: SliceGeometry
+    identity: Identity
     note: str = ""
 
     @property
@@ -59,15 +67,13 @@ class ReferenceSeries:
         return str(self.datasets[0].FrameOfReferenceUID)
 
 
-def _synthetic_series(study: Study, image: np.ndarray, note: str) -> ReferenceSeries:
+def _synthetic_series(
+    study: Study, image: np.ndarray, identity: Identity, seed: str, note: str
+) -> ReferenceSeries:
     """One CT image per slice with the study's geometry and the unenhanced image as pixels."""
     meta = study.metadata
-    seed = content_seed(study)
     geo = slice_geometry(study.affine, study.shape[2])
-    patient_id = str(meta.get("patient_id") or "CTPMAPS-0001")
     opts = SeriesOptions(
-        patient_id=patient_id,
-        patient_name=f"{patient_id}^",  # one family-name component, said explicitly
         study_description="CT perfusion",
         series_description="CTP unenhanced reference (ctpmaps)",
         series_number=99,
@@ -77,12 +83,8 @@ def _synthetic_series(study: Study, image: np.ndarray, note: str) -> ReferenceSe
         manufacturer=str(meta.get("manufacturer") or "ctpmaps"),
         start=DEFAULT_START,
     )
-    uids = {
-        "study": str(meta.get("study_instance_uid") or new_uid(seed, "study")),
-        "frame_of_reference": str(meta.get("frame_of_reference_uid") or new_uid(seed, "for")),
-        "series": new_uid(seed, "reference-series"),
-    }
-    base = base_dataset(study.frames.shape, geo, uids, opts)
+    series_uid = new_uid(seed, "reference-series")
+    base = base_dataset(study.frames.shape, geo, series_uid, opts, identity)
     stored = np.clip(np.rint(image - opts.rescale_intercept), -32768, 32767).astype(np.int16)
     out = []
     for k in range(study.shape[2]):
@@ -95,30 +97,12 @@ def _synthetic_series(study: Study, image: np.ndarray, note: str) -> ReferenceSe
         ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
         ds["PixelData"].VR = "OW"
         out.append(ds)
-    return ReferenceSeries(out, True, geo, note)
+    return ReferenceSeries(out, True, geo, identity, note)
 
 
-def _source_series(study: Study, geo: SliceGeometry) -> tuple[list[Dataset] | None, str]:
-    """The study's own first image of each slice (kept at load time), or None and why not."""
-    source = study.source_images
-    if source is None:
-        return None, f"study source is {study.source!r}"
-    if source.multiframe:
-        return None, "enhanced multi-frame source: references go to a synthesised series"
-    headers = list(source.headers)
-    if len(headers) != study.shape[2]:
-        return None, f"{len(headers)} source slices for {study.shape[2]} slices of the maps"
-    normal = np.cross(np.asarray(geo.orientation[:3]), np.asarray(geo.orientation[3:]))
-    for k, ds in enumerate(headers):
-        position = np.asarray(ds.ImagePositionPatient, dtype=np.float64)
-        if abs(float(position @ normal) - geo.locations[k]) >= 0.25 * max(geo.slice_gap, 1e-3):
-            return None, f"no source image at slice {k} ({geo.locations[k]:.2f} mm)"
-        if (int(ds.Columns), int(ds.Rows)) != study.shape[:2]:
-            return None, f"source images of {ds.Columns} x {ds.Rows} pixels, maps {study.shape[:2]}"
-    return headers, ""
-
-
-def reference_series(study: Study, *, image: np.ndarray | None = None) -> ReferenceSeries:
+def reference_series(
+    study: Study, *, image: np.ndarray | None = None, anonymize: bool = False
+) -> ReferenceSeries:
     """The CT images that exports of ``study`` reference (see the module docstring).
 
     Parameters
@@ -127,17 +111,31 @@ def reference_series(study: Study, *, image: np.ndarray | None = None) -> Refere
         The study the maps were computed from.
     image : ndarray, shape (x, y, z), optional
         Pixels of a synthesised series in HU; default the mean of the first three frames.
+    anonymize : bool
+        Reference de-identified copies (`privacy`).
 
     Returns
     -------
     ReferenceSeries
     """
     geo = slice_geometry(study.affine, study.shape[2])
-    datasets, note = _source_series(study, geo)
-    if datasets is not None:
-        return ReferenceSeries(datasets, False, geo)
+    seed = content_seed(study)
+    names = {"study": "study", "frame-of-reference": "for"}  # parts of the seeded UIDs
+    own_name = None
+    if study.source_images is None:  # a family-name component, said explicitly
+        own_name = f"{study.metadata.get('patient_id') or 'CTPMAPS-0001'}^"
+    identity = identity_of(
+        study,
+        anonymize=anonymize,
+        new=lambda part: new_uid(seed, names[part]),
+        patient_name=own_name,
+    )
+    note = source_mismatch(study, geo)
+    if not note:
+        headers = [identity.header(ds) for ds in study.source_images.headers]
+        return ReferenceSeries(headers, False, geo, identity)
     if study.source_images is not None:
-        log.warning("DICOM export: %s", note)
+        log.warning("DICOM export: %s; references go to a synthesised series", note)
     if image is None:
         image = study.frames[..., : min(3, study.n_frames)].mean(axis=-1)
-    return _synthetic_series(study, np.asarray(image, np.float32), note)
+    return _synthetic_series(study, np.asarray(image, np.float32), identity, seed, note)

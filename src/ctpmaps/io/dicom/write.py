@@ -12,7 +12,6 @@ import datetime as _dt
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +24,16 @@ from ..atomic import atomic_dir
 from ..study import Study
 from .attributes import DEFAULT_START, SeriesOptions, base_dataset, new_instance, place_slice
 from .codecs import COMPRESSIONS, check_encoder, encode_jpeg_lossless, encoding_plugin
-from .geometry import slice_geometry
+from .derived import identity_of, source_image_item, source_mismatch, source_start
+from .geometry import SliceGeometry, slice_geometry
+from .source import ImageRef
 from .uids import new_uid
 
 __all__ = ["write_dicom_study", "write_dicom_volume", "COMPRESSIONS"]
 
 log = logging.getLogger(__name__)
+
+ORIGINAL = ("ORIGINAL", "PRIMARY", "AXIAL")
 
 
 def _stored_values(
@@ -108,16 +111,8 @@ def _set_pixels(ds: Dataset, stored: np.ndarray, compression: str | None) -> Non
         )
 
 
-def _write_series(
-    frames: np.ndarray,
-    affine: np.ndarray,
-    times: np.ndarray | None,
-    out_dir: Path,
-    o: SeriesOptions,
-    *,
-    overwrite: bool,
-) -> Path:
-    """Write ``frames`` (x, y, z, t) as one file per slice and frame; see `write_dicom_study`."""
+def _check_series(frames: np.ndarray, o: SeriesOptions) -> None:
+    """Refuse what cannot be written, before anything is."""
     check_encoder(o.compression)
     n_bad = int(np.count_nonzero(~np.isfinite(frames)))
     if n_bad:
@@ -134,22 +129,46 @@ def _write_series(
         raise InputError(
             "file_pattern", f"{o.file_pattern!r} gives {len(names)} names for {nz * nt} files"
         )
-    geo = slice_geometry(affine, nz)
+
+
+def _write_series(
+    frames: np.ndarray,
+    geo: SliceGeometry,
+    times: np.ndarray | None,
+    out_dir: Path,
+    o: SeriesOptions,
+    *,
+    study: Study | None = None,
+    sources: tuple[tuple[ImageRef, ...], ...] | None = None,
+    overwrite: bool,
+) -> Path:
+    """Write ``frames`` (x, y, z, t) as one file per slice and frame; see `write_dicom_study`.
+
+    ``study`` gives the identity (`derived.identity_of`); ``sources[s][k]``, when given, is
+    the source image of slice ``s`` and frame ``k``.
+    """
+    _check_series(frames, o)
+    nx, ny, nz, nt = frames.shape
     dtype, lo, hi = _stored_values(
         frames, slope=o.rescale_slope, intercept=o.rescale_intercept, signed=o.signed
     )
-    uids = {
-        "study": o.study_uid or new_uid(o.uid_seed, "study", prefix=o.uid_prefix),
-        "frame_of_reference": o.frame_of_reference_uid
-        or new_uid(o.uid_seed, "frame-of-reference", prefix=o.uid_prefix),
-        "series": o.series_uid
-        or new_uid(o.uid_seed, "series", o.series_number, prefix=o.uid_prefix),
-    }
-    base = base_dataset(frames.shape, geo, uids, o)
+    identity = identity_of(
+        study,
+        anonymize=o.anonymize,
+        new=lambda part: new_uid(o.uid_seed, part, prefix=o.uid_prefix),
+        patient_id=o.patient_id,
+        patient_name=o.patient_name,
+        study_uid=o.study_uid,
+        frame_of_reference_uid=o.frame_of_reference_uid,
+    )
+    series_uid = o.series_uid or new_uid(o.uid_seed, "series", o.series_number, prefix=o.uid_prefix)
+    base = base_dataset(frames.shape, geo, series_uid, o, identity)
+    if sources is not None:
+        base.DerivationDescription = f"{o.series_description} (ctpmaps)"[:1024]
 
     def write_one(tmp: Path, k: int, s: int, stored: np.ndarray) -> None:
         instance = k * nz + s + 1
-        ds = new_instance(base, new_uid(o.uid_seed, uids["series"], instance, prefix=o.uid_prefix))
+        ds = new_instance(base, new_uid(o.uid_seed, series_uid, instance, prefix=o.uid_prefix))
         place_slice(ds, geo, s, instance)
         if times is not None:
             when = o.start + _dt.timedelta(seconds=float(times[k]))
@@ -158,6 +177,8 @@ def _write_series(
             ds.AcquisitionDate = ds.ContentDate = when.strftime("%Y%m%d")
             ds.AcquisitionTime = ds.ContentTime = when.strftime("%H%M%S.%f")
             ds.AcquisitionDateTime = when.strftime("%Y%m%d%H%M%S.%f")
+        if sources is not None:
+            ds.SourceImageSequence = [source_image_item(sources[s][k], identity)]
         _set_pixels(ds, stored, o.compression)
         name = o.file_pattern.format(instance=instance, slice=s + 1, frame=k + 1)
         ds.save_as(tmp / name, enforce_file_format=True)
@@ -203,10 +224,18 @@ def write_dicom_study(
     series_uid: str | None = None,
     frame_of_reference_uid: str | None = None,
     file_pattern: str = "IM{instance:05d}.dcm",
+    anonymize: bool = False,
     overwrite: bool = False,
     workers: int | None = None,
 ) -> Path:
     """Write a study as a scanner-like CT DICOM series, one file per slice and frame.
+
+    A study read from DICOM (``study.source_images``) is written as a *derived* series of
+    the source's study: its patient and study attributes, *StudyInstanceUID* and
+    *FrameOfReferenceUID*, *ImageType* ``DERIVED\\SECONDARY\\AXIAL``, new series and
+    instance UIDs, and, when the slices and frames are the source's, a *Source Image
+    Sequence* in each file citing the source image of that slice and frame. Any other
+    study is written as an original series of a new study.
 
     Parameters
     ----------
@@ -219,9 +248,9 @@ def write_dicom_study(
         Transfer syntax: explicit VR little endian, JPEG Lossless SV1 (needs imagecodecs),
         JPEG-LS lossless (pyjpegls), JPEG 2000 lossless (pylibjpeg-openjpeg) or RLE.
     patient_id, patient_name, study_description, series_description : str or None
-        Identification written to every file. ``patient_id`` and ``series_description``
-        default to the study's metadata, else ``"CTPMAPS-0001"`` and ``"CT perfusion"``;
-        *PatientName* defaults to the patient id.
+        Identification written to every file. ``patient_id`` and ``patient_name`` default
+        to the source's, else the study's metadata, else ``"CTPMAPS-0001"`` (the name to
+        the id); ``series_description`` to the study's metadata, else ``"CT perfusion"``.
     series_number : int
         *SeriesNumber*.
     kvp : float or None
@@ -238,15 +267,20 @@ def write_dicom_study(
         HU = stored * slope + intercept; HU are rounded to the stored grid and values outside
         the storable range are clipped (with a logged warning).
     start : datetime or None
-        Date and time of the first frame (default 2024-01-01 09:00:00).
+        Date and time of the first frame: default the source's first image when it is
+        dated (and ``anonymize`` is off), else 2024-01-01 09:00:00.
     uid_seed, uid_prefix : str or None
-        With a seed every UID is derived deterministically from it; the prefix (default
-        pydicom's) roots generated UIDs.
+        With a seed every generated UID is derived deterministically from it; the prefix
+        (default pydicom's) roots generated UIDs.
     study_uid, series_uid, frame_of_reference_uid : str or None
-        Use these UIDs instead of generated ones (to link several series of one study).
+        Use these UIDs instead of the source's or generated ones.
     file_pattern : str
         File name; ``{instance}``, ``{slice}`` and ``{frame}`` (all from 1) are filled in.
         Instance numbers run over slices within a frame, frame after frame.
+    anonymize : bool
+        Write no patient identifiers: the patient and study attributes, source UIDs and
+        dates are replaced as `ctpmaps.io.dicom.privacy` describes (explicit
+        ``patient_id``/``patient_name`` are ignored).
     overwrite : bool
         Replace an existing non-empty ``out_dir``.
     workers : int or None
@@ -271,13 +305,21 @@ def write_dicom_study(
     >>> len(list(out.iterdir()))
     6
     """
+    source = study.source_images
+    geo = slice_geometry(study.affine, study.shape[2])
+    sources = None
+    if source is not None and not source_mismatch(study, geo):
+        if all(len(row) == study.n_frames for row in source.images):
+            sources = source.images
+    description = series_description or (
+        "CT perfusion" if anonymize else study.metadata.get("series_description")
+    )
     opts = SeriesOptions(
         compression=compression,
-        patient_id=patient_id or str(study.metadata.get("patient_id") or "CTPMAPS-0001"),
+        patient_id=patient_id,
         patient_name=patient_name,
         study_description=study_description,
-        series_description=series_description
-        or str(study.metadata.get("series_description") or "CT perfusion"),
+        series_description=str(description or "CT perfusion"),
         series_number=series_number,
         manufacturer=manufacturer,
         kvp=kvp,
@@ -286,17 +328,26 @@ def write_dicom_study(
         signed=signed,
         rescale_slope=rescale_slope,
         rescale_intercept=rescale_intercept,
+        image_type=("DERIVED", "SECONDARY", "AXIAL") if source is not None else ORIGINAL,
         file_pattern=file_pattern,
-        start=start or DEFAULT_START,
+        start=start or (None if anonymize else source_start(source)) or DEFAULT_START,
         uid_seed=uid_seed,
         uid_prefix=uid_prefix,
         study_uid=study_uid,
         series_uid=series_uid,
         frame_of_reference_uid=frame_of_reference_uid,
+        anonymize=anonymize,
         workers=workers,
     )
     return _write_series(
-        study.frames, study.affine, study.times, Path(out_dir), opts, overwrite=overwrite
+        study.frames,
+        geo,
+        study.times,
+        Path(out_dir),
+        opts,
+        study=study,
+        sources=sources,
+        overwrite=overwrite,
     )
 
 
@@ -311,9 +362,22 @@ def write_dicom_volume(
     rescale_type: str = "US",
     window: tuple[float, float] = (40.0, 400.0),
     series_description: str = "derived map",
+    series_number: int = 1,
     file_pattern: str = "IM{instance:05d}.dcm",
+    patient_id: str | None = None,
+    patient_name: str | None = None,
+    study_description: str = "CT perfusion",
+    manufacturer: str = "ctpmaps",
+    start: _dt.datetime | None = None,
+    uid_seed: str | None = None,
+    uid_prefix: str | None = None,
+    study_uid: str | None = None,
+    series_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    compression: str | None = None,
+    anonymize: bool = False,
     overwrite: bool = False,
-    **ids: object,
+    workers: int | None = None,
 ) -> Path:
     """Write one 3D volume (e.g. a perfusion map) as a derived CT series, one file per slice.
 
@@ -333,13 +397,11 @@ def write_dicom_volume(
         *RescaleType* (units of the rescaled values, e.g. ``"US"`` unspecified).
     window : (float, float)
         Display *WindowCenter* and *WindowWidth* in physical units.
-    series_description, file_pattern : str
+    series_description, series_number, file_pattern : str, int, str
         As in `write_dicom_study` (``{slice}`` and ``{instance}`` coincide here).
-    overwrite : bool
-        Replace an existing non-empty ``out_dir``.
-    **ids
-        ``patient_id``, ``study_uid``, ``frame_of_reference_uid``, ``series_number``,
-        ``uid_seed``, ``uid_prefix``, ``start``, ``manufacturer``: as in `write_dicom_study`.
+    patient_id, patient_name, study_description, manufacturer, start, uid_seed, uid_prefix, \
+study_uid, series_uid, frame_of_reference_uid, compression, anonymize, overwrite, workers
+        As in `write_dicom_study`.
 
     Returns
     -------
@@ -349,37 +411,31 @@ def write_dicom_volume(
     volume = np.asarray(volume)
     if volume.ndim != 3:
         raise InputError("volume", f"expected shape (x, y, z), got {volume.shape}")
-    allowed = {
-        "patient_id",
-        "patient_name",
-        "study_uid",
-        "frame_of_reference_uid",
-        "series_uid",
-        "series_number",
-        "uid_seed",
-        "uid_prefix",
-        "start",
-        "manufacturer",
-        "study_description",
-        "compression",
-        "workers",
-    }
-    unknown = set(ids) - allowed
-    if unknown:
-        raise TypeError(f"write_dicom_volume: unexpected keyword arguments {sorted(unknown)}")
     opts = SeriesOptions(
-        rescale_slope=rescale_slope,
-        rescale_intercept=rescale_intercept,
-        signed=signed,
-        rescale_type=rescale_type,
-        window=window,
+        compression=compression,
+        patient_id=patient_id,
+        patient_name=patient_name,
+        study_description=study_description,
         series_description=series_description,
-        file_pattern=file_pattern,
-        image_type=("DERIVED", "SECONDARY", "AXIAL"),
+        series_number=series_number,
+        manufacturer=manufacturer,
         kvp=None,
         exposure_mas=None,
-        **ids,  # type: ignore[arg-type]
+        signed=signed,
+        rescale_slope=rescale_slope,
+        rescale_intercept=rescale_intercept,
+        rescale_type=rescale_type,
+        window=window,
+        image_type=("DERIVED", "SECONDARY", "AXIAL"),
+        file_pattern=file_pattern,
+        start=start or DEFAULT_START,
+        uid_seed=uid_seed,
+        uid_prefix=uid_prefix,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        frame_of_reference_uid=frame_of_reference_uid,
+        anonymize=anonymize,
+        workers=workers,
     )
-    if opts.start is None:
-        opts = replace(opts, start=DEFAULT_START)
-    return _write_series(volume[..., None], affine, None, Path(out_dir), opts, overwrite=overwrite)
+    geo = slice_geometry(affine, volume.shape[2])
+    return _write_series(volume[..., None], geo, None, Path(out_dir), opts, overwrite=overwrite)
