@@ -322,12 +322,33 @@ def test_harmless_files_are_skipped(ctp_folder, study):
     assert sum("skipped" in p for p in read.problems) == 5
 
 
-def test_non_dicom_file(ctp_folder):
-    junk = ctp_folder / "scan.bin"
-    junk.write_bytes(b"\x00" * 300)
-    with pytest.raises(InputError, match="not a DICOM file") as err:
-        read_dicom_study(ctp_folder)
-    assert err.value.source == str(junk)
+def test_stray_files_are_skipped_and_listed(ctp_folder, study):
+    """A viewer's file, a README without suffix, a DICOM object without pixels: skipped."""
+    (ctp_folder / "scan.bin").write_bytes(b"\x00" * 300)
+    (ctp_folder / "README").write_text("exported by a viewer\n")
+    report = Dataset()
+    report.file_meta = FileMetaDataset()
+    report.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    report.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray Radiation Dose SR
+    report.SOPInstanceUID, report.SeriesInstanceUID = generate_uid(), generate_uid()
+    report.Modality = "SR"
+    report.save_as(ctp_folder / "dose_sr", enforce_file_format=True)
+    read = read_dicom_study(ctp_folder)
+    assert_same(read, study)
+    skipped = [p for p in read.problems if p.startswith("skipped")]
+    assert len(skipped) == 3
+    assert any("scan.bin: not a DICOM file" in p for p in skipped)
+    assert any("README: not a DICOM file" in p for p in skipped)
+    assert any("dose_sr: no pixel data (X-Ray Radiation Dose SR" in p for p in skipped)
+
+
+def test_only_junk_is_an_error(tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"\x00" * 300)
+    with pytest.raises(InputError, match="no DICOM image file among 1 files") as err:
+        read_dicom_study(folder)
+    assert err.value.source == str(folder) and "a.bin" in str(err.value)
 
 
 def test_truncated_file(ctp_folder):
@@ -342,9 +363,15 @@ def test_truncated_file(ctp_folder):
 def test_truncated_header(ctp_folder):
     bad = file_of(ctp_folder, slice_index=0, frame_index=3)
     bad.write_bytes(bad.read_bytes()[:600])  # pydicom itself reads this without complaint
-    with pytest.raises(InputError, match="truncated") as err:
+    with pytest.raises(InputError, match="missing frame at t = 3.00 s") as err:
+        read_dicom_study(ctp_folder)  # cut before its series UID: the frame is missing
+    assert f"files skipped: {bad.name}" in str(err.value)
+    edit(file_of(ctp_folder, slice_index=1, frame_index=3), lambda ds: None)
+    cut = file_of(ctp_folder, slice_index=1, frame_index=3)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: data.index(b"\xe0\x7f\x10\x00")])  # just before PixelData
+    with pytest.raises(InputError, match="truncated: the file ends before its pixel data"):
         read_dicom_study(ctp_folder)
-    assert err.value.source == str(bad)
 
 
 def test_mixed_series(tmp_path, study):
@@ -468,7 +495,7 @@ def test_slices_disagreeing_within_half_an_interval_are_noted(tmp_path, make_stu
     [
         ("ImageOrientationPatient", [1, 0, 0, 0, 0.9, 0.43589], "ImageOrientationPatient"),
         ("PixelSpacing", [0.6, 0.55], "PixelSpacing"),
-        ("Rows", 10, "image size"),
+        ("Rows", 10, r"Rows x Columns .* = 10 x 16"),
     ],
 )
 def test_inconsistent_geometry(ctp_folder, tag, value, message):
@@ -580,3 +607,64 @@ def test_paths_accept_strings(tmp_path, study):
     out = write_dicom_study(study, str(tmp_path / "s"))
     assert isinstance(out, Path)
     assert_same(read_dicom_study(str(out)), study)
+
+
+# ----------------------------------------------------------------------------- any folder
+def _beside(folder: Path, study: Study, name: str, change, *, frames: int | None = None) -> None:
+    """Another series written into ``folder/name`` from ``study``, each file changed."""
+    part = (
+        study
+        if frames is None
+        else Study(study.frames[..., :frames], study.affine, study.times[:frames])
+    )
+    write_dicom_study(part, folder / name, uid_seed=name, series_description=name)
+    edit_all(folder / name, change)
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("localizer", lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"])),
+        ("surview", lambda ds: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "SURVIEW"])),
+        ("derived", lambda ds: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "AXIAL"])),
+        ("capture", lambda ds: setattr(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")),
+        ("mr", lambda ds: setattr(ds, "Modality", "MR")),
+    ],
+)
+def test_other_time_series_are_never_chosen(tmp_path, study, name, change):
+    """A second series with several images per position that is not the perfusion series."""
+    folder = tmp_path / "exam"
+    write_dicom_study(study, folder / "ctp", uid_seed="ctp", series_description="CTP")
+    _beside(folder, study, name, change)
+    read = read_dicom_study(folder)
+    assert_same(read, study)
+    assert read.metadata["series_description"] == "CTP"
+    assert any("ignored series" in p and name in p for p in read.problems)
+
+
+def test_dicomdir_and_dirfile_are_not_series(ctp_folder, study):
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    fs.add(dicom_files(ctp_folder)[0])
+    fs.write(ctp_folder / "media")  # a DICOMDIR and a copy of one image under media/
+    shutil.rmtree(ctp_folder / "media" / "PT000000")
+    dirfile = ctp_folder / "DIRFILE"  # Philips: a DICOM file without SeriesInstanceUID
+    shutil.copy(dicom_files(ctp_folder)[1], dirfile)
+    edit(dirfile, lambda ds: delattr(ds, "SeriesInstanceUID"))
+    read = read_dicom_study(ctp_folder)
+    assert_same(read, study)
+    assert any("DIRFILE: no SeriesInstanceUID" in p for p in read.problems)
+    assert any("DICOMDIR" in p for p in read.problems)
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_file_without_preamble_and_meta_is_read(ctp_folder, study, implicit):
+    """As old scanners write: a bare dataset. pydicom detects its encoding."""
+    path = file_of(ctp_folder, slice_index=1, frame_index=2)
+    ds = pydicom.dcmread(path)
+    ds.preamble, ds.file_meta = None, FileMetaDataset()
+    ds.save_as(path, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    assert b"DICM" not in path.read_bytes()[:200]
+    read = read_dicom_study(ctp_folder)
+    assert_same(read, study)

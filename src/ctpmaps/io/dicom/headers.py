@@ -2,7 +2,22 @@
 
 The header model shared by the readers: one `Image` per 2D image (a single-frame file or
 one frame of an enhanced multi-frame CT file) with its position, orientation, pixel
-spacing, candidate times and rescale; the folder listing and series metadata.
+spacing, candidate times and rescale, every value checked where it is read (`values`).
+
+`read_header` sorts each file into one of three kinds:
+
+- not an image of a series (not DICOM, unreadable, a DICOMDIR, a file without
+  *SeriesInstanceUID* such as a Philips DIRFILE, a structured report or other object
+  without pixel data): `NotAnImage` is raised, and the folder listing skips the file and
+  says so in ``Study.problems``;
+- an image of a series whose header holds a malformed or implausible value: a `DicomFile`
+  with a ``defect``, an `InputError` only if its series is read;
+- an image: a `DicomFile` with its `Image`\\ s.
+
+A file without the 128-byte preamble and file meta information (as some old scanners and
+archives write) is read when its first element is a group 0002 or 0008 element: pydicom
+detects its encoding (implicit or explicit VR little endian) and the file is an image like
+any other when it holds one. Anything else without the ``DICM`` marker is not DICOM.
 """
 
 from __future__ import annotations
@@ -11,262 +26,183 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
-from pydicom.uid import UID
+from pydicom.uid import UID, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from ...errors import InputError
 from .codecs import check_decoder, decoding_plugin
-from .times import date_time, dt_seconds
+from .enhanced import enhanced_images
+from .image import Image, classic_image
+from .values import integer, tag_name, text
 
-__all__ = [
-    "Image",
-    "DicomFile",
-    "read_header",
-    "list_files",
-    "map_threads",
-    "label",
-    "check_decoders",
-    "series_metadata",
-    "POSITION_TOL_MM",
-    "TIME_SOURCES",
-    "TIME_NAMES",
-]
+__all__ = ["NotAnImage", "DicomFile", "read_header", "read_headers", "label"]
 
-#: Files that may sit in a DICOM folder and are skipped (recorded in ``Study.problems``).
+#: Names skipped without being read (recorded in ``Study.problems``).
 HARMLESS_NAMES = frozenset({"dicomdir", ".ds_store", "thumbs.db", "desktop.ini"})
-HARMLESS_SUFFIXES = frozenset({".txt", ".json"})
-
-#: Slice positions along the normal closer than this (mm) are one slice.
-POSITION_TOL_MM = 0.05
-
-TIME_SOURCES = ("acquisition", "content", "trigger")
-TIME_NAMES = {
-    "acquisition": "AcquisitionDateTime/AcquisitionTime",
-    "content": "ContentTime",
-    "trigger": "TriggerTime",
-}
-
-
-@dataclass
-class Image:
-    """One 2D image: a single-frame file, or one frame of an enhanced multi-frame file."""
-
-    path: Path
-    frame: int | None  # index in a multi-frame file
-    position: np.ndarray  # ImagePositionPatient (LPS, mm)
-    orientation: np.ndarray  # ImageOrientationPatient (6,)
-    spacing: np.ndarray  # PixelSpacing (row, column) mm
-    size: tuple[int, int]  # (rows, columns)
-    times: dict[str, float | None]  # source -> seconds (absolute, per source)
-    dated: bool  # times carry a date (no midnight ambiguity)
-    instance: int | None
-    temporal_index: int | None
-    rescale: Dataset  # holds the modality LUT / rescale of this image
-    plugin: str = ""  # pydicom decoding plugin to ask for ("" lets pydicom choose)
-    slice_pos: float = 0.0  # position along the series' slice normal (mm)
-    slice_index: int = -1
-    header: Dataset | None = None  # the file's header (pixel data not read)
-
-
-def _classic_times(ds: Dataset) -> tuple[dict[str, float | None], bool]:
-    dated = True
-    acq = dt_seconds(ds.get("AcquisitionDateTime"))
-    if acq is None:
-        acq, dated = date_time(ds.get("AcquisitionDate"), ds.get("AcquisitionTime"))
-    content, content_dated = date_time(ds.get("ContentDate"), ds.get("ContentTime"))
-    trigger = ds.get("TriggerTime")
-    trigger_s = float(trigger) / 1000.0 if trigger not in (None, "") else None
-    times = {"acquisition": acq, "content": content, "trigger": trigger_s}
-    return times, (dated if acq is not None else content_dated)
-
-
-# ----------------------------------------------------------------------------- headers
-def _floats(value: Any, n: int) -> np.ndarray | None:
-    try:
-        out = np.array([float(v) for v in value], dtype=np.float64)
-    except (TypeError, ValueError):
-        return None
-    return out if out.shape == (n,) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def _classic_image(path: Path, ds: Dataset) -> Image | None:
-    position = _floats(ds.get("ImagePositionPatient"), 3)
-    orientation = _floats(ds.get("ImageOrientationPatient"), 6)
-    spacing = _floats(ds.get("PixelSpacing"), 2)
-    if position is None or orientation is None or spacing is None:
-        return None
-    times, dated = _classic_times(ds)
-    return Image(
-        path,
-        None,
-        position,
-        orientation,
-        spacing,
-        (int(ds.get("Rows", 0)), int(ds.get("Columns", 0))),
-        times,
-        dated,
-        _int_or_none(ds.get("InstanceNumber")),
-        _int_or_none(ds.get("TemporalPositionIndex")),
-        ds,
-    )
-
-
-def _group(ds: Dataset, i: int, name: str) -> Dataset | None:
-    """Functional group ``name`` of frame ``i``: per-frame first, then shared."""
-    for seq in (ds.PerFrameFunctionalGroupsSequence[i], shared_group(ds)):
-        if seq is not None and name in seq and len(seq[name].value):
-            return seq[name].value[0]
-    return None
-
-
-def shared_group(ds: Dataset) -> Dataset | None:
-    shared = ds.get("SharedFunctionalGroupsSequence")
-    return shared[0] if shared else None
-
-
-def _enhanced_images(path: Path, ds: Dataset) -> list[Image]:
-    """One `Image` per frame of an enhanced multi-frame CT file (functional groups)."""
-    n = int(ds.get("NumberOfFrames", 1))
-    if len(ds.PerFrameFunctionalGroupsSequence) != n:
-        raise InputError(
-            path,
-            f"NumberOfFrames is {n} but there are "
-            f"{len(ds.PerFrameFunctionalGroupsSequence)} per-frame functional groups",
-        )
-    images = []
-    for i in range(n):
-        plane = _group(ds, i, "PlanePositionSequence")
-        orient = _group(ds, i, "PlaneOrientationSequence")
-        measures = _group(ds, i, "PixelMeasuresSequence")
-        content = _group(ds, i, "FrameContentSequence") or Dataset()
-        pvt = _group(ds, i, "PixelValueTransformationSequence")
-        position = _floats(plane.get("ImagePositionPatient") if plane else None, 3)
-        orientation = _floats(orient.get("ImageOrientationPatient") if orient else None, 6)
-        spacing = _floats(measures.get("PixelSpacing") if measures else None, 2)
-        if position is None or orientation is None or spacing is None:
-            raise InputError(
-                path,
-                f"frame {i + 1} lacks its plane position, orientation or "
-                "pixel spacing (functional groups)",
-            )
-        acq = dt_seconds(content.get("FrameAcquisitionDateTime"))
-        ref = dt_seconds(content.get("FrameReferenceDateTime"))
-        rescale = Dataset()
-        for key in ("RescaleSlope", "RescaleIntercept", "RescaleType"):
-            value = pvt.get(key) if pvt is not None and key in pvt else ds.get(key)
-            if value is not None:
-                setattr(rescale, key, value)
-        images.append(
-            Image(
-                path,
-                i,
-                position,
-                orientation,
-                spacing,
-                (int(ds.get("Rows", 0)), int(ds.get("Columns", 0))),
-                {"acquisition": acq, "content": ref, "trigger": None},
-                True,
-                _int_or_none(ds.get("InstanceNumber")),
-                _int_or_none(content.get("TemporalPositionIndex")),
-                rescale,
-            )
-        )
-    return images
-
-
-@dataclass
-class DicomFile:
-    """Header of one DICOM file and its images (empty when it has no usable geometry)."""
-
-    path: Path
-    ds: Dataset
-    images: list[Image]
-    defect: str | None = None  # why it has no images (an error only if its series is read)
-
-    @property
-    def series_uid(self) -> str:
-        return str(self.ds.get("SeriesInstanceUID", "(no SeriesInstanceUID)"))
-
-
-def read_header(path: Path) -> DicomFile:
-    """Header pass over one file (no pixel data read); its images, if it holds any."""
-    try:
-        # defer_size: the pixel data are skipped now and read from the file by pydicom when
-        # decoded, so each file's header is parsed once
-        ds = pydicom.dcmread(str(path), defer_size=_DEFER_BYTES)
-    except InvalidDicomError:
-        raise InputError(
-            path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)"
-        ) from None
-    except Exception as exc:  # pydicom raises many kinds on damaged files
-        raise InputError(path, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from exc
-    if _is_image_storage(ds):
-        _check_complete(path, ds)
-    images: list[Image] = []
-    defect = None
-    if "PerFrameFunctionalGroupsSequence" in ds:
-        try:
-            images = _enhanced_images(path, ds)
-        except InputError as exc:
-            defect = exc.problem
-    elif int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        defect = (
-            "multi-frame image without per-frame functional groups: the positions and times "
-            "of its frames are unknown"
-        )
-    else:
-        image = _classic_image(path, ds)
-        if image is None:
-            defect = (
-                "no ImagePositionPatient, ImageOrientationPatient or PixelSpacing: the image "
-                "cannot be placed"
-            )
-        images = [] if image is None else [image]
-    plugin = decoding_plugin(str(ds.file_meta.get("TransferSyntaxUID", "")))
-    for image in images:
-        image.plugin, image.header = plugin, ds
-    return DicomFile(path, ds, images, defect)
-
+HARMLESS_SUFFIXES = frozenset({".txt", ".json", ".md", ".html", ".pdf", ".xml", ".csv"})
 
 #: Elements longer than this (bytes) are read only when used: the pixel data.
 _DEFER_BYTES = 16384
 _PIXEL_DATA = 0x7FE00010
+_DICOMDIR = "1.2.840.10008.1.3.10"
+#: Largest image side accepted (pixels): CT is 512 or 1024; a larger value is a damaged
+#: header that would make a decoder allocate gigabytes.
+MAX_SIDE = 4096
 
 
-def _check_complete(path: Path, ds: Dataset) -> None:
-    """An image file cut short: pydicom stops silently at the end of the file."""
-    pixels = ds.get_item(_PIXEL_DATA, keep_deferred=True)
-    if pixels is None:
-        raise InputError(path, "truncated: the file ends before its pixel data")
-    tell = getattr(pixels, "value_tell", None)
-    if pixels.value is None and tell is not None:  # deferred: its bytes must all be there
+class NotAnImage(InputError):
+    """A file that is not an image of a series: skipped when a folder is read."""
+
+
+@dataclass
+class DicomFile:
+    """Header of one image file and its images (none when it has a ``defect``)."""
+
+    path: Path
+    ds: Dataset
+    series_uid: str
+    images: list[Image]
+    defect: str | None = None  # why it has no images (an error only if its series is read)
+
+
+def label(im: Image) -> str:
+    return im.path.name + (f" frame {im.frame + 1}" if im.frame is not None else "")
+
+
+# ----------------------------------------------------------------------------- parsing
+def _parse(path: Path) -> Dataset:
+    """The file's dataset, pixel data deferred (read by pydicom when decoded)."""
+    try:
+        return pydicom.dcmread(str(path), defer_size=_DEFER_BYTES)
+    except InvalidDicomError:
+        pass
+    except Exception as exc:  # pydicom raises many kinds on damaged files
+        raise NotAnImage(path, f"unreadable DICOM header ({type(exc).__name__}: {exc})") from None
+    with open(path, "rb") as fp:
+        head = fp.read(4)
+    group = int.from_bytes(head[:2], "little") if len(head) == 4 else -1
+    if group not in (0x0002, 0x0008):
+        raise NotAnImage(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)")
+    try:
+        ds = pydicom.dcmread(str(path), defer_size=_DEFER_BYTES, force=True)
+        implicit, little = ds.original_encoding
+    except Exception as exc:  # a dataset that does not parse
+        raise NotAnImage(
+            path, f"no DICOM preamble and unreadable as a bare dataset ({type(exc).__name__})"
+        ) from None
+    if not little:
+        raise NotAnImage(path, "no DICOM preamble and big endian: not read")
+    if "TransferSyntaxUID" not in getattr(ds, "file_meta", Dataset()):
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        )
+    return ds
+
+
+def _pixel_element(ds: Dataset):
+    """The PixelData element without reading a deferred value (None when absent)."""
+    return ds.get_item(_PIXEL_DATA, keep_deferred=True)
+
+
+def _check_pixels(path: Path, ds: Dataset) -> None:
+    """The pixel description and the pixel data agree and are what a CT image holds."""
+    rows = integer(ds, "Rows", path, low=1, high=MAX_SIDE)
+    columns = integer(ds, "Columns", path, low=1, high=MAX_SIDE)
+    if rows is None or columns is None:
+        raise InputError(path, f"{tag_name('Rows')} or {tag_name('Columns')} is missing")
+    bits = integer(ds, "BitsAllocated", path, default=16)
+    if bits not in (8, 16, 32):
+        raise InputError(path, f"{tag_name('BitsAllocated')}: expected 8, 16 or 32, got {bits}")
+    stored = integer(ds, "BitsStored", path, default=bits, low=1, high=bits)
+    integer(ds, "HighBit", path, default=stored - 1, low=stored - 1, high=bits - 1)
+    integer(ds, "PixelRepresentation", path, default=0, low=0, high=1)
+    integer(ds, "SamplesPerPixel", path, default=1, low=1, high=1)
+    photometric = text(ds, "PhotometricInterpretation", path, default="MONOCHROME2")
+    if photometric not in ("MONOCHROME1", "MONOCHROME2"):
+        raise InputError(
+            path,
+            f"{tag_name('PhotometricInterpretation')}: expected a grey-scale image "
+            f"(MONOCHROME1 or MONOCHROME2), got {photometric!r}",
+        )
+    frames = integer(ds, "NumberOfFrames", path, default=1, low=1, high=1_000_000)
+    syntax = text(ds.file_meta, "TransferSyntaxUID", path)
+    if not syntax:
+        raise InputError(path, f"{tag_name('TransferSyntaxUID')} is missing")
+    check_decoder(f"{path}: {tag_name('TransferSyntaxUID')}", syntax)
+    element = _pixel_element(ds)
+    if UID(syntax).is_compressed or element.length == 0xFFFFFFFF:
+        return
+    expected = rows * columns * frames * bits // 8
+    if element.length not in (expected, expected + 1):
+        raise InputError(
+            path,
+            f"{tag_name('PixelData')} holds {element.length} bytes where Rows x Columns x "
+            f"NumberOfFrames x BitsAllocated / 8 = {rows} x {columns} x {frames} x {bits} / 8 "
+            f"= {expected}",
+        )
+    tell = getattr(element, "value_tell", None)
+    if element.value is None and tell is not None:  # deferred: its bytes must all be there
         size = os.stat(path).st_size
-        if tell + pixels.length > size:
+        if tell + element.length > size:
             raise InputError(
                 path,
-                f"truncated: the pixel data should have {pixels.length} bytes, the file "
+                f"truncated: the pixel data should have {element.length} bytes, the file "
                 f"holds {max(0, size - tell)}",
             )
 
 
-def _is_image_storage(ds: Dataset) -> bool:
-    meta = getattr(ds, "file_meta", None)
-    sop = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta else None)
-    return bool(sop) and "Image Storage" in UID(str(sop)).name
+def read_header(path: Path) -> DicomFile:
+    """Header pass over one file (pixel data not read): its images, if it holds any.
+
+    Raises
+    ------
+    NotAnImage
+        The file is not an image of a series (see the module docstring).
+    """
+    ds = _parse(path)
+    try:
+        sop = text(ds.file_meta, "MediaStorageSOPClassUID", path) or text(ds, "SOPClassUID", path)
+        series_uid = text(ds, "SeriesInstanceUID", path)
+    except InputError as exc:
+        raise NotAnImage(path, exc.problem) from None
+    if sop == _DICOMDIR:
+        raise NotAnImage(path, "a DICOMDIR (the files it lists are read where they lie)")
+    if not series_uid:
+        raise NotAnImage(
+            path, "no SeriesInstanceUID: not an image of a series (an index file, or cut short)"
+        )
+    is_image = "Image Storage" in UID(sop).name if sop else False
+    if _pixel_element(ds) is None:
+        if not is_image:
+            what = UID(sop).name if sop else "no SOPClassUID"
+            raise NotAnImage(path, f"no pixel data ({what})")
+        defect = "truncated: the file ends before its pixel data"
+        return DicomFile(path, ds, series_uid, [], defect)
+    try:
+        _check_pixels(path, ds)
+        if "PerFrameFunctionalGroupsSequence" in ds:
+            images = enhanced_images(path, ds)
+        elif integer(ds, "NumberOfFrames", path, default=1) > 1:
+            raise InputError(
+                path,
+                "multi-frame image without per-frame functional groups: the positions and "
+                "times of its frames are unknown",
+            )
+        else:
+            images = [classic_image(path, ds)]
+    except InputError as exc:
+        return DicomFile(path, ds, series_uid, [], exc.problem)
+    plugin = decoding_plugin(str(ds.file_meta.TransferSyntaxUID))
+    for image in images:
+        image.plugin = plugin
+    return DicomFile(path, ds, series_uid, images)
 
 
+# ----------------------------------------------------------------------------- folders
 def list_files(folder: Path, problems: list[str]) -> list[Path]:
     """Every file under ``folder`` (sorted); harmless non-image files are skipped."""
     if not folder.exists():
@@ -302,59 +238,35 @@ def map_threads(fn, items, workers: int | None) -> list:
         return list(pool.map(fn, items))
 
 
-def label(im: Image) -> str:
-    return im.path.name + (f" frame {im.frame + 1}" if im.frame is not None else "")
+def read_headers(
+    folder: Path, problems: list[str], workers: int | None
+) -> tuple[list[DicomFile], list[str]]:
+    """The image files under ``folder`` and the files skipped (``"name: why"`` each).
 
+    Raises
+    ------
+    InputError
+        No image file at all (naming the first files skipped and why).
+    """
 
-def check_decoders(files: list[DicomFile]) -> None:
-    """Fail before the pixel pass when a transfer syntax has no installed decoder."""
-    seen: set[str] = set()
-    for f in files:
-        ts = str(f.ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(f.ds, "file_meta") else ""
-        if ts and ts not in seen:
-            seen.add(ts)
-            check_decoder(f.path, ts)
+    def one(path: Path) -> DicomFile | NotAnImage:
+        try:
+            return read_header(path)
+        except NotAnImage as exc:
+            return exc
 
-
-def _value(ds: Dataset, key: str, *groups: str) -> Any:
-    """``key`` from the dataset, else from the named shared functional groups."""
-    if ds.get(key) not in (None, ""):
-        return ds.get(key)
-    shared = shared_group(ds)
-    for name in groups:
-        if shared is not None and name in shared and len(shared[name].value):
-            item = shared[name].value[0]
-            if item.get(key) not in (None, ""):
-                return item.get(key)
-    return None
-
-
-def series_metadata(ds: Dataset) -> dict[str, Any]:
-    meta: dict[str, Any] = {}
-    for key, tag in (
-        ("series_description", "SeriesDescription"),
-        ("patient_id", "PatientID"),
-        ("patient_name", "PatientName"),
-        ("patient_birth_date", "PatientBirthDate"),
-        ("patient_sex", "PatientSex"),
-        ("study_instance_uid", "StudyInstanceUID"),
-        ("series_instance_uid", "SeriesInstanceUID"),
-        ("frame_of_reference_uid", "FrameOfReferenceUID"),
-        ("modality", "Modality"),
-        ("manufacturer", "Manufacturer"),
+    files, skipped = [], []
+    for path, result in zip(
+        paths := list_files(folder, problems), map_threads(one, paths, workers), strict=True
     ):
-        if ds.get(tag) not in (None, ""):
-            meta[key] = str(ds.get(tag))
-    for key, tag, groups in (
-        ("kvp", "KVP", ("CTXRayDetailsSequence",)),
-        ("exposure_mas", "Exposure", ()),
-        ("exposure_mas", "ExposureInmAs", ("CTExposureSequence",)),
-        ("slice_thickness_mm", "SliceThickness", ("PixelMeasuresSequence",)),
-    ):
-        value = _value(ds, tag, *groups)
-        if key not in meta and value is not None:
-            meta[key] = float(value)
-    ts = ds.file_meta.get("TransferSyntaxUID") if hasattr(ds, "file_meta") else None
-    if ts:
-        meta["transfer_syntax"] = str(ts)
-    return meta
+        if isinstance(result, NotAnImage):
+            name = path.relative_to(folder) if path != folder else path.name
+            skipped.append(f"{name}: {result.problem}")
+        else:
+            files.append(result)
+    if not files:
+        shown = "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else "")
+        source = paths[0] if folder.is_file() else folder
+        raise InputError(source, f"no DICOM image file among {len(paths)} files ({shown})")
+    problems.extend(f"skipped {line}" for line in skipped)
+    return files, skipped

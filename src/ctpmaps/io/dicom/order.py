@@ -8,9 +8,13 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
-from .headers import TIME_NAMES, TIME_SOURCES, Image, label
+from .headers import label
+from .image import TIME_NAMES, TIME_SOURCES, Image
 
-__all__ = ["order_frames"]
+__all__ = ["order_frames", "MAX_DURATION_S"]
+
+#: Longest plausible acquisition (s): a CT perfusion series lasts one to a few minutes.
+MAX_DURATION_S = 3600.0
 
 
 def _first_duplicate(images: list[Image], values: np.ndarray) -> tuple[Image, Image] | None:
@@ -187,6 +191,13 @@ def order_frames(
         )
     times = np.median(grid, axis=0)
     times -= times[0]
+    if times[-1] > MAX_DURATION_S:
+        source = per_slice[int(np.argmax(grid[:, -1]))][-1]
+        raise InputError(
+            source.path,
+            f"frames span {times[-1]:.0f} s (the last is {label(source)}): not one perfusion "
+            f"acquisition (at most {MAX_DURATION_S:.0f} s)",
+        )
     if len(times) > 1:
         spread = float((late - early).max())
         interval = float(np.median(np.diff(times)))

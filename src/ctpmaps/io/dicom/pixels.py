@@ -21,7 +21,7 @@ import numpy as np
 from pydicom.pixels import apply_modality_lut, pixel_array
 
 from ...errors import InputError
-from .headers import Image
+from .image import Image
 
 __all__ = ["read_pixels"]
 
@@ -57,17 +57,15 @@ def _rescale_into(dest: np.ndarray, stored: np.ndarray, im: Image) -> None:
     linear rescale is the same operation (``stored * slope + intercept``) done in float32,
     without the float64 intermediate pydicom returns.
     """
-    ds = im.rescale
-    if "ModalityLUTSequence" in ds:
-        dest[...] = apply_modality_lut(stored, ds).T
+    if im.lut is not None:
+        dest[...] = apply_modality_lut(stored, im.lut).T
         return
-    slope, intercept = float(ds.get("RescaleSlope", 1.0)), float(ds.get("RescaleIntercept", 0.0))
-    if slope == 1.0:
+    if im.slope == 1.0:
         dest[...] = stored.T
     else:
-        np.multiply(stored.T, np.float32(slope), out=dest, casting="unsafe")
-    if intercept != 0.0:
-        dest += np.float32(intercept)
+        np.multiply(stored.T, np.float32(im.slope), out=dest, casting="unsafe")
+    if im.intercept != 0.0:
+        dest += np.float32(im.intercept)
 
 
 def read_pixels(per_slice: list[list[Image]], workers: int | None) -> np.ndarray:

@@ -7,7 +7,9 @@ decodes only the files used into a preallocated ``(x, y, z, t)`` float32 array.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,20 +19,14 @@ import numpy as np
 from ...errors import InputError
 from ..study import Study
 from .geometry import LPS_RAS, normal_of
-from .headers import (
-    DicomFile,
-    Image,
-    check_decoders,
-    label,
-    list_files,
-    map_threads,
-    read_header,
-    series_metadata,
-)
+from .headers import label, read_headers
+from .image import Image
+from .metadata import series_metadata
 from .order import order_frames
 from .pixels import read_pixels
 from .series import assign_slices, check_geometry, select_series
-from .source import ImageRef, SourceImages, pixel_less
+from .source import ImageRef, SourceImages, kept_header
+from .values import text
 
 __all__ = ["read_dicom_study", "read_dicom_volume", "Volume"]
 
@@ -58,30 +54,43 @@ def _affine(
             )
     else:
         lps[:3, 2] = normal_of(first.orientation) * (thickness or 1.0)
+    if not (np.isfinite(lps).all() and abs(np.linalg.det(lps[:3, :3])) > 1e-9):
+        raise InputError(first.path, f"the slices' geometry gives a singular affine {lps.tolist()}")
     return LPS_RAS @ lps
 
 
-def _source_images(per_slice: list[list[Image]]) -> SourceImages:
+def _source_images(per_slice: list[list[Image]], problems: list[str]) -> SourceImages:
     """Pixel-less headers of the first image in time of each slice and every image's UIDs."""
 
     def ref(im: Image) -> ImageRef:
-        ds = im.header
         frame = None if im.frame is None else im.frame + 1
-        return ImageRef(str(ds.get("SOPClassUID", "")), str(ds.get("SOPInstanceUID", "")), frame)
+        sop_class = text(im.header, "SOPClassUID", im.path)
+        return ImageRef(sop_class, text(im.header, "SOPInstanceUID", im.path), frame)
 
     multiframe = any(im.frame is not None for frames in per_slice for im in frames)
-    firsts = [frames[0].header for frames in per_slice]
-    headers = firsts[:1] if multiframe else firsts
+    firsts = [frames[0] for frames in per_slice]
+    kept = firsts[:1] if multiframe else firsts
     return SourceImages(
-        headers=tuple(pixel_less(ds) for ds in headers),
+        headers=tuple(kept_header(im.header, im.path, problems) for im in kept),
         images=tuple(tuple(ref(im) for im in frames) for frames in per_slice),
         multiframe=multiframe,
     )
 
 
 # ----------------------------------------------------------------------------- public
-def _headers(folder: Path, problems: list[str], workers: int | None) -> list[DicomFile]:
-    return map_threads(read_header, list_files(folder, problems), workers)
+@contextlib.contextmanager
+def _naming_skipped(skipped: list[str]) -> Iterator[None]:
+    """An error about the series also lists the files skipped as unreadable: one of them
+    may be the missing frame."""
+    try:
+        yield
+    except InputError as exc:
+        if not skipped:
+            raise
+        shown = "; ".join(skipped[:3]) + (
+            f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        )
+        raise InputError(exc.source, f"{exc.problem} (files skipped: {shown})") from exc
 
 
 def read_dicom_study(
@@ -126,13 +135,20 @@ def read_dicom_study(
         transfer_syntax, slice_thickness_mm), the non-fatal problems found and
         ``source_images`` (the source headers the derived outputs reference).
 
+    Files that are not images of a series (not DICOM, unreadable, DICOMDIR, index files,
+    reports) are skipped and listed in ``problems``; among several series, localizers,
+    secondary captures, derived and non-CT series are never chosen (see
+    `ctpmaps.io.dicom.series.select_series`).
+
     Raises
     ------
     InputError
-        Naming the file or folder at fault: empty folder, a non-DICOM or truncated file,
-        several series that cannot be told apart, a non-CT series, missing or duplicate
-        frames, slices with different frame counts, missing or non-monotonic times,
-        inconsistent geometry, or a compression without an installed decoder.
+        Naming the file or folder at fault and, for a header value, the tag: no image
+        file, several series that cannot be told apart, a non-CT series, a malformed or
+        implausible value in a file of the series (geometry, rescale, pixel description,
+        times, metadata), a truncated file, missing or duplicate frames, slices with
+        different frame counts, missing, non-monotonic or implausible times, inconsistent
+        geometry, or a compression without an installed decoder.
 
     Examples
     --------
@@ -144,17 +160,19 @@ def read_dicom_study(
     if frame_interval is not None and not frame_interval > 0:
         raise InputError("frame_interval", f"expected a positive time in s, got {frame_interval}")
     problems: list[str] = []
-    series = select_series(folder, _headers(folder, problems, workers), series_uid, problems)
-    images = [im for f in series for im in f.images]
-    check_geometry(images)
-    centres = assign_slices(images)
-    if len(images) == len(centres):
-        raise InputError(folder, "one frame per slice position: not a perfusion (time) series")
-    per_slice, times = order_frames(folder, images, centres, frame_interval, problems)
-    check_decoders(series)
-    meta = series_metadata(series[0].ds)
-    frames = read_pixels(per_slice, workers)
+    files, skipped = read_headers(folder, problems, workers)
+    with _naming_skipped(skipped):
+        series = select_series(folder, files, series_uid, problems)
+        images = [im for f in series for im in f.images]
+        check_geometry(images)
+        centres = assign_slices(images)
+        if len(images) == len(centres):
+            raise InputError(folder, "one frame per slice position: not a perfusion (time) series")
+        per_slice, times = order_frames(folder, images, centres, frame_interval, problems)
+    meta = series_metadata(series[0].path, series[0].ds)
     affine = _affine(per_slice, centres, meta.get("slice_thickness_mm"), problems)
+    source = _source_images(per_slice, problems)
+    frames = read_pixels(per_slice, workers)
     for problem in problems:
         log.warning("%s: %s", folder, problem)
     return Study(
@@ -165,7 +183,7 @@ def read_dicom_study(
         path=folder,
         metadata=meta,
         problems=problems,
-        source_images=_source_images(per_slice),
+        source_images=source,
     )
 
 
@@ -202,7 +220,7 @@ def read_dicom_volume(folder: str | Path, *, workers: int | None = None) -> Volu
     """
     folder = Path(folder)
     problems: list[str] = []
-    files = _headers(folder, problems, workers)
+    files, _ = read_headers(folder, problems, workers)
     uids = {f.series_uid for f in files}
     if len(uids) > 1:
         raise InputError(folder, f"expected one series, found {len(uids)}: {sorted(uids)}")
@@ -222,8 +240,7 @@ def read_dicom_volume(folder: str | Path, *, workers: int | None = None) -> Volu
                 f"{label(frames[0])} and {label(frames[1])} are "
                 f"both at slice position {frames[0].slice_pos:.2f} mm",
             )
-    check_decoders(files)
-    meta = series_metadata(files[0].ds)
-    data = read_pixels(per_slice, workers)[..., 0]
+    meta = series_metadata(files[0].path, files[0].ds)
     affine = _affine(per_slice, centres, meta.get("slice_thickness_mm"), problems)
+    data = read_pixels(per_slice, workers)[..., 0]
     return Volume(data, affine, meta, problems)

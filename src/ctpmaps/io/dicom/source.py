@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-__all__ = ["SourceImages", "ImageRef", "pixel_less"]
+__all__ = ["SourceImages", "ImageRef", "pixel_less", "kept_header"]
 
 #: Elements that hold pixels (or large per-pixel data) and are not kept.
 _PIXEL_TAGS = frozenset(
@@ -85,4 +85,34 @@ def pixel_less(ds: Dataset) -> Dataset:
     if hasattr(ds, "file_meta"):
         out.file_meta = ds.file_meta
     out.filename = getattr(ds, "filename", None)
+    return out
+
+
+def _readable(ds: Dataset) -> list[str]:
+    """Keywords (or tags) of the elements of ``ds`` whose values do not convert, dropped."""
+    bad = []
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    if _readable(item):
+                        raise ValueError("an item holds an unreadable value")
+        except Exception:  # pydicom raises many kinds on malformed values
+            bad.append(str(tag))
+            del ds[tag]
+    return bad
+
+
+def kept_header(ds: Dataset, path: Path, problems: list[str]) -> Dataset:
+    """The pixel-less copy of ``ds`` a study keeps: every value converted now, so that a
+    malformed one met later (by a writer, by highdicom) cannot fail an output; elements
+    that do not convert are dropped and said in ``problems``."""
+    out = pixel_less(ds)
+    bad = _readable(out)
+    if bad:
+        problems.append(
+            f"{path.name}: unreadable header values left out of the derived outputs: "
+            + ", ".join(bad[:5])
+        )
     return out
