@@ -13,7 +13,7 @@ import pydicom
 import pytest
 from dicom_edits import dicom_files, edit, edit_all
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ctpmaps.errors import InputError
 from ctpmaps.io.dicom import (
@@ -23,6 +23,7 @@ from ctpmaps.io.dicom import (
     write_dicom_volume,
 )
 from ctpmaps.io.study import Study
+from ctpmaps.io.testing.samples import write_enhanced_ct
 
 TIMES = np.array([0.0, 1.0, 2.5, 3.0, 4.75])  # as in conftest.make_study
 
@@ -31,60 +32,6 @@ TIMES = np.array([0.0, 1.0, 2.5, 3.0, 4.75])  # as in conftest.make_study
 def file_of(folder: Path, *, slice_index: int, frame_index: int, n_slices: int = 3) -> Path:
     """The file of one slice and frame (both from 0) written by `write_dicom_study`."""
     return folder / f"IM{frame_index * n_slices + slice_index + 1:05d}.dcm"
-
-
-def write_enhanced_ct(study: Study, path: Path, *, intercepts=(-1024.0, -1000.0)) -> Path:
-    """``study`` as one Enhanced CT Image Storage file with per-frame functional groups.
-
-    Frames are stored in reverse order and alternate between two rescale intercepts, so
-    that the reader must use the per-frame groups for position, time and rescale.
-    """
-    from ctpmaps.io.dicom.geometry import slice_geometry
-
-    nx, ny, nz, nt = study.frames.shape
-    geo = slice_geometry(study.affine, nz)
-    start = dt.datetime(2024, 3, 1, 10, 0, 0)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
-    ds.SOPClassUID = EnhancedCTImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.FrameOfReferenceUID = generate_uid()
-    ds.Modality, ds.PatientID, ds.SeriesDescription = "CT", "ENH-1", "enhanced CTP"
-    ds.InstanceNumber = 1
-    ds.Rows, ds.Columns, ds.NumberOfFrames = ny, nx, nz * nt
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    shared = Dataset()
-    shared.PlaneOrientationSequence = [Dataset()]
-    shared.PlaneOrientationSequence[0].ImageOrientationPatient = geo.orientation
-    shared.PixelMeasuresSequence = [Dataset()]
-    shared.PixelMeasuresSequence[0].PixelSpacing = geo.spacing
-    shared.PixelMeasuresSequence[0].SliceThickness = geo.slice_gap
-    ds.SharedFunctionalGroupsSequence = [shared]
-    per_frame, pixels = [], []
-    order = [(k, s) for k in range(nt) for s in range(nz)][::-1]
-    for i, (k, s) in enumerate(order):
-        intercept = intercepts[i % len(intercepts)]
-        item = Dataset()
-        item.PlanePositionSequence = [Dataset()]
-        item.PlanePositionSequence[0].ImagePositionPatient = [float(v) for v in geo.positions[s]]
-        item.FrameContentSequence = [Dataset()]
-        when = start + dt.timedelta(seconds=float(study.times[k]))
-        item.FrameContentSequence[0].FrameAcquisitionDateTime = when.strftime("%Y%m%d%H%M%S.%f")
-        item.FrameContentSequence[0].TemporalPositionIndex = k + 1
-        item.PixelValueTransformationSequence = [Dataset()]
-        pvt = item.PixelValueTransformationSequence[0]
-        pvt.RescaleIntercept, pvt.RescaleSlope, pvt.RescaleType = intercept, 1.0, "HU"
-        per_frame.append(item)
-        pixels.append(np.rint(study.frames[:, :, s, k].T - intercept).astype(np.int16))
-    ds.PerFrameFunctionalGroupsSequence = per_frame
-    ds.PixelData = np.stack(pixels).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def assert_same(read: Study, written: Study) -> None:

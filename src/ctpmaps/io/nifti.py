@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from .atomic import atomic_path
-from .study import Study, is_identifying
+from .study import Study, check_affine, is_identifying
 
 __all__ = [
     "read_nifti_study",
@@ -217,10 +217,7 @@ def _as_4d(path: Path, data: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _check_values(path: Path, data: np.ndarray, affine: np.ndarray) -> None:
-    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-        raise InputError(
-            path, f"the voxel-to-world affine is not finite or singular: {affine.tolist()}"
-        )
+    check_affine(affine, path)
     lo, hi = float(np.min(data)), float(np.max(data))
     if not (np.isfinite(lo) and np.isfinite(hi)):
         bad = ~np.isfinite(data)

@@ -11,7 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     from .dicom.source import SourceImages
 
-__all__ = ["Study", "SOURCE_KINDS", "is_identifying"]
+__all__ = ["Study", "SOURCE_KINDS", "is_identifying", "check_affine"]
 
 #: Where a study can come from.
 SOURCE_KINDS = ("dicom", "nifti", "unitobrain", "array")
@@ -28,6 +28,40 @@ def is_identifying(key: str) -> bool:
     """
     name = key.lower().replace("_", "").replace(" ", "")
     return any(part in name for part in _IDENTIFYING)
+
+
+#: Plausible voxel sizes (mm) and distance of the first voxel from the origin (mm).
+VOXEL_MM = (1e-3, 100.0)
+MAX_ORIGIN_MM = 1e5
+
+
+def check_affine(affine: np.ndarray, source: str | Path) -> None:
+    """Refuse an affine a scanner cannot have produced, naming ``source``.
+
+    Raises
+    ------
+    InputError
+        Non-finite or singular; a voxel size outside `VOXEL_MM`; the first voxel farther
+        than `MAX_ORIGIN_MM` from the origin.
+    """
+    from ..errors import InputError
+
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(
+            source, f"the voxel-to-world affine is not finite or singular: {affine.tolist()}"
+        )
+    sizes = np.linalg.norm(affine[:3, :3], axis=0)
+    if not np.all((sizes >= VOXEL_MM[0]) & (sizes <= VOXEL_MM[1])):
+        raise InputError(
+            source,
+            f"voxel sizes {np.round(sizes, 6).tolist()} mm: expected {VOXEL_MM[0]:g} to "
+            f"{VOXEL_MM[1]:g} mm",
+        )
+    if np.abs(affine[:3, 3]).max() > MAX_ORIGIN_MM:
+        raise InputError(
+            source, f"the first voxel lies at {affine[:3, 3].tolist()} mm: not a patient position"
+        )
 
 
 def _json_ready(value: Any) -> Any:

@@ -22,7 +22,10 @@ any other when it holds one. Anything else without the ``DICM`` marker is not DI
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +76,35 @@ def label(im: Image) -> str:
 
 
 # ----------------------------------------------------------------------------- parsing
+class _CappedReader(io.BufferedReader):
+    """A file whose large reads never ask for more than it holds.
+
+    pydicom trusts element lengths, and Python allocates the whole size asked for before
+    reading: one damaged length (4 GB) would allocate gigabytes for a 500 kB file.
+    """
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > 65536:
+            size = min(size, max(0, self._size - self.tell()))
+        return super().read(size)
+
+
+@contextlib.contextmanager
+def _capped(path: Path) -> Iterator[_CappedReader]:
+    raw = io.FileIO(path)
+    fp = _CappedReader(raw)
+    fp._size = os.fstat(raw.fileno()).st_size
+    try:
+        yield fp
+    finally:
+        fp.close()
+
+
 def _parse(path: Path) -> Dataset:
     """The file's dataset, pixel data deferred (read by pydicom when decoded)."""
     try:
-        return pydicom.dcmread(str(path), defer_size=_DEFER_BYTES)
+        with _capped(path) as fp:
+            return pydicom.dcmread(fp, defer_size=_DEFER_BYTES)
     except InvalidDicomError:
         pass
     except Exception as exc:  # pydicom raises many kinds on damaged files
@@ -87,7 +115,8 @@ def _parse(path: Path) -> Dataset:
     if group not in (0x0002, 0x0008):
         raise NotAnImage(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)")
     try:
-        ds = pydicom.dcmread(str(path), defer_size=_DEFER_BYTES, force=True)
+        with _capped(path) as fp:
+            ds = pydicom.dcmread(fp, defer_size=_DEFER_BYTES, force=True)
         implicit, little = ds.original_encoding
     except Exception as exc:  # a dataset that does not parse
         raise NotAnImage(
@@ -145,14 +174,14 @@ def _check_pixels(path: Path, ds: Dataset) -> None:
             f"= {expected}",
         )
     tell = getattr(element, "value_tell", None)
-    if element.value is None and tell is not None:  # deferred: its bytes must all be there
-        size = os.stat(path).st_size
-        if tell + element.length > size:
-            raise InputError(
-                path,
-                f"truncated: the pixel data should have {element.length} bytes, the file "
-                f"holds {max(0, size - tell)}",
-            )
+    held = len(element.value) if isinstance(element.value, bytes) else None
+    if held is None and tell is not None:  # deferred: its bytes must all be in the file
+        held = max(0, os.stat(path).st_size - tell)
+    if held is not None and held < element.length:
+        raise InputError(
+            path,
+            f"truncated: the pixel data should have {element.length} bytes, the file holds {held}",
+        )
 
 
 def read_header(path: Path) -> DicomFile:

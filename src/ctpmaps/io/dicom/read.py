@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
-from ..study import Study
+from ..study import Study, check_affine
 from .geometry import LPS_RAS, normal_of
 from .headers import label, read_headers
 from .image import Image
@@ -54,8 +54,7 @@ def _affine(
             )
     else:
         lps[:3, 2] = normal_of(first.orientation) * (thickness or 1.0)
-    if not (np.isfinite(lps).all() and abs(np.linalg.det(lps[:3, :3])) > 1e-9):
-        raise InputError(first.path, f"the slices' geometry gives a singular affine {lps.tolist()}")
+    check_affine(lps, first.path)
     return LPS_RAS @ lps
 
 
