@@ -615,3 +615,14 @@ def test_file_without_preamble_and_meta_is_read(ctp_folder, study, implicit):
     assert b"DICM" not in path.read_bytes()[:200]
     read = read_dicom_study(ctp_folder)
     assert_same(read, study)
+
+
+@pytest.mark.parametrize("compression", [None, "rle"])
+def test_images_larger_than_the_deferred_size(tmp_path, make_study, compression):
+    """Pixel data over 16 kB are read after the header pass, from the file (deferred)."""
+    from ctpmaps.io.dicom.headers import _DEFER_BYTES
+
+    study = make_study(nx=128, ny=96, nz=2, times=TIMES[:3])
+    assert 128 * 96 * 2 > _DEFER_BYTES
+    out = write_dicom_study(study, tmp_path / "big", compression=compression)
+    assert_same(read_dicom_study(out, workers=2), study)

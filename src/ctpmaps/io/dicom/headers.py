@@ -91,7 +91,7 @@ class _CappedReader(io.BufferedReader):
 
 @contextlib.contextmanager
 def _capped(path: Path) -> Iterator[_CappedReader]:
-    raw = io.FileIO(path)
+    raw = io.FileIO(str(path))  # a str name: pydicom reopens it to read deferred elements
     fp = _CappedReader(raw)
     fp._size = os.fstat(raw.fileno()).st_size
     try:
