@@ -22,10 +22,8 @@ any other when it holds one. Anything else without the ``DICM`` marker is not DI
 
 from __future__ import annotations
 
-import contextlib
-import io
+import mmap
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,35 +74,30 @@ def label(im: Image) -> str:
 
 
 # ----------------------------------------------------------------------------- parsing
-class _CappedReader(io.BufferedReader):
-    """A file whose large reads never ask for more than it holds.
+def _dcmread(path: Path, *, force: bool = False) -> Dataset:
+    """pydicom's header read over a memory map of the file, pixel data deferred.
 
-    pydicom trusts element lengths, and Python allocates the whole size asked for before
-    reading: one damaged length (4 GB) would allocate gigabytes for a 500 kB file.
+    pydicom trusts element lengths, and a read from a Python file allocates the size asked
+    for before reading: one damaged length (4 GB) would allocate gigabytes for a 500 kB
+    file. A memory map returns only what the file holds. The dataset then names the file,
+    so that pydicom reads deferred elements (the pixel data) from it when they are used.
     """
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is not None and size > 65536:
-            size = min(size, max(0, self._size - self.tell()))
-        return super().read(size)
-
-
-@contextlib.contextmanager
-def _capped(path: Path) -> Iterator[_CappedReader]:
-    raw = io.FileIO(str(path))  # a str name: pydicom reopens it to read deferred elements
-    fp = _CappedReader(raw)
-    fp._size = os.fstat(raw.fileno()).st_size
-    try:
-        yield fp
-    finally:
-        fp.close()
+    with open(path, "rb") as fp:
+        if os.fstat(fp.fileno()).st_size == 0:
+            raise NotAnImage(path, "an empty file")
+        with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            ds = pydicom.dcmread(view, defer_size=_DEFER_BYTES, force=force)
+    ds.filename, ds.fileobj_type, ds.buffer = str(path), open, None
+    ds.timestamp = os.stat(path).st_mtime
+    return ds
 
 
 def _parse(path: Path) -> Dataset:
     """The file's dataset, pixel data deferred (read by pydicom when decoded)."""
     try:
-        with _capped(path) as fp:
-            return pydicom.dcmread(fp, defer_size=_DEFER_BYTES)
+        return _dcmread(path)
+    except NotAnImage:
+        raise
     except InvalidDicomError:
         pass
     except Exception as exc:  # pydicom raises many kinds on damaged files
@@ -115,8 +108,7 @@ def _parse(path: Path) -> Dataset:
     if group not in (0x0002, 0x0008):
         raise NotAnImage(path, "not a DICOM file (no 'DICM' marker after the 128-byte preamble)")
     try:
-        with _capped(path) as fp:
-            ds = pydicom.dcmread(fp, defer_size=_DEFER_BYTES, force=True)
+        ds = _dcmread(path, force=True)
         implicit, little = ds.original_encoding
     except Exception as exc:  # a dataset that does not parse
         raise NotAnImage(
