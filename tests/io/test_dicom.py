@@ -626,3 +626,27 @@ def test_images_larger_than_the_deferred_size(tmp_path, make_study, compression)
     assert 128 * 96 * 2 > _DEFER_BYTES
     out = write_dicom_study(study, tmp_path / "big", compression=compression)
     assert_same(read_dicom_study(out, workers=2), study)
+
+
+@pytest.mark.filterwarnings("ignore:The decoded RLE segment")
+def test_corrupted_rle_segments_are_decoded_without_panic(tmp_path, make_study, capfd):
+    """pylibjpeg-rle panics (Rust) on such data; the reader uses pydicom's RLE decoder."""
+    import struct
+
+    from pydicom.encaps import generate_frames
+
+    out = write_dicom_study(make_study(nx=32, ny=36), tmp_path / "rle", compression="rle")
+    bad = file_of(out, slice_index=0, frame_index=1)
+    raw = bytearray(bad.read_bytes())
+    frame = next(generate_frames(pydicom.dcmread(bad).PixelData, number_of_frames=1))
+    at, segment = raw.find(frame[:64]), struct.unpack("<I", frame[4:8])[0]
+    for j in range(segment, len(frame) - 2, 7):  # literal runs longer than the segment
+        raw[at + j] = 127
+    bad.write_bytes(bytes(raw))
+    try:
+        read = read_dicom_study(out)
+    except InputError as exc:
+        assert bad.name in str(exc)
+    else:
+        assert np.isfinite(read.frames).all()
+    assert "panicked" not in capfd.readouterr().err

@@ -35,7 +35,9 @@ def _decode(im: Image) -> np.ndarray:
     """Stored pixel values of ``im``'s file: (rows, columns), or (frames, rows, columns)."""
     try:  # the header's deferred pixel data are read now, and dropped once decoded
         arr = pixel_array(im.header, decoding_plugin=im.plugin)
-    except Exception as exc:  # decoders and damaged files raise many kinds
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # decoders raise many kinds; Rust ones panic (BaseException)
         raise InputError(
             im.path, f"cannot read its pixel data ({type(exc).__name__}: {exc})"
         ) from exc

@@ -116,7 +116,9 @@ def _read(path: Path) -> tuple[str, str]:
         study = load_study(path)
     except InputError as exc:
         return "refused", str(exc)[:300]
-    except Exception as exc:  # what the fuzzer is looking for
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # what the fuzzer is looking for (a Rust panic included)
         return "failed", f"{type(exc).__name__}: {str(exc)[:300]}"
     why = check_loaded(study)
     return ("garbage", why) if why else ("loaded", "")
