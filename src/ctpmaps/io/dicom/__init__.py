@@ -2,11 +2,16 @@
 
 Modules, in the order the data flows:
 
-- `headers` (with `times`, `codecs`): what each file of a folder holds, without pixels;
-- `series`, `order`: which series is the perfusion series, slices, frames in time order;
-- `read`: the pixel pass and the public readers;
-- `attributes`, `geometry`, `uids`: what every written image carries;
-- `write`: CT series; `reference`, `export`: Parametric Maps and SEG referencing the source.
+- reading: `headers` (what each file of a folder holds, without pixels; with `values`,
+  `image`, `enhanced`, `times`, `codecs`), `series` (which series is the perfusion
+  series), `order` (frames in time order), `metadata`, `pixels` (the pixel pass) and
+  `read` (the public readers); `source` (what a study keeps of its source images);
+- writing: `geometry`, `uids`, `attributes` (what every written image carries), `derived`
+  (the source's identity and references), `privacy` (de-identification), `write` (CT
+  series), `reference` and `export` (Parametric Maps and SEG).
+
+No module imports one later in its list than itself but for the public names re-exported
+here.
 """
 
 from __future__ import annotations

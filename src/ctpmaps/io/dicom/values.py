@@ -67,8 +67,9 @@ def _value(ds: Dataset, tag: int) -> Any:
     key = None
     if isinstance(elem, RawDataElement) and elem.VR in _SHARED_VRS and elem.value is not None:
         key = (tag, elem.VR, elem.is_little_endian, elem.value)
-        if key in _converted:
-            return _converted[key]
+        hit = _converted.get(key, MISSING)  # one lookup: another thread may clear the table
+        if hit is not MISSING:
+            return hit
     value = ds[tag].value
     if key is not None and len(elem.value) <= 256:
         if len(_converted) >= _CONVERTED_MAX:
