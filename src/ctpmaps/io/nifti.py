@@ -209,9 +209,11 @@ def _as_4d(path: Path, data: np.ndarray) -> tuple[np.ndarray, int]:
         data, axis = data[:, :, :, 0, :], 4
     elif data.ndim == 5 and data.shape[4] == 1:
         data = data[..., 0]
-    if data.ndim != 4 or data.shape[3] < 2:
+    if data.ndim != 4 or data.shape[3] < 2 or 0 in data.shape:
         raise InputError(
-            path, f"expected a 4D image (x, y, z, t) with >= 2 frames, got shape {data.shape}"
+            path,
+            f"expected a 4D image (x, y, z, t) with >= 2 frames and no empty axis, got shape "
+            f"{data.shape}",
         )
     return data, axis
 
