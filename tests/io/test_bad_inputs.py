@@ -257,7 +257,7 @@ CATALOGUE: dict[str, tuple[Builder, str]] = {
     "nifti-dims-beyond-file": (nifti_field("dim", 1, 30000), r"header announces"),
     "nifti-values-huge": (nifti_field("scl_slope", 0, 1e30), r"not CT attenuation"),
     "nifti-3d": (_nifti_3d, r"expected a 4D image"),
-    "nifti-empty-axis": (nifti_field("dim", 2, 0), r"no empty axis, got shape \(96, 0,|empty axis"),
+    "nifti-empty-axis": (nifti_field("dim", 2, 0), r"no empty axis"),
     "nifti-no-times": (_nifti_no_times, r"no frame times"),
     "sidecar-not-utf8": (
         sidecar(b'{"FrameTimes": [0, 1, 2.5, 3, 4.75], "x": "\xe9"}'),
