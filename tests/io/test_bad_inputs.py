@@ -29,7 +29,7 @@ from ctpmaps.io.testing.mutations import (
     set_raw,
     set_transfer_syntax,
 )
-from ctpmaps.io.testing.samples import sample_study
+from ctpmaps.io.testing.samples import sample_study, write_enhanced_ct
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR")
 
@@ -101,6 +101,15 @@ def _one_frame_a_day_late(tmp: Path) -> tuple[Path, Path]:
     edit_all(folder, shift)
     late = next(p for p in dicom_files(folder) if pydicom.dcmread(p).TemporalPositionIndex == 5)
     return folder, late
+
+
+def _enhanced_group_as_bytes(tmp: Path) -> tuple[Path, Path]:
+    """An enhanced CT file whose first pixel value transformation group is not a sequence."""
+    path = write_enhanced_ct(sample_study(), tmp / "enhanced" / "ctp.dcm")
+    data = path.read_bytes()
+    at = data.index(b"\x28\x00\x45\x91SQ")  # PixelValueTransformationSequence
+    path.write_bytes(data[: at + 4] + b"OB" + data[at + 6 :])
+    return path.parent, path
 
 
 def _lut(entries: int, n_data: int) -> Callable[[pydicom.Dataset], None]:
@@ -247,6 +256,10 @@ CATALOGUE: dict[str, tuple[Builder, str]] = {
     "truncated-pixel-data": (byte_edit(lambda d: d[:-100]), r"truncated"),
     "frame-a-day-late": (_one_frame_a_day_late, r"frames span 864\d\d s"),
     "no-series-uid": (dicom_edit(_no_series_uid), r"missing frame .*no SeriesInstanceUID"),
+    "enhanced-group-not-a-sequence": (
+        _enhanced_group_as_bytes,
+        r"PixelValueTransformationSequence \(0028,9145\): expected a sequence",
+    ),
     # NIfTI and its sidecar
     "nifti-affine-nan": (nifti_field("srow_x", 0, float("nan")), r"affine is not finite"),
     "nifti-affine-singular": (nifti_field("srow_y", 1, 0.0), r"or singular"),

@@ -9,21 +9,16 @@ from pydicom.dataset import Dataset
 from ...errors import InputError
 from .image import Image, placement, rescale_of
 from .times import dt_seconds
-from .values import MISSING, integer, raw, tag_name, text
+from .values import integer, sequence, tag_name, text
 
 __all__ = ["enhanced_images"]
-
-
-def _items(ds: Dataset, keyword: str, path: Path) -> list[Dataset]:
-    value = raw(ds, keyword, path)
-    return [] if value is MISSING else list(value)
 
 
 def _group(frame: Dataset | None, shared: Dataset | None, name: str, path: Path) -> Dataset:
     """Functional group ``name`` of one frame: per-frame first, then shared; empty if none."""
     for groups in (frame, shared):
         if groups is not None:
-            items = _items(groups, name, path)
+            items = sequence(groups, name, path)
             if items:
                 return items[0]
     return Dataset()
@@ -39,14 +34,14 @@ def enhanced_images(path: Path, ds: Dataset) -> list[Image]:
         orientation, spacing or rescale is missing or malformed (naming the frame and tag).
     """
     n = integer(ds, "NumberOfFrames", path, default=1, low=1, high=1_000_000)
-    per_frame = _items(ds, "PerFrameFunctionalGroupsSequence", path)
+    per_frame = sequence(ds, "PerFrameFunctionalGroupsSequence", path)
     if len(per_frame) != n:
         raise InputError(
             path,
             f"{tag_name('NumberOfFrames')} is {n} but there are {len(per_frame)} per-frame "
             "functional groups",
         )
-    shared_items = _items(ds, "SharedFunctionalGroupsSequence", path)
+    shared_items = sequence(ds, "SharedFunctionalGroupsSequence", path)
     shared = shared_items[0] if shared_items else None
     size = (int(ds.Rows), int(ds.Columns))
     instance = integer(ds, "InstanceNumber", path)

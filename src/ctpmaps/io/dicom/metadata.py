@@ -7,7 +7,7 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 
-from .values import MISSING, number, raw, text
+from .values import MISSING, number, raw, sequence, text
 
 __all__ = ["series_metadata"]
 
@@ -41,12 +41,10 @@ def _holder(ds: Dataset, keyword: str, groups: tuple[str, ...], path: Path) -> D
     """``ds`` when it holds ``keyword``, else the shared functional group that does."""
     if raw(ds, keyword, path) is not MISSING:
         return ds
-    shared = raw(ds, "SharedFunctionalGroupsSequence", path)
-    if shared is MISSING:
-        return None
-    for name in groups:
-        items = raw(shared[0], name, path)
-        if items is not MISSING and raw(items[0], keyword, path) is not MISSING:
+    shared = sequence(ds, "SharedFunctionalGroupsSequence", path)
+    for name in groups if shared else ():
+        items = sequence(shared[0], name, path)
+        if items and raw(items[0], keyword, path) is not MISSING:
             return items[0]
     return None
 

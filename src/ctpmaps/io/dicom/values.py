@@ -18,11 +18,12 @@ import numpy as np
 from pydicom.datadict import tag_for_keyword
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
 from pydicom.tag import Tag
 
 from ...errors import InputError
 
-__all__ = ["tag_name", "raw", "number", "numbers", "integer", "text", "MISSING"]
+__all__ = ["tag_name", "raw", "number", "numbers", "integer", "text", "sequence", "MISSING"]
 
 
 class _Missing:
@@ -186,3 +187,13 @@ def text(ds: Dataset, keyword: str, path: Path | str, *, default: str = "") -> s
     if isinstance(value, bytes):
         raise InputError(path, f"{tag_name(keyword)}: expected text, got bytes")
     return str(value).strip()
+
+
+def sequence(ds: Dataset, keyword: str, path: Path | str) -> list[Dataset]:
+    """The items of sequence ``keyword`` (none when absent); anything else: `InputError`."""
+    value = raw(ds, keyword, path)
+    if value is MISSING:
+        return []
+    if not isinstance(value, Sequence) or not all(isinstance(v, Dataset) for v in value):
+        raise InputError(path, f"{tag_name(keyword)}: expected a sequence of items")
+    return list(value)
