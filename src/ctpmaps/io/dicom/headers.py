@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import mmap
 import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,8 +128,19 @@ def _pixel_element(ds: Dataset):
     return ds.get_item(_PIXEL_DATA, keep_deferred=True)
 
 
-def _check_pixels(path: Path, ds: Dataset) -> None:
-    """The pixel description and the pixel data agree and are what a CT image holds."""
+#: Native (uncompressed little endian) transfer syntaxes.
+_NATIVE = frozenset({ExplicitVRLittleEndian, ImplicitVRLittleEndian})
+
+
+def _check_pixels(path: Path, ds: Dataset) -> tuple[int, str] | None:
+    """The pixel description and the pixel data agree and are what a CT image holds.
+
+    Returns
+    -------
+    (offset, dtype) or None
+        Where in the file a single native frame lies and its numpy dtype, when its stored
+        values are its bytes as they are (no bits to mask): `pixels` reads them directly.
+    """
     rows = integer(ds, "Rows", path, low=1, high=MAX_SIDE)
     columns = integer(ds, "Columns", path, low=1, high=MAX_SIDE)
     if rows is None or columns is None:
@@ -156,7 +166,7 @@ def _check_pixels(path: Path, ds: Dataset) -> None:
     check_decoder(f"{path}: {tag_name('TransferSyntaxUID')}", syntax)
     element = _pixel_element(ds)
     if UID(syntax).is_compressed or element.length == 0xFFFFFFFF:
-        return
+        return None
     expected = rows * columns * frames * bits // 8
     if element.length not in (expected, expected + 1):
         raise InputError(
@@ -174,6 +184,10 @@ def _check_pixels(path: Path, ds: Dataset) -> None:
             path,
             f"truncated: the pixel data should have {element.length} bytes, the file holds {held}",
         )
+    if syntax in _NATIVE and frames == 1 and stored == bits and element.value is None:
+        signed = integer(ds, "PixelRepresentation", path, default=0) == 1
+        return tell, f"<{'i' if signed else 'u'}{bits // 8}"
+    return None
 
 
 def read_header(path: Path) -> DicomFile:
@@ -204,7 +218,7 @@ def read_header(path: Path) -> DicomFile:
         defect = "truncated: the file ends before its pixel data"
         return DicomFile(path, ds, series_uid, [], defect)
     try:
-        _check_pixels(path, ds)
+        native = _check_pixels(path, ds)
         if "PerFrameFunctionalGroupsSequence" in ds:
             images = enhanced_images(path, ds)
         elif integer(ds, "NumberOfFrames", path, default=1) > 1:
@@ -215,6 +229,7 @@ def read_header(path: Path) -> DicomFile:
             )
         else:
             images = [classic_image(path, ds)]
+            images[0].native = native
     except InputError as exc:
         return DicomFile(path, ds, series_uid, [], exc.problem)
     plugin = decoding_plugin(str(ds.file_meta.TransferSyntaxUID))
@@ -251,18 +266,11 @@ def list_files(folder: Path, problems: list[str]) -> list[Path]:
     return paths
 
 
-def map_threads(fn, items, workers: int | None) -> list:
-    workers = workers or min(4, os.cpu_count() or 1)
-    if workers <= 1 or len(items) < 8:
-        return [fn(item) for item in items]
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(fn, items))
-
-
-def read_headers(
-    folder: Path, problems: list[str], workers: int | None
-) -> tuple[list[DicomFile], list[str]]:
+def read_headers(folder: Path, problems: list[str]) -> tuple[list[DicomFile], list[str]]:
     """The image files under ``folder`` and the files skipped (``"name: why"`` each).
+
+    One thread: parsing a header is Python work that holds the GIL, and threads over
+    warm files only share a core (measured slower).
 
     Raises
     ------
@@ -277,9 +285,8 @@ def read_headers(
             return exc
 
     files, skipped = [], []
-    for path, result in zip(
-        paths := list_files(folder, problems), map_threads(one, paths, workers), strict=True
-    ):
+    paths = list_files(folder, problems)
+    for path, result in zip(paths, map(one, paths), strict=True):
         if isinstance(result, NotAnImage):
             name = path.relative_to(folder) if path != folder else path.name
             skipped.append(f"{name}: {result.problem}")

@@ -63,6 +63,7 @@ class Image:
     intercept: float = 0.0
     lut: Dataset | None = field(default=None, repr=False)  # ... or this Modality LUT
     plugin: str = ""  # pydicom decoding plugin to ask for ("" lets pydicom choose)
+    native: tuple[int, str] | None = None  # (file offset, dtype) of uncompressed pixels
     slice_pos: float = 0.0  # position along the series' slice normal (mm)
     slice_index: int = -1
 

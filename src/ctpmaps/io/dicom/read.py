@@ -122,7 +122,7 @@ def read_dicom_study(
     frame_interval : float or None
         Time between frames in s, used only when the files carry no usable times.
     workers : int or None
-        Threads reading files (default up to 4).
+        Threads decoding compressed images (default up to 4).
 
     Returns
     -------
@@ -159,7 +159,7 @@ def read_dicom_study(
     if frame_interval is not None and not frame_interval > 0:
         raise InputError("frame_interval", f"expected a positive time in s, got {frame_interval}")
     problems: list[str] = []
-    files, skipped = read_headers(folder, problems, workers)
+    files, skipped = read_headers(folder, problems)
     with _naming_skipped(skipped):
         series = select_series(folder, files, series_uid, problems)
         images = [im for f in series for im in f.images]
@@ -204,7 +204,7 @@ def read_dicom_volume(folder: str | Path, *, workers: int | None = None) -> Volu
     folder : str or Path
         Folder of one series, any modality, one image per slice.
     workers : int or None
-        Threads reading files.
+        Threads decoding compressed images.
 
     Returns
     -------
@@ -219,7 +219,7 @@ def read_dicom_volume(folder: str | Path, *, workers: int | None = None) -> Volu
     """
     folder = Path(folder)
     problems: list[str] = []
-    files, _ = read_headers(folder, problems, workers)
+    files, _ = read_headers(folder, problems)
     uids = {f.series_uid for f in files}
     if len(uids) > 1:
         raise InputError(folder, f"expected one series, found {len(uids)}: {sorted(uids)}")

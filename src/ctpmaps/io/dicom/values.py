@@ -10,7 +10,7 @@ the file and the tag.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,29 @@ def _value(ds: Dataset, tag: int) -> Any:
     return value
 
 
+_checked: dict[tuple, Any] = {}
+
+
+def _once(ds: Dataset, keyword: str, params: tuple, check: Callable[[], Any]) -> Any:
+    """``check()``'s result, computed once per distinct bytes of the element (a check that
+    fails is repeated: its error names each file). Arrays come back read-only."""
+    elem = ds.get_item(_tag(keyword))
+    key = None
+    if isinstance(elem, RawDataElement) and elem.VR in _SHARED_VRS and elem.value is not None:
+        key = (keyword, params, elem.VR, elem.is_little_endian, elem.value)
+        hit = _checked.get(key, MISSING)
+        if hit is not MISSING:
+            return hit
+    result = check()
+    if key is not None and len(elem.value) <= 256:
+        if isinstance(result, np.ndarray):
+            result.flags.writeable = False
+        if len(_checked) >= _CONVERTED_MAX:
+            _checked.clear()
+        _checked[key] = result
+    return result
+
+
 def raw(ds: Dataset, keyword: str, path: Path | str) -> Any:
     """The converted value of ``keyword`` in ``ds``, or `MISSING` when absent or empty."""
     try:
@@ -112,6 +135,13 @@ def numbers(
 ) -> np.ndarray | None:
     """``count`` finite numbers, each of magnitude below ``limit``; None when absent and
     not ``required``."""
+    check = lambda: _numbers(ds, keyword, path, count, limit, required)  # noqa: E731
+    return _once(ds, keyword, ("numbers", count, limit, required), check)
+
+
+def _numbers(
+    ds: Dataset, keyword: str, path: Path | str, count: int, limit: float, required: bool
+) -> np.ndarray | None:
     value = raw(ds, keyword, path)
     if value is MISSING:
         if required:
@@ -143,6 +173,19 @@ def number(
     Absent: ``default``. Several values where one is expected, text that is not a number,
     NaN, infinity or a value out of range: `InputError`.
     """
+    check = lambda: _number(ds, keyword, path, default, low, high, first)  # noqa: E731
+    return _once(ds, keyword, ("number", default, low, high, first), check)
+
+
+def _number(
+    ds: Dataset,
+    keyword: str,
+    path: Path | str,
+    default: float | None,
+    low: float,
+    high: float,
+    first: bool,
+) -> float | None:
     value = raw(ds, keyword, path)
     if value is MISSING:
         return default
@@ -179,6 +222,11 @@ def integer(
 
 def text(ds: Dataset, keyword: str, path: Path | str, *, default: str = "") -> str:
     """A string value (the first of several), stripped; ``default`` when absent."""
+    check = lambda: _text(ds, keyword, path, default)  # noqa: E731
+    return _once(ds, keyword, ("text", default), check)
+
+
+def _text(ds: Dataset, keyword: str, path: Path | str, default: str) -> str:
     value = raw(ds, keyword, path)
     if value is MISSING:
         return default
