@@ -1,15 +1,17 @@
 """The pixel pass: decode the chosen images into one ``(x, y, z, t)`` float32 array in HU.
 
 A study is read slice by slice. The images of one slice are decoded and rescaled (and
-transposed to ``(x, y)``) into a gather buffer ``(t, x * y)``; the buffer is then transposed
-into the time-last output. Compressed images are decoded in a thread pool (the decoders
-release the GIL), the next slice's while the previous one is transposed from a second
-buffer. Uncompressed ones are read in one thread (their bytes directly, `_read_native`):
-with the decoding cheap, a helper thread transposing meanwhile only competed for the GIL
-and the caches (measured slower on this project's busy 2-core machine).
+transposed to ``(x, y)``) into a gather buffer ``(t / 4, x * y, 4)``; the buffer is then
+transposed into the time-last output, four frames at a time. Compressed images are
+decoded in a thread pool (the decoders release the GIL), the next slice's while the
+previous one is transposed from a second buffer. Uncompressed ones are read in one thread
+(their bytes directly, `_read_native`): with the decoding cheap, a helper thread
+transposing meanwhile only competed for the GIL and the caches (measured slower on this
+project's busy 2-core machine).
 
 Why by hand: a time-last array is the transpose of how files store their pixels, and
-numpy's strided copy of a ``(t, x * y)`` buffer into ``(x * y, t)`` is memory-bound. The
+numpy's strided copy of a ``(t, x * y)`` buffer into ``(x * y, t)`` is memory-bound, and
+the largest part of the reader's time (0.44 s of about 1 s at 512 x 512 x 8 x 89). The
 buffer's rows are padded so that they do not lie a power of two apart: otherwise every
 element of a column maps to the same cache set and the copy runs about 3 times slower.
 """
@@ -31,6 +33,10 @@ _PIXEL_DATA = 0x7FE00010
 
 #: Padding of each gather-buffer row, in float32 (one 64-byte cache line).
 _PAD = 16
+#: Frames interleaved per pixel in the gather buffer and moved together as one 16-byte
+#: unit (a complex128 view) by the transposition: a quarter of the elements to move, about
+#: 15 % less time for the whole rescale and transposition (measured at 512 x 512 x 89).
+_GROUP = 4
 
 
 def _read_native(im: Image) -> np.ndarray:
@@ -120,32 +126,41 @@ def read_pixels(per_slice: list[list[Image]], workers: int | None) -> np.ndarray
         multi[path] = _decode(first)
     compressed = any(im.native is None and im.frame is None for f in per_slice for im in f)
     n_buffers = 2 if compressed and nz > 1 else 1
-    buffers = [np.empty((nt, n_pix + _PAD), dtype=np.float32) for _ in range(n_buffers)]
+    n_grouped = nt // _GROUP * _GROUP  # frames moved in groups; the others one by one
+    buffers = [
+        np.empty((nt // _GROUP, n_pix * _GROUP + _PAD), dtype=np.float32) for _ in range(n_buffers)
+    ]
 
-    def fill(buf: np.ndarray, k: int, im: Image) -> None:
+    def fill(s: int, k: int, im: Image) -> None:
         if im.frame is None:
             stored = _decode(im)
         else:
             arr = multi[im.path]
             stored = arr if arr.ndim == 2 else arr[im.frame]
-        _rescale_into(buf[k, :n_pix].reshape(cols, rows), stored, im)
+        if k < n_grouped:  # frame k's place in its group: every _GROUP-th float of a row
+            row = buffers[s % n_buffers][k // _GROUP, : n_pix * _GROUP]
+            dest = row.reshape(n_pix, _GROUP)[:, k % _GROUP].reshape(cols, rows)
+        else:
+            dest = out[:, :, s, k]
+        _rescale_into(dest, stored, im)
 
     def transpose(s: int) -> None:
-        src = buffers[s % n_buffers][:, :n_pix]
-        out[:, :, s, :].reshape(n_pix, nt)[...] = src.T
+        if n_grouped:
+            src = buffers[s % n_buffers][:, : n_pix * _GROUP].view(np.complex128)
+            dst = out[:, :, s, :n_grouped].reshape(n_pix, n_grouped).view(np.complex128)
+            dst[...] = src.T
 
     if not compressed:  # one thread: threads sharing a core were measured slower
         for s, frames in enumerate(per_slice):
             for k, im in enumerate(frames):
-                fill(buffers[0], k, im)
+                fill(s, k, im)
             transpose(s)
         return out
     n_workers = workers or min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(n_workers) as pool:
 
         def submit(s: int) -> list[Future]:
-            buf = buffers[s % n_buffers]
-            return [pool.submit(fill, buf, k, im) for k, im in enumerate(per_slice[s])]
+            return [pool.submit(fill, s, k, im) for k, im in enumerate(per_slice[s])]
 
         pending = submit(0)
         for s in range(nz):
