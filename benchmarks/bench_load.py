@@ -5,8 +5,8 @@ in one run, `read_dicom_study` and a bare pydicom loop over the same files
 (``pydicom.dcmread`` + ``pixel_array * slope + intercept`` into a preallocated float32
 array). The two alternate (which goes first alternates too); the medians of wall and CPU
 time and their ratios are printed with the machine, the date and the load average (the
-wall ratio is the target; on a machine shared with other jobs the CPU ratio is steadier). Exits 1 when the ratio is
-over the target (1.5: issue 11).
+wall ratio is the target; on a machine shared with other jobs the CPU ratio is steadier).
+Exits 1 when the wall ratio is over the target (1.5: issue 11).
 
     python benchmarks/bench_load.py [--compression rle] [--repeats 7] [--target 1.5]
 """
