@@ -91,12 +91,10 @@ def _rescale_into(dest: np.ndarray, stored: np.ndarray, im: Image) -> None:
     """
     if im.lut is not None:
         dest[...] = apply_modality_lut(stored, im.lut).T
-        return
-    if im.slope == 1.0:
-        dest[...] = stored.T
+    elif im.slope == 1.0:  # one pass over ``dest``, a strided view (see `read_pixels`)
+        np.add(stored.T, np.float32(im.intercept), out=dest, casting="unsafe")
     else:
         np.multiply(stored.T, np.float32(im.slope), out=dest, casting="unsafe")
-    if im.intercept != 0.0:
         dest += np.float32(im.intercept)
 
 
