@@ -27,7 +27,14 @@ from ctpmaps.io.testing.fuzz import BAD_OUTCOMES, FuzzReport, run_fuzz
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _document(report: FuzzReport, command: str, started: str, seconds: float, load: str) -> str:
+def _document(
+    report: FuzzReport,
+    command: str,
+    started: str,
+    seconds: float,
+    load: str,
+    bounds: tuple[float, float],
+) -> str:
     counts = report.counts()
     kinds = report.kinds()
     failed, garbage = counts["failed"], counts["garbage"]
@@ -77,8 +84,9 @@ def _document(report: FuzzReport, command: str, started: str, seconds: float, lo
         "",
         "## Large fuzz run",
         "",
-        f"`{command}` — started {started}, {seconds / 60:.1f} min, {platform.platform()},",
-        f"{os.cpu_count()} cores, Python {platform.python_version()}, load average {load}.",
+        f"`{command}` (niced): started {started}, {seconds / 60:.1f} min,",
+        f"{platform.platform()}, {os.cpu_count()} cores, Python {platform.python_version()},",
+        f"load average {load} (other jobs share the machine).",
         "",
         "| what | result |",
         "|---|---|",
@@ -89,7 +97,8 @@ def _document(report: FuzzReport, command: str, started: str, seconds: float, lo
         f"| refused with `InputError` | {counts['refused']} |",
         f"| exceptions other than `InputError` | {failed} |",
         f"| loaded with non-finite values or impossible geometry or times | {garbage} |",
-        f"| slower than the bound, above the memory bound | {counts['slow']}, {counts['memory']} |",
+        f"| slower than {bounds[0]:g} s, above {bounds[1]:g} MB traced | "
+        f"{counts['slow']}, {counts['memory']} |",
         f"| slowest case | {worst_s:.2f} s |",
         f"| largest traced memory of a case | {worst_mb:.1f} MB |",
         "",
@@ -137,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     for line in report.lines():
         print(f"fuzz_readers: {line}")
     args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(_document(report, command.strip(), started, seconds, load))
+    bounds = (args.max_seconds, args.max_mb)
+    args.doc.write_text(_document(report, command.strip(), started, seconds, load, bounds))
     print(f"fuzz_readers: wrote {args.doc}")
     return 1 if report.bad else 0
 
