@@ -82,12 +82,13 @@ def _dcmread(path: Path, *, force: bool = False) -> Dataset:
     so that pydicom reads deferred elements (the pixel data) from it when they are used.
     """
     with open(path, "rb") as fp:
-        if os.fstat(fp.fileno()).st_size == 0:
+        stat = os.fstat(fp.fileno())
+        if stat.st_size == 0:
             raise NotAnImage(path, "an empty file")
         with mmap.mmap(fp.fileno(), 0, access=mmap.ACCESS_READ) as view:
             ds = pydicom.dcmread(view, defer_size=_DEFER_BYTES, force=force)
     ds.filename, ds.fileobj_type, ds.buffer = str(path), open, None
-    ds.timestamp = os.stat(path).st_mtime
+    ds.timestamp = stat.st_mtime
     return ds
 
 

@@ -60,11 +60,24 @@ def _tag(keyword: str) -> int:
     return tag
 
 
+#: VRs whose values are plain ASCII text whatever the character set (PS3.5 6.2).
+_ASCII_VRS = frozenset({"AS", "CS", "DA", "DS", "DT", "IS", "TM", "UI"})
+
+
 def _value(ds: Dataset, tag: int) -> Any:
-    """The converted value of element ``tag`` (None when absent), shared by raw bytes."""
+    """The converted value of element ``tag`` (None when absent), shared by raw bytes.
+
+    An ASCII VR is split on ``\\`` and stripped here (a str, or a list for several
+    values), as pydicom would before making its value objects: the readers need the text
+    or the numbers, and times and instance UIDs differ in every file.
+    """
     elem = ds.get_item(tag)
     if elem is None:
         return None
+    if isinstance(elem, RawDataElement) and elem.VR in _ASCII_VRS:
+        if isinstance(elem.value, bytes):
+            parts = [p.strip(" \x00") for p in elem.value.decode("latin-1").split("\\")]
+            return parts[0] if len(parts) == 1 else parts
     key = None
     if isinstance(elem, RawDataElement) and elem.VR in _SHARED_VRS and elem.value is not None:
         key = (tag, elem.VR, elem.is_little_endian, elem.value)
