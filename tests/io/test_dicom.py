@@ -6,17 +6,16 @@ import datetime as dt
 import logging
 import random
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pydicom
 import pytest
+from dicom_edits import dicom_files, edit, edit_all
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import EnhancedCTImageStorage, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from ctpmaps.errors import InputError
-from ctpmaps.io.atomic import MANIFEST
 from ctpmaps.io.dicom import (
     read_dicom_study,
     read_dicom_volume,
@@ -24,84 +23,15 @@ from ctpmaps.io.dicom import (
     write_dicom_volume,
 )
 from ctpmaps.io.study import Study
+from ctpmaps.io.testing.samples import write_enhanced_ct
 
 TIMES = np.array([0.0, 1.0, 2.5, 3.0, 4.75])  # as in conftest.make_study
 
 
 # ----------------------------------------------------------------------------- helpers
-def dicom_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST)
-
-
-def edit(path: Path, change: Callable[[Dataset], None]) -> None:
-    """Rewrite one DICOM file after ``change(ds)``."""
-    ds = pydicom.dcmread(path)
-    change(ds)
-    ds.save_as(path, enforce_file_format=True)
-
-
-def edit_all(folder: Path, change: Callable[[Dataset], None]) -> None:
-    for path in dicom_files(folder):
-        edit(path, change)
-
-
 def file_of(folder: Path, *, slice_index: int, frame_index: int, n_slices: int = 3) -> Path:
     """The file of one slice and frame (both from 0) written by `write_dicom_study`."""
     return folder / f"IM{frame_index * n_slices + slice_index + 1:05d}.dcm"
-
-
-def write_enhanced_ct(study: Study, path: Path, *, intercepts=(-1024.0, -1000.0)) -> Path:
-    """``study`` as one Enhanced CT Image Storage file with per-frame functional groups.
-
-    Frames are stored in reverse order and alternate between two rescale intercepts, so
-    that the reader must use the per-frame groups for position, time and rescale.
-    """
-    from ctpmaps.io.dicom_write import _geometry
-
-    nx, ny, nz, nt = study.frames.shape
-    geo = _geometry(study.affine, nz)
-    start = dt.datetime(2024, 3, 1, 10, 0, 0)
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = EnhancedCTImageStorage
-    ds.SOPClassUID = EnhancedCTImageStorage
-    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.FrameOfReferenceUID = generate_uid()
-    ds.Modality, ds.PatientID, ds.SeriesDescription = "CT", "ENH-1", "enhanced CTP"
-    ds.InstanceNumber = 1
-    ds.Rows, ds.Columns, ds.NumberOfFrames = ny, nx, nz * nt
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-    shared = Dataset()
-    shared.PlaneOrientationSequence = [Dataset()]
-    shared.PlaneOrientationSequence[0].ImageOrientationPatient = geo.orientation
-    shared.PixelMeasuresSequence = [Dataset()]
-    shared.PixelMeasuresSequence[0].PixelSpacing = geo.spacing
-    shared.PixelMeasuresSequence[0].SliceThickness = geo.slice_gap
-    ds.SharedFunctionalGroupsSequence = [shared]
-    per_frame, pixels = [], []
-    order = [(k, s) for k in range(nt) for s in range(nz)][::-1]
-    for i, (k, s) in enumerate(order):
-        intercept = intercepts[i % len(intercepts)]
-        item = Dataset()
-        item.PlanePositionSequence = [Dataset()]
-        item.PlanePositionSequence[0].ImagePositionPatient = [float(v) for v in geo.positions[s]]
-        item.FrameContentSequence = [Dataset()]
-        when = start + dt.timedelta(seconds=float(study.times[k]))
-        item.FrameContentSequence[0].FrameAcquisitionDateTime = when.strftime("%Y%m%d%H%M%S.%f")
-        item.FrameContentSequence[0].TemporalPositionIndex = k + 1
-        item.PixelValueTransformationSequence = [Dataset()]
-        pvt = item.PixelValueTransformationSequence[0]
-        pvt.RescaleIntercept, pvt.RescaleSlope, pvt.RescaleType = intercept, 1.0, "HU"
-        per_frame.append(item)
-        pixels.append(np.rint(study.frames[:, :, s, k].T - intercept).astype(np.int16))
-    ds.PerFrameFunctionalGroupsSequence = per_frame
-    ds.PixelData = np.stack(pixels).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
 
 
 def assert_same(read: Study, written: Study) -> None:
@@ -158,7 +88,10 @@ def test_fast_jpeg_lossless_plugin_matches_pylibjpeg(tmp_path, bits, signed):
     from pydicom.encaps import encapsulate
     from pydicom.pixels import pixel_array
 
-    from ctpmaps.io.dicom import FAST_JPEG_PLUGIN
+    from ctpmaps.io.dicom.codecs import FAST_JPEG_PLUGIN, decoding_plugin
+
+    # the plugin is registered the first time the reader asks for it, as here
+    assert decoding_plugin("1.2.840.10008.1.2.4.70") == FAST_JPEG_PLUGIN
 
     rng = np.random.default_rng(3)
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1)) if signed else (0, 2**bits)
@@ -339,12 +272,33 @@ def test_harmless_files_are_skipped(ctp_folder, study):
     assert sum("skipped" in p for p in read.problems) == 5
 
 
-def test_non_dicom_file(ctp_folder):
-    junk = ctp_folder / "scan.bin"
-    junk.write_bytes(b"\x00" * 300)
-    with pytest.raises(InputError, match="not a DICOM file") as err:
-        read_dicom_study(ctp_folder)
-    assert err.value.source == str(junk)
+def test_stray_files_are_skipped_and_listed(ctp_folder, study):
+    """A viewer's file, a README without suffix, a DICOM object without pixels: skipped."""
+    (ctp_folder / "scan.bin").write_bytes(b"\x00" * 300)
+    (ctp_folder / "README").write_text("exported by a viewer\n")
+    report = Dataset()
+    report.file_meta = FileMetaDataset()
+    report.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    report.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.67"  # X-Ray Radiation Dose SR
+    report.SOPInstanceUID, report.SeriesInstanceUID = generate_uid(), generate_uid()
+    report.Modality = "SR"
+    report.save_as(ctp_folder / "dose_sr", enforce_file_format=True)
+    read = read_dicom_study(ctp_folder)
+    assert_same(read, study)
+    skipped = [p for p in read.problems if p.startswith("skipped")]
+    assert len(skipped) == 3
+    assert any("scan.bin: not a DICOM file" in p for p in skipped)
+    assert any("README: not a DICOM file" in p for p in skipped)
+    assert any("dose_sr: no pixel data (X-Ray Radiation Dose SR" in p for p in skipped)
+
+
+def test_only_junk_is_an_error(tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"\x00" * 300)
+    with pytest.raises(InputError, match="no DICOM image file among 1 files") as err:
+        read_dicom_study(folder)
+    assert err.value.source == str(folder) and "a.bin" in str(err.value)
 
 
 def test_truncated_file(ctp_folder):
@@ -359,9 +313,15 @@ def test_truncated_file(ctp_folder):
 def test_truncated_header(ctp_folder):
     bad = file_of(ctp_folder, slice_index=0, frame_index=3)
     bad.write_bytes(bad.read_bytes()[:600])  # pydicom itself reads this without complaint
-    with pytest.raises(InputError, match="truncated") as err:
+    with pytest.raises(InputError, match="missing frame at t = 3.00 s") as err:
+        read_dicom_study(ctp_folder)  # cut before its series UID: the frame is missing
+    assert f"files skipped: {bad.name}" in str(err.value)
+    edit(file_of(ctp_folder, slice_index=1, frame_index=3), lambda ds: None)
+    cut = file_of(ctp_folder, slice_index=1, frame_index=3)
+    data = cut.read_bytes()
+    cut.write_bytes(data[: data.index(b"\xe0\x7f\x10\x00")])  # just before PixelData
+    with pytest.raises(InputError, match="truncated: the file ends before its pixel data"):
         read_dicom_study(ctp_folder)
-    assert err.value.source == str(bad)
 
 
 def test_mixed_series(tmp_path, study):
@@ -485,7 +445,7 @@ def test_slices_disagreeing_within_half_an_interval_are_noted(tmp_path, make_stu
     [
         ("ImageOrientationPatient", [1, 0, 0, 0, 0.9, 0.43589], "ImageOrientationPatient"),
         ("PixelSpacing", [0.6, 0.55], "PixelSpacing"),
-        ("Rows", 10, "image size"),
+        ("Rows", 10, r"Rows x Columns .* = 10 x 16"),
     ],
 )
 def test_inconsistent_geometry(ctp_folder, tag, value, message):
@@ -513,7 +473,7 @@ def test_compression_without_decoder(tmp_path, study, monkeypatch):
 
 def test_decoder_failure_names_the_file(tmp_path, study, monkeypatch):
     out = write_dicom_study(study, tmp_path / "s", compression="rle")
-    import ctpmaps.io.dicom_read as reader
+    import ctpmaps.io.dicom.pixels as reader
 
     def broken(path, **kwargs):
         raise RuntimeError("decoder exploded")
@@ -549,7 +509,7 @@ def test_writer_writes_nothing_on_bad_input(tmp_path, study, make_study):
 
 
 def test_writer_failure_midway_leaves_nothing(tmp_path, study, monkeypatch):
-    import ctpmaps.io.dicom_write as writer
+    import ctpmaps.io.dicom.write as writer
 
     calls = []
 
@@ -568,7 +528,7 @@ def test_writer_failure_midway_leaves_nothing(tmp_path, study, monkeypatch):
 def test_writer_clips_with_warning(tmp_path, make_study, caplog):
     study = make_study()
     study.frames[0, 0, 0, 0] = -3000.0
-    with caplog.at_level(logging.WARNING, logger="ctpmaps.io.dicom_write"):
+    with caplog.at_level(logging.WARNING, logger="ctpmaps.io.dicom.write"):
         out = write_dicom_study(study, tmp_path / "s", signed=False)
     assert "1 voxels outside" in caplog.text
     assert read_dicom_study(out).frames[0, 0, 0, 0] == -1024.0
@@ -597,3 +557,99 @@ def test_paths_accept_strings(tmp_path, study):
     out = write_dicom_study(study, str(tmp_path / "s"))
     assert isinstance(out, Path)
     assert_same(read_dicom_study(str(out)), study)
+
+
+# ----------------------------------------------------------------------------- any folder
+def _beside(folder: Path, study: Study, name: str, change, *, frames: int | None = None) -> None:
+    """Another series written into ``folder/name`` from ``study``, each file changed."""
+    part = (
+        study
+        if frames is None
+        else Study(study.frames[..., :frames], study.affine, study.times[:frames])
+    )
+    write_dicom_study(part, folder / name, uid_seed=name, series_description=name)
+    edit_all(folder / name, change)
+
+
+@pytest.mark.parametrize(
+    ("name", "change"),
+    [
+        ("localizer", lambda ds: setattr(ds, "ImageType", ["ORIGINAL", "PRIMARY", "LOCALIZER"])),
+        ("surview", lambda ds: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "SURVIEW"])),
+        ("derived", lambda ds: setattr(ds, "ImageType", ["DERIVED", "SECONDARY", "AXIAL"])),
+        ("capture", lambda ds: setattr(ds, "SOPClassUID", "1.2.840.10008.5.1.4.1.1.7")),
+        ("mr", lambda ds: setattr(ds, "Modality", "MR")),
+    ],
+)
+def test_other_time_series_are_never_chosen(tmp_path, study, name, change):
+    """A second series with several images per position that is not the perfusion series."""
+    folder = tmp_path / "exam"
+    write_dicom_study(study, folder / "ctp", uid_seed="ctp", series_description="CTP")
+    _beside(folder, study, name, change)
+    read = read_dicom_study(folder)
+    assert_same(read, study)
+    assert read.metadata["series_description"] == "CTP"
+    assert any("ignored series" in p and name in p for p in read.problems)
+
+
+def test_dicomdir_and_dirfile_are_not_series(ctp_folder, study):
+    from pydicom.fileset import FileSet
+
+    fs = FileSet()
+    fs.add(dicom_files(ctp_folder)[0])
+    fs.write(ctp_folder / "media")  # a DICOMDIR and a copy of one image under media/
+    shutil.rmtree(ctp_folder / "media" / "PT000000")
+    dirfile = ctp_folder / "DIRFILE"  # Philips: a DICOM file without SeriesInstanceUID
+    shutil.copy(dicom_files(ctp_folder)[1], dirfile)
+    edit(dirfile, lambda ds: delattr(ds, "SeriesInstanceUID"))
+    read = read_dicom_study(ctp_folder)
+    assert_same(read, study)
+    assert any("DIRFILE: no SeriesInstanceUID" in p for p in read.problems)
+    assert any("DICOMDIR" in p for p in read.problems)
+
+
+@pytest.mark.parametrize("implicit", [True, False])
+def test_file_without_preamble_and_meta_is_read(ctp_folder, study, implicit):
+    """As old scanners write: a bare dataset. pydicom detects its encoding."""
+    path = file_of(ctp_folder, slice_index=1, frame_index=2)
+    ds = pydicom.dcmread(path)
+    ds.preamble, ds.file_meta = None, FileMetaDataset()
+    ds.save_as(path, implicit_vr=implicit, little_endian=True, enforce_file_format=False)
+    assert b"DICM" not in path.read_bytes()[:200]
+    read = read_dicom_study(ctp_folder)
+    assert_same(read, study)
+
+
+@pytest.mark.parametrize("compression", [None, "rle"])
+def test_images_larger_than_the_deferred_size(tmp_path, make_study, compression):
+    """Pixel data over 16 kB are read after the header pass, from the file (deferred)."""
+    from ctpmaps.io.dicom.headers import _DEFER_BYTES
+
+    study = make_study(nx=128, ny=96, nz=2, times=TIMES[:3])
+    assert 128 * 96 * 2 > _DEFER_BYTES
+    out = write_dicom_study(study, tmp_path / "big", compression=compression)
+    assert_same(read_dicom_study(out, workers=2), study)
+
+
+@pytest.mark.filterwarnings("ignore:The decoded RLE segment")
+def test_corrupted_rle_segments_are_decoded_without_panic(tmp_path, make_study, capfd):
+    """pylibjpeg-rle panics (Rust) on such data; the reader uses pydicom's RLE decoder."""
+    import struct
+
+    from pydicom.encaps import generate_frames
+
+    out = write_dicom_study(make_study(nx=32, ny=36), tmp_path / "rle", compression="rle")
+    bad = file_of(out, slice_index=0, frame_index=1)
+    raw = bytearray(bad.read_bytes())
+    frame = next(generate_frames(pydicom.dcmread(bad).PixelData, number_of_frames=1))
+    at, segment = raw.find(frame[:64]), struct.unpack("<I", frame[4:8])[0]
+    for j in range(segment, len(frame) - 2, 7):  # literal runs longer than the segment
+        raw[at + j] = 127
+    bad.write_bytes(bytes(raw))
+    try:
+        read = read_dicom_study(out)
+    except InputError as exc:
+        assert bad.name in str(exc)
+    else:
+        assert np.isfinite(read.frames).all()
+    assert "panicked" not in capfd.readouterr().err

@@ -7,9 +7,9 @@ import pydicom
 import pytest
 
 from ctpmaps.errors import InputError
-from ctpmaps.io.dicom import write_dicom_study
-from ctpmaps.io.dicom_export import MAP_CODES, PM_SLOPE, export_dicom
-from ctpmaps.io.dicom_write import LPS_RAS
+from ctpmaps.io.dicom import export_dicom, write_dicom_study
+from ctpmaps.io.dicom.export import MAP_CODES, PM_SLOPE
+from ctpmaps.io.dicom.geometry import LPS_RAS
 from ctpmaps.io.load import load_study
 from ctpmaps.io.study import Study
 
@@ -171,3 +171,32 @@ def test_bad_input_writes_nothing(tmp_path):
         export_dicom(_maps(study.shape), {}, study, tmp_path / "dicom")
     assert not (tmp_path / "dicom").exists()
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.filterwarnings("ignore:The string .* person name")
+def test_export_reads_no_source_file_again(tmp_path):
+    """The study keeps its source headers: the export works with the source folder gone."""
+    study = _oblique_study()
+    folder = write_dicom_study(study, tmp_path / "ctp", uid_seed="source")
+    loaded = load_study(folder)
+    source = loaded.source_images
+    assert source is not None and not source.multiframe
+    assert len(source.headers) == loaded.shape[2]
+    assert all("PixelData" not in ds for ds in source.headers)
+    assert [len(row) for row in source.images] == [loaded.n_frames] * loaded.shape[2]
+    uids = {
+        pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID for p in folder.glob("*.dcm")
+    }
+    assert {ref.sop_instance_uid for row in source.images for ref in row} == uids
+    folder.rename(tmp_path / "gone")
+    info = export_dicom(_maps(loaded.shape), _masks(loaded.shape), loaded, tmp_path / "dicom")
+    assert info["reference_synthetic"] is False
+    ds = pydicom.dcmread(info["files"]["pm_cbf"])
+    assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == source.series_instance_uid
+
+
+def test_nifti_study_has_no_source_images(tmp_path):
+    from ctpmaps.io import write_nifti_study
+
+    path = write_nifti_study(_oblique_study(), tmp_path / "ctp.nii.gz")
+    assert load_study(path).source_images is None

@@ -89,7 +89,7 @@ def test_truncated_file_rejected(tmp_path):
     path = write_nifti_study(_study(), tmp_path / "ctp.nii.gz")
     raw = path.read_bytes()
     path.write_bytes(raw[: len(raw) // 2])
-    with pytest.raises(InputError, match="ctp.nii.gz: not a readable NIfTI"):
+    with pytest.raises(InputError, match="ctp.nii.gz: corrupted or truncated gzip data"):
         read_nifti_study(path)
 
 
@@ -109,3 +109,53 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         write_nifti_study(_study(), tmp_path / "ctp.nii.gz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_anonymized_sidecar_has_no_identifiers(tmp_path):
+    s = _study()
+    s.metadata.update({"patient_id": "MRN-1", "patient_name": "Doe^Jane", "kvp": 80.0})
+    path = write_nifti_study(s, tmp_path / "a.nii.gz", extra={"PatientBirthDate": "19480213"})
+    assert "MRN-1" in sidecar_path(path).read_text()
+    path = write_nifti_study(
+        s, tmp_path / "b.nii.gz", extra={"PatientBirthDate": "19480213"}, anonymize=True
+    )
+    side = json.loads(sidecar_path(path).read_text())
+    assert side["kvp"] == 80.0
+    assert not {"patient_id", "patient_name", "PatientBirthDate"} & set(side)
+
+
+def test_5d_with_singleton_fourth_axis_is_4d(tmp_path):
+    """ISLES 2018 ships CT perfusion as (x, y, z, 1, t), time step in pixdim[5]."""
+    s = _study()
+    img = nib.Nifti1Image(s.frames[:, :, :, None, :], s.affine)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms((0.5, 0.5, 5.0, 1.0, 1.5))
+    nib.save(img, tmp_path / "isles.nii.gz")
+    read = read_nifti_study(tmp_path / "isles.nii.gz")
+    np.testing.assert_array_equal(read.frames, s.frames)
+    np.testing.assert_allclose(read.times, 1.5 * np.arange(5))
+
+
+@pytest.mark.parametrize(("unit", "scale"), [("ms", 1e-3), ("s", 1.0), ("min", 60.0)])
+def test_frame_times_units_are_honoured(tmp_path, unit, scale):
+    path = _save(tmp_path, np.zeros((4, 4, 2, 3), np.float32))
+    sidecar_path(path).write_text(json.dumps({"FrameTimes": [0, 2, 5], "FrameTimesUnits": unit}))
+    np.testing.assert_allclose(read_nifti_study(path).times, np.array([0, 2, 5]) * scale)
+
+
+def test_frame_times_in_ms_without_units_are_implausible(tmp_path):
+    path = _save(tmp_path, np.zeros((4, 4, 2, 3), np.float32))
+    sidecar_path(path).write_text(json.dumps({"FrameTimes": [0, 22000, 44000]}))
+    with pytest.raises(InputError, match="span 44000 s .*FrameTimesUnits"):
+        read_nifti_study(path)
+
+
+def test_gzip_crc_is_checked(tmp_path):
+    """nibabel reads only the data, so a bad CRC alone would load; the reader checks it."""
+    path = write_nifti_study(_study(), tmp_path / "ctp.nii.gz")
+    raw = bytearray(path.read_bytes())
+    raw[-8] ^= 0xFF  # the stored CRC-32
+    path.write_bytes(bytes(raw))
+    np.asarray(nib.load(path).dataobj)  # nibabel alone does not notice
+    with pytest.raises(InputError, match="CRC check failed"):
+        read_nifti_study(path)

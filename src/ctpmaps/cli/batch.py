@@ -54,6 +54,7 @@ def batch_command(
     ] = True,
     report: Annotated[bool, typer.Option("--report/--no-report", help="HTML reports.")] = True,
     weights: o.Weights = None,
+    anonymize: o.Anonymize = False,
 ) -> None:
     """The whole chain on every study of a cohort (one study per worker at a time; rerun to
     resume), with a cohort summary (CSV, JSON, HTML)."""
@@ -77,6 +78,7 @@ def batch_command(
                 dicom=dicom,
                 report=report,
                 weights=weights,
+                anonymize=anonymize,
             )
     done = sum(r["status"] == "done" for r in result.rows)
     skipped = sum(r["status"].startswith("skipped") for r in result.rows)

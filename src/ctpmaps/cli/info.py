@@ -18,12 +18,13 @@ def info_command(
     study: o.Study,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     series_uid: o.SeriesUID = None,
+    frame_interval: o.FrameInterval = None,
 ) -> None:
     """What was read from a study: source, dimensions, spacing, frame times, problems."""
     from ..io import load_study
 
     with guarded():
-        summary = load_study(study, series_uid=series_uid).summary()
+        summary = load_study(study, series_uid=series_uid, frame_interval=frame_interval).summary()
         if as_json:
             out.print(json.dumps(summary, default=str, allow_nan=False, indent=2), markup=False)
             return

@@ -129,3 +129,27 @@ Device = Annotated[
         show_default=False,
     ),
 ]
+FrameInterval = Annotated[
+    float | None,
+    typer.Option(
+        metavar="S",
+        help="Frame interval in s for a DICOM series without time tags (frames ordered by "
+        "InstanceNumber).",
+        show_default=False,
+    ),
+]
+Anonymize = Annotated[
+    bool,
+    typer.Option(
+        "--anonymize",
+        help="DICOM outputs without patient identifiers (DICOM PS3.15 basic profile).",
+    ),
+]
+Identifiers = Annotated[
+    bool,
+    typer.Option(
+        "--identifiers",
+        help="Write the patient's ID and name into run.json, volumes and the report (left "
+        "out by default).",
+    ),
+]

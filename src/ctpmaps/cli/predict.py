@@ -32,6 +32,7 @@ def predict_command(
     ] = False,
     device: o.Device = None,
     series_uid: o.SeriesUID = None,
+    frame_interval: o.FrameInterval = None,
     overwrite: o.Overwrite = False,
 ) -> None:
     """Perfusion maps from trained U-Nets (no AIF): one NIfTI per predicted map and run.json."""
@@ -50,6 +51,7 @@ def predict_command(
             device=device,
             overwrite=overwrite,
             series_uid=series_uid,
+            frame_interval=frame_interval,
             progress=show,
         )
     print_maps(result, f"U-Net maps of {study} -> {out_dir}", time.perf_counter() - t0)

@@ -36,6 +36,9 @@ def preprocess_command(
         float, typer.Option(metavar="DEG", help="Flag frames rotating more than this, in degrees.")
     ] = 1.0,
     series_uid: o.SeriesUID = None,
+    frame_interval: o.FrameInterval = None,
+    anonymize: o.Anonymize = False,
+    identifiers: o.Identifiers = False,
     overwrite: o.Overwrite = False,
 ) -> None:
     """Rigid motion correction and the guided bilateral filter (the seed's preprocessing):
@@ -58,6 +61,9 @@ def preprocess_command(
             flag_deg=flag_deg,
             overwrite=overwrite,
             series_uid=series_uid,
+            frame_interval=frame_interval,
+            anonymize=anonymize,
+            identifiers=identifiers,
             progress=show,
         )
     table = Table(title=f"preprocessed {study} -> {out_dir} ({time.perf_counter() - t0:.1f} s)")

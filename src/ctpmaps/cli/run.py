@@ -119,6 +119,9 @@ def run_command(
     baseline_frames: BaselineFrames = None,
     weights: o.Weights = None,
     series_uid: o.SeriesUID = None,
+    frame_interval: o.FrameInterval = None,
+    anonymize: o.Anonymize = False,
+    identifiers: o.Identifiers = False,
     overwrite: o.Overwrite = False,
 ) -> None:
     """The whole chain: preprocessing, maps, core and penumbra, NIfTI and DICOM outputs and
@@ -150,6 +153,9 @@ def run_command(
             report=report,
             overwrite=overwrite,
             series_uid=series_uid,
+            frame_interval=frame_interval,
+            anonymize=anonymize,
+            identifiers=identifiers,
             mask=mask,
             aif_mask=aif_mask,
             aif_csv=aif_csv,
@@ -192,6 +198,9 @@ def maps_command(
     density: o.Density = 1.05,
     weights: o.Weights = None,
     series_uid: o.SeriesUID = None,
+    frame_interval: o.FrameInterval = None,
+    anonymize: o.Anonymize = False,
+    identifiers: o.Identifiers = False,
     overwrite: o.Overwrite = False,
 ) -> None:
     """Perfusion maps (CBF, CBV, MTT, TTP, Tmax, delay) of a study, without lesions."""
@@ -212,6 +221,9 @@ def maps_command(
             report=False,
             overwrite=overwrite,
             series_uid=series_uid,
+            frame_interval=frame_interval,
+            anonymize=anonymize,
+            identifiers=identifiers,
             mask=mask,
             aif_mask=aif_mask,
             aif_csv=aif_csv,

@@ -4,14 +4,77 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["Study", "SOURCE_KINDS"]
+if TYPE_CHECKING:
+    from .dicom.source import SourceImages
+
+__all__ = ["Study", "SOURCE_KINDS", "is_identifying", "check_affine"]
 
 #: Where a study can come from.
 SOURCE_KINDS = ("dicom", "nifti", "unitobrain", "array")
+
+#: Parts of metadata keys that identify a patient (compared lower case, without ``_``).
+_IDENTIFYING = ("patient", "birth", "institution", "physician", "operator", "accession")
+
+
+def is_identifying(key: str) -> bool:
+    """Whether a metadata key holds a patient identifier or identifying detail.
+
+    Any key about the patient (``patient_id``, ``patient_name``, ``PatientBirthDate``,
+    ``patient_sex``, ...), institution, physicians, operators or accession number.
+    """
+    name = key.lower().replace("_", "").replace(" ", "")
+    return any(part in name for part in _IDENTIFYING)
+
+
+#: Plausible voxel sizes (mm) and distance of the first voxel from the origin (mm).
+VOXEL_MM = (1e-3, 100.0)
+MAX_ORIGIN_MM = 1e5
+
+
+def check_affine(affine: np.ndarray, source: str | Path) -> None:
+    """Refuse an affine a scanner cannot have produced, naming ``source``.
+
+    Raises
+    ------
+    InputError
+        Non-finite or singular; a voxel size outside `VOXEL_MM`; the first voxel farther
+        than `MAX_ORIGIN_MM` from the origin.
+    """
+    from ..errors import InputError
+
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(affine).all() or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(
+            source, f"the voxel-to-world affine is not finite or singular: {affine.tolist()}"
+        )
+    sizes = np.linalg.norm(affine[:3, :3], axis=0)
+    if not np.all((sizes >= VOXEL_MM[0]) & (sizes <= VOXEL_MM[1])):
+        raise InputError(
+            source,
+            f"voxel sizes {np.round(sizes, 6).tolist()} mm: expected {VOXEL_MM[0]:g} to "
+            f"{VOXEL_MM[1]:g} mm",
+        )
+    if np.abs(affine[:3, 3]).max() > MAX_ORIGIN_MM:
+        raise InputError(
+            source, f"the first voxel lies at {affine[:3, 3].tolist()} mm: not a patient position"
+        )
+
+
+def _json_ready(value: Any) -> Any:
+    """Plain JSON values: numpy scalars to Python, NaN and infinities to None."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 @dataclass
@@ -39,6 +102,12 @@ class Study:
         ``exposure_mas``, ``manufacturer``, ``transfer_syntax`` ...
     problems : list of str
         Non-fatal problems found while reading (each one sentence).
+    source_images : SourceImages or None
+        For a study read from DICOM: the pixel-less headers of its first image in time at
+        each slice and the UIDs of every image (`ctpmaps.io.dicom.source.SourceImages`), so
+        that derived DICOM outputs carry the source's patient, study and frame of reference
+        and reference its images without reading a header again. None for other sources.
+        Kept by `dataclasses.replace`, so a preprocessed study still points at its source.
 
     Examples
     --------
@@ -55,6 +124,7 @@ class Study:
     path: Path | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    source_images: SourceImages | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames)
@@ -96,19 +166,35 @@ class Study:
         """Median time between frames in s."""
         return float(np.median(np.diff(self.times))) if self.n_frames > 1 else 0.0
 
-    def summary(self) -> dict[str, Any]:
-        """What was read, as plain JSON-ready values (used by ``ctpmaps info``)."""
-        return {
-            "source": self.source,
-            "path": str(self.path) if self.path is not None else None,
-            "shape": list(self.shape),
-            "n_frames": self.n_frames,
-            "spacing_mm": [round(v, 4) for v in self.spacing],
-            "times_s": [round(float(t), 4) for t in self.times],
-            "duration_s": round(float(self.times[-1]), 4),
-            "frame_interval_s": round(self.frame_interval, 4),
-            "hu_range": [float(np.min(self.frames)), float(np.max(self.frames))],
-            "series_description": self.metadata.get("series_description"),
-            "metadata": self.metadata,
-            "problems": list(self.problems),
-        }
+    def summary(self, *, identifiers: bool = False) -> dict[str, Any]:
+        """What was read, as plain JSON values (used by ``ctpmaps info``).
+
+        Parameters
+        ----------
+        identifiers : bool
+            Include the metadata that identify the patient (`is_identifying`: name, ID,
+            birth date, sex ...). Left out by default; `metadata` keeps them for the
+            DICOM outputs.
+
+        Returns
+        -------
+        dict
+            Strict JSON (no NaN or infinity: a non-finite number reads as null).
+        """
+        metadata = {k: v for k, v in self.metadata.items() if identifiers or not is_identifying(k)}
+        return _json_ready(
+            {
+                "source": self.source,
+                "path": str(self.path) if self.path is not None else None,
+                "shape": list(self.shape),
+                "n_frames": self.n_frames,
+                "spacing_mm": [round(v, 4) for v in self.spacing],
+                "times_s": [round(float(t), 4) for t in self.times],
+                "duration_s": round(float(self.times[-1]), 4),
+                "frame_interval_s": round(self.frame_interval, 4),
+                "hu_range": [float(np.min(self.frames)), float(np.max(self.frames))],
+                "series_description": self.metadata.get("series_description"),
+                "metadata": metadata,
+                "problems": list(self.problems),
+            }
+        )

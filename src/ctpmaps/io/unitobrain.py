@@ -27,8 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .dicom_read import read_dicom_study, read_dicom_volume
-from .dicom_write import write_dicom_study, write_dicom_volume
+from .dicom import read_dicom_study, read_dicom_volume, write_dicom_study, write_dicom_volume
 from .study import Study
 
 __all__ = [
@@ -217,6 +216,7 @@ def read_unitobrain_study(
         path=folder,
         metadata=meta,
         problems=study.problems,
+        source_images=study.source_images,
     )
 
 

@@ -21,7 +21,10 @@ def check_inputs(paths) -> None:
 
 
 def load(
-    study_or_path: Study | str | Path, series_uid: str | None, clock: Stopwatch
+    study_or_path: Study | str | Path,
+    series_uid: str | None,
+    clock: Stopwatch,
+    frame_interval: float | None = None,
 ) -> tuple[Study, bool]:
     """The study, and whether its frames are ours to modify in place.
 
@@ -31,13 +34,18 @@ def load(
     if isinstance(study_or_path, Study):
         return study_or_path, False
     with clock.stage("load"):
-        study = load_study(study_or_path, series_uid=series_uid)
+        study = load_study(study_or_path, series_uid=series_uid, frame_interval=frame_interval)
     return study, True
 
 
-def study_summary(study: Study) -> dict[str, Any]:
-    """What was read, for run.json and the report: no patient name, birth date or ID."""
+def study_summary(study: Study, *, identifiers: bool = False) -> dict[str, Any]:
+    """What was read, for run.json and the report: no patient name, birth date or ID
+    unless ``identifiers`` (then ``patient_id`` and ``patient_name`` when known)."""
+    ids = {}
+    if identifiers:
+        ids = {k: study.metadata.get(k) for k in ("patient_id", "patient_name")}
     return {
+        **ids,
         "source": study.source,
         "path": str(study.path) if study.path else None,
         "dimensions": " x ".join(map(str, study.shape)),

@@ -88,8 +88,8 @@ def _write_motion(folder: Path, result: StudyResult) -> None:
         write_png(folder / "motion.png", motion_figure(result.motion))
 
 
-def _export_dicom(folder: Path, result: StudyResult) -> dict[str, Any]:
-    from ..io.dicom_export import export_dicom
+def _export_dicom(folder: Path, result: StudyResult, anonymize: bool) -> dict[str, Any]:
+    from ..io.dicom import export_dicom
 
     made, lesions = result.maps, result.lesions
     info = export_dicom(
@@ -100,6 +100,7 @@ def _export_dicom(folder: Path, result: StudyResult) -> dict[str, Any]:
         method=made.maps.method,
         lesion_description=f"{lesions.rule} rule (ctpmaps {__version__})",
         image=unenhanced(result.study.frames, made.baseline_frames),
+        anonymize=anonymize,
     )
     info["files"] = {k: str(Path(v).relative_to(folder)) for k, v in info["files"].items()}
     return info
@@ -232,6 +233,7 @@ def write_outputs(
     dicom: bool,
     report: bool,
     inputs: dict[str, Any],
+    anonymize: bool = False,
 ) -> None:
     """Write every output of a run (maps, lesions, curves, motion, DICOM, report, run.json)
     into ``folder``, timing the stages ``nifti``, ``dicom`` and ``report``."""
@@ -250,7 +252,7 @@ def write_outputs(
     skipped = result.skipped
     if dicom and result.lesions is not None:
         with clock.stage("dicom"):
-            result.parameters["dicom"] = _export_dicom(folder, result)
+            result.parameters["dicom"] = _export_dicom(folder, result, anonymize)
     else:
         skipped.setdefault("dicom", "switched off")
     if report and result.lesions is not None:
@@ -272,18 +274,28 @@ def write_outputs(
 
 
 def write_preprocessed(
-    folder: Path, result: StudyResult, *, steps: str, inputs, clock: Stopwatch
+    folder: Path,
+    result: StudyResult,
+    *,
+    steps: str,
+    inputs,
+    clock: Stopwatch,
+    anonymize: bool = False,
 ) -> None:
     """The preprocessed frames (NIfTI + sidecar; a derived DICOM series when the input was
     DICOM), the motion report and run.json; the stage ``write`` is timed."""
     study = result.study
     with clock.stage("write"):
-        write_nifti_study(study, folder / "ctp.nii.gz", extra={"Preprocessing": steps})
+        write_nifti_study(
+            study, folder / "ctp.nii.gz", extra={"Preprocessing": steps}, anonymize=anonymize
+        )
         if study.source == "dicom":
             from ..io.dicom import write_dicom_study
 
             desc = f"{study.metadata.get('series_description') or 'CT perfusion'} {steps}"
-            write_dicom_study(study, folder / "dicom", series_description=desc[:64])
+            write_dicom_study(
+                study, folder / "dicom", series_description=desc[:64], anonymize=anonymize
+            )
         _write_motion(folder, result)
     result.timings_s = dict(clock.timings)
     moved: dict[str, Any] = {}

@@ -97,6 +97,7 @@ def predict_study(
     device: str | None = None,
     overwrite: bool = False,
     series_uid: str | None = None,
+    frame_interval: float | None = None,
     progress: Progress | None = None,
 ) -> Any:
     """Perfusion maps of a study from the U-Net alone (``ctpmaps predict``).
@@ -128,5 +129,6 @@ def predict_study(
         device=device,
         overwrite=overwrite,
         series_uid=series_uid,
+        frame_interval=frame_interval,
         progress=progress,
     )

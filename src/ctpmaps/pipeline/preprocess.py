@@ -149,6 +149,9 @@ def preprocess_study(
     flag_deg: float = 1.0,
     overwrite: bool = False,
     series_uid: str | None = None,
+    frame_interval: float | None = None,
+    anonymize: bool = False,
+    identifiers: bool = False,
     progress: Progress | None = None,
 ) -> StudyResult:
     """Motion correction and the filter on their own (``ctpmaps preprocess``).
@@ -176,6 +179,12 @@ def preprocess_study(
         Replace the files an earlier run wrote in ``out`` (nothing else).
     series_uid : str, optional
         DICOM series to read from a folder holding several.
+    frame_interval : float, optional
+        Frame interval in s for a DICOM series without time tags.
+    anonymize : bool
+        Outputs without patient identifiers (DICOM PS3.15 basic profile; NIfTI sidecar).
+    identifiers : bool
+        The patient's ID and name in run.json (left out by default).
     progress : callable, optional
         `ctpmaps.clock.Progress` of the stages ``load``, ``motion``, ``filter``, ``write``.
 
@@ -190,8 +199,9 @@ def preprocess_study(
     inputs = [] if isinstance(study_or_path, Study) else [study_or_path]
     check_inputs(inputs)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs) as tmp:
-        study, owned = load(study_or_path, series_uid, clock)
-        summary, problems = study_summary(study), list(study.problems)
+        study, owned = load(study_or_path, series_uid, clock, frame_interval)
+        summary = study_summary(study, identifiers=identifiers)
+        problems = list(study.problems)
         skipped: dict[str, str] = {}
         study, motion_result = preprocess_frames(
             study,
@@ -214,10 +224,15 @@ def preprocess_study(
             "flag_deg": flag_deg,
             "steps": steps,
             "skipped": skipped,
+            "study": summary,
+            "anonymized": anonymize,
         }
         result = StudyResult(
             study, summary, problems, motion=motion_result, parameters=parameters, skipped=skipped
         )
-        write_preprocessed(tmp, result, steps=steps, inputs={"study": study_or_path}, clock=clock)
+        write_preprocessed(
+            tmp, result, steps=steps, inputs={"study": study_or_path}, clock=clock,
+            anonymize=anonymize,
+        )  # fmt: skip
     result.out = Path(out)
     return result

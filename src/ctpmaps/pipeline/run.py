@@ -116,6 +116,9 @@ def run_study(
     report: bool = True,
     overwrite: bool = False,
     series_uid: str | None = None,
+    frame_interval: float | None = None,
+    anonymize: bool = False,
+    identifiers: bool = False,
     mask: np.ndarray | str | Path | bool | None = None,
     aif_mask: np.ndarray | str | Path | None = None,
     aif_csv: str | Path | None = None,
@@ -158,6 +161,13 @@ def run_study(
         Replace the files an earlier ctpmaps run wrote in ``out`` (nothing else).
     series_uid : str, optional
         DICOM series to read from a folder holding several.
+    frame_interval : float, optional
+        Frame interval in s for a DICOM series without time tags.
+    anonymize : bool
+        DICOM outputs without patient identifiers (DICOM PS3.15 basic profile).
+    identifiers : bool
+        Write the patient's ID and name into run.json, volumes and the report (left out
+        by default).
     mask : array, NIfTI path, False or None
         Brain mask; the automatic CT brain mask by default (False: every voxel, ``cnn``).
     aif_mask, aif_csv, vof_mask, baseline_frames, hematocrit_factor, density
@@ -202,11 +212,12 @@ def run_study(
     check_inputs(inputs.values())
     clock = Stopwatch(progress)
     with atomic_dir(out, overwrite=overwrite, inputs=inputs.values()) as tmp:
-        study, owned = load(study_or_path, series_uid, clock)
+        study, owned = load(study_or_path, series_uid, clock, frame_interval)
         if baseline_frames is not None:  # before any long computation
             check_baseline_frames(baseline_frames, study.n_frames)
         skipped: dict[str, str] = {}
-        result = StudyResult(study, study_summary(study), list(study.problems), skipped=skipped)
+        summary = study_summary(study, identifiers=identifiers)
+        result = StudyResult(study, summary, list(study.problems), skipped=skipped)
         study, result.motion = preprocess_frames(
             study, motion=motion, filter=filter, filter_sigmas=sigmas, owned=owned,
             clock=clock, skipped=skipped, motion_options={"method": motion_method},
@@ -229,7 +240,10 @@ def run_study(
         else:
             skipped["lesions"] = "not asked for"
         result.parameters = _parameters(result, method, sigmas, "filter" in clock.timings)
-        write_outputs(tmp, result, clock=clock, dicom=dicom, report=report, inputs=inputs)
+        write_outputs(
+            tmp, result, clock=clock, dicom=dicom, report=report, inputs=inputs,
+            anonymize=anonymize,
+        )  # fmt: skip
     result.out = Path(out)
     result.files = {k: result.out / rel for k, rel in MAIN_FILES.items()
                     if (result.out / rel).exists()}  # fmt: skip

@@ -1,21 +1,9 @@
 """DICOM outputs for PACS: perfusion maps as Parametric Map objects, lesions as DICOM SEG.
 
-Both reference the CT series they were computed from: same patient, study and frame of
-reference, with the source images of each slice listed. The maps' geometry is the study's
-(plane positions, orientation and pixel spacing from its affine, converted to LPS as
-`ctpmaps.io.dicom_write` does).
-
-Source images:
-
-- a study read from classic single-frame DICOM (``Study.source == "dicom"``) is referenced
-  directly: the headers of its series are read again (no pixels) and the first image in
-  time of each slice is taken;
-- any other study (NIfTI, phantom, UniToBrain folder, enhanced multi-frame DICOM) gets a
-  *reference CT series* synthesised in memory, one image per slice with the unenhanced image
-  as pixels and the study's geometry; it is written beside the maps (``CT_reference/``) so
-  that the references resolve in PACS. Patient and study identifiers come from the study's
-  metadata when present; otherwise the study and frame of reference UIDs are derived from
-  the frames' content, so repeated runs on one study land in one PACS study.
+Both reference the CT series they were computed from (`reference.reference_series`): same
+patient, study and frame of reference, with the source images of each slice listed. The
+maps' geometry is the study's (plane positions, orientation and pixel spacing from its
+affine, converted to LPS).
 
 Parametric maps store unsigned 16-bit values with a Real World Value Mapping
 ``value = 0.01 * stored`` (0 to 655.35 in the map's unit: the UniToBrain convention, read
@@ -26,40 +14,26 @@ Units are UCUM codes: ``mL/(100.g.min)`` for CBF, ``mL/(100.g)`` for CBV, ``s`` 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import logging
-import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian
 
-from .. import __version__
-from ..errors import InputError
-from .atomic import atomic_dir
-from .dicom_write import (
-    _DEFAULT_START,
-    _as_dataset,
-    _base_attributes,
-    _dataset,
-    _ds_number,
-    _Geometry,
-    _geometry,
-    _SeriesOptions,
-)
-from .study import Study
+from ... import __version__
+from ...errors import InputError
+from ..atomic import atomic_dir
+from ..study import Study
+from .geometry import SliceGeometry
+from .reference import ReferenceSeries, reference_series
+from .uids import new_uid
 
 __all__ = [
     "MAP_CODES",
     "SEGMENT_CODES",
-    "ReferenceSeries",
-    "reference_series",
+    "PM_SLOPE",
     "parametric_map",
     "lesion_segmentation",
     "export_dicom",
@@ -69,7 +43,6 @@ log = logging.getLogger(__name__)
 
 #: Stored-to-physical slope of the parametric maps (value = slope * stored).
 PM_SLOPE = 0.01
-_PREFIX = "1.2.826.0.1.3680043.8.498."
 
 
 def _code(value: str, scheme: str, meaning: str):
@@ -139,183 +112,7 @@ SEGMENT_CODES: dict[str, dict[str, Any]] = {
 }
 
 
-@dataclass
-class ReferenceSeries:
-    """The CT images the exports reference, one per slice in the study's slice order.
-
-    Attributes
-    ----------
-    datasets : list of pydicom Dataset
-        One per slice ``k`` of the study (``datasets[k]`` lies at slice ``k``).
-    synthetic : bool
-        True when made here (to be written beside the exports), False when read from the
-        study's own DICOM files.
-    geometry : _Geometry
-        Slice geometry from the study's affine (LPS).
-    note : str
-        Why the series was synthesised, when it was.
-    """
-
-    datasets: list[Dataset]
-    synthetic: bool
-    geometry: _Geometry
-    note: str = ""
-
-    @property
-    def study_uid(self) -> str:
-        return str(self.datasets[0].StudyInstanceUID)
-
-    @property
-    def frame_of_reference_uid(self) -> str:
-        return str(self.datasets[0].FrameOfReferenceUID)
-
-
-def _content_seed(study: Study) -> str:
-    """A stable seed from the frames' content (sampled), affine and times."""
-    h = hashlib.sha256()
-    h.update(np.ascontiguousarray(study.frames[::7, ::7, :, :: max(1, study.n_frames // 8)]).data)
-    h.update(np.asarray(study.affine, np.float64).tobytes())
-    h.update(np.asarray(study.times, np.float64).tobytes())
-    return h.hexdigest()
-
-
-def _uid(seed: str | None, *parts: object) -> str:
-    if seed is None:
-        return generate_uid(prefix=_PREFIX)
-    return generate_uid(prefix=_PREFIX, entropy_srcs=[seed, *map(str, parts)])
-
-
-def _synthetic_series(study: Study, image: np.ndarray, note: str) -> ReferenceSeries:
-    """One CT image per slice with the study's geometry and the unenhanced image as pixels."""
-    meta = study.metadata
-    seed = _content_seed(study)
-    geo = _geometry(study.affine, study.shape[2])
-    patient_id = str(meta.get("patient_id") or "CTPMAPS-0001")
-    opts = _SeriesOptions(
-        patient_id=patient_id,
-        patient_name=f"{patient_id}^",  # one family-name component, said explicitly
-        study_description="CT perfusion",
-        series_description="CTP unenhanced reference (ctpmaps)",
-        series_number=99,
-        image_type=("DERIVED", "SECONDARY", "AXIAL"),
-        kvp=meta.get("kvp"),
-        exposure_mas=meta.get("exposure_mas"),
-        manufacturer=str(meta.get("manufacturer") or "ctpmaps"),
-        start=_DEFAULT_START,
-    )
-    uids = {
-        "study": str(meta.get("study_instance_uid") or _uid(seed, "study")),
-        "frame_of_reference": str(meta.get("frame_of_reference_uid") or _uid(seed, "for")),
-        "series": _uid(seed, "reference-series"),
-    }
-    base = _as_dataset(_base_attributes(study.frames.shape, geo, uids, opts))
-    stored = np.clip(np.rint(image - opts.rescale_intercept), -32768, 32767).astype(np.int16)
-    out = []
-    for k in range(study.shape[2]):
-        ds = _dataset(base, _uid(seed, "reference-image", k))
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [_ds_number(v) for v in geo.positions[k]]
-        ds.SliceLocation = _ds_number(float(geo.locations[k]))
-        ds.ContentDate, ds.ContentTime = (
-            opts.start.strftime("%Y%m%d"),
-            opts.start.strftime("%H%M%S"),
-        )
-        ds.PixelData = np.ascontiguousarray(stored[:, :, k].T).tobytes()
-        ds["PixelData"].VR = "OW"
-        out.append(ds)
-    return ReferenceSeries(out, True, geo, note)
-
-
-#: Tags read from every file of the series to choose one image per slice.
-_CHOICE_TAGS = [
-    "SeriesInstanceUID",
-    "ImagePositionPatient",
-    "NumberOfFrames",
-    "AcquisitionDateTime",
-    "AcquisitionTime",
-    "ContentTime",
-    "InstanceNumber",
-]
-
-
-def _read_headers(folder: Path, series_uid: str | None) -> list[Dataset]:
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file()]
-
-    def one(path: Path) -> Dataset | None:
-        try:  # only what choosing needs; the chosen files are read in full later
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_CHOICE_TAGS)
-        except Exception:  # not DICOM, or damaged: the reader already judged the series
-            return None
-        if series_uid is not None and str(ds.get("SeriesInstanceUID", "")) != series_uid:
-            return None
-        ds.filename = str(path)
-        return ds
-
-    with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        return [ds for ds in pool.map(one, files) if ds is not None]
-
-
-def _time_key(ds: Dataset) -> tuple:
-    for tag in ("AcquisitionDateTime", "AcquisitionTime", "ContentTime"):
-        value = ds.get(tag)
-        if value not in (None, ""):
-            return (0, str(value), int(ds.get("InstanceNumber", 0) or 0))
-    return (1, "", int(ds.get("InstanceNumber", 0) or 0))
-
-
-def _dicom_series(study: Study, geo: _Geometry) -> tuple[list[Dataset] | None, str]:
-    """The study's own first image of each slice, or None and why not."""
-    if study.path is None or not Path(study.path).is_dir():
-        return None, "the study's DICOM folder is not available"
-    headers = _read_headers(Path(study.path), study.metadata.get("series_instance_uid"))
-    if not headers:
-        return None, "no DICOM file of the series found again"
-    if any(int(ds.get("NumberOfFrames", 1) or 1) > 1 for ds in headers):
-        return None, "enhanced multi-frame source: references go to a synthesised series"
-    normal = np.cross(np.asarray(geo.orientation[:3]), np.asarray(geo.orientation[3:]))
-    chosen: list[Dataset] = []
-    for k in range(len(geo.positions)):
-        near = [
-            ds
-            for ds in headers
-            if "ImagePositionPatient" in ds
-            and abs(float(np.asarray(ds.ImagePositionPatient, float) @ normal) - geo.locations[k])
-            < 0.25 * max(geo.slice_gap, 1e-3)
-        ]
-        if not near:
-            return None, f"no source image at slice {k} ({geo.locations[k]:.2f} mm)"
-        chosen.append(min(near, key=_time_key))
-    full = [pydicom.dcmread(ds.filename, stop_before_pixels=True) for ds in chosen]
-    return full, ""
-
-
-def reference_series(study: Study, *, image: np.ndarray | None = None) -> ReferenceSeries:
-    """The CT images that exports of ``study`` reference (see the module docstring).
-
-    Parameters
-    ----------
-    study : Study
-        The study the maps were computed from.
-    image : ndarray, shape (x, y, z), optional
-        Pixels of a synthesised series in HU; default the mean of the first three frames.
-
-    Returns
-    -------
-    ReferenceSeries
-    """
-    geo = _geometry(study.affine, study.shape[2])
-    note = f"study source is {study.source!r}"
-    if study.source == "dicom":
-        datasets, note = _dicom_series(study, geo)
-        if datasets is not None:
-            return ReferenceSeries(datasets, False, geo)
-        log.warning("DICOM export: %s", note)
-    if image is None:
-        image = study.frames[..., : min(3, study.n_frames)].mean(axis=-1)
-    return _synthetic_series(study, np.asarray(image, np.float32), note)
-
-
-def _geometry_sequences(geo: _Geometry):
+def _geometry_sequences(geo: SliceGeometry):
     import highdicom as hd
 
     measures = hd.PixelMeasuresSequence(
@@ -394,9 +191,9 @@ def parametric_map(
     pm = hd.pm.ParametricMap(
         source_images=reference.datasets,
         pixel_array=pixels,
-        series_instance_uid=series_uid or generate_uid(prefix=_PREFIX),
+        series_instance_uid=series_uid or new_uid(None),
         series_number=int(series_number),
-        sop_instance_uid=generate_uid(prefix=_PREFIX),
+        sop_instance_uid=new_uid(None),
         instance_number=1,
         contains_recognizable_visual_features=False,
         real_world_value_mappings=[mapping],
@@ -481,9 +278,9 @@ def lesion_segmentation(
         pixel_array=pixels,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=descriptions,
-        series_instance_uid=generate_uid(prefix=_PREFIX),
+        series_instance_uid=new_uid(None),
         series_number=int(series_number),
-        sop_instance_uid=generate_uid(prefix=_PREFIX),
+        sop_instance_uid=new_uid(None),
         instance_number=1,
         content_description=(description or "core and penumbra")[:64],
         pixel_measures=measures,
@@ -510,6 +307,7 @@ def export_dicom(
     method: str = "",
     lesion_description: str = "",
     image: np.ndarray | None = None,
+    anonymize: bool = False,
     overwrite: bool = False,
 ) -> dict[str, Any]:
     """Write every map as a Parametric Map, the lesions as SEG, and, when synthesised, the
@@ -532,14 +330,18 @@ def export_dicom(
         How the lesions were defined.
     image : ndarray (x, y, z), optional
         Pixels of a synthesised reference series (default the mean of the first frames).
+    anonymize : bool
+        Write no patient identifiers: patient and study attributes and source UIDs are
+        replaced as `ctpmaps.io.dicom.privacy` describes; the objects reference the source
+        images under their replaced UIDs.
     overwrite : bool
         Replace an existing ``out_dir``.
 
     Returns
     -------
     dict
-        ``files`` (name -> path), ``study_uid``, ``frame_of_reference_uid``,
-        ``reference_synthetic`` and ``note``.
+        ``files`` (name -> path), ``study_uid``, ``frame_of_reference_uid`` (as written),
+        ``reference_synthetic``, ``anonymized``, ``note`` and ``created``.
     """
     out_dir = Path(out_dir)
     values = maps.as_dict() if hasattr(maps, "as_dict") else dict(maps)
@@ -548,7 +350,7 @@ def export_dicom(
             raise InputError(
                 name, f"expected shape {study.shape} like the study, got {np.shape(arr)}"
             )
-    reference = reference_series(study, image=image)
+    reference = reference_series(study, image=image, anonymize=anonymize)
     files: dict[str, Path] = {}
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for number, (name, arr) in enumerate(values.items()):
@@ -573,6 +375,7 @@ def export_dicom(
         "study_uid": reference.study_uid,
         "frame_of_reference_uid": reference.frame_of_reference_uid,
         "reference_synthetic": reference.synthetic,
+        "anonymized": reference.identity.anonymized,
         "note": reference.note,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
