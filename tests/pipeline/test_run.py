@@ -156,3 +156,17 @@ def test_command_line(tmp_path, stroke):
     assert not (out / "report.html").exists()
     bad = runner.invoke(app, ["run", str(tmp_path / "none.nii.gz"), str(tmp_path / "x")])
     assert bad.exit_code == 2 and not (tmp_path / "x").exists()
+
+
+def test_analyse_study_is_run_study_without_files(small_stroke, tmp_path):
+    from ctpmaps.pipeline import analyse_study
+
+    kw = {"method": "ssvd", "motion": False}
+    a = analyse_study(small_stroke.study, **kw)
+    r = run_study(small_stroke.study, tmp_path / "out", dicom=False, report=False, **kw)
+    assert list(tmp_path.iterdir()) == [tmp_path / "out"]
+    np.testing.assert_array_equal(a.maps.maps.cbf, r.maps.maps.cbf)
+    np.testing.assert_array_equal(a.lesions.core, r.lesions.core)
+    assert a.decision == r.decision and a.out is None and a.files == {}
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        analyse_study(small_stroke.study, methd="nlr")

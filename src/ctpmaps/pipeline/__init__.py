@@ -16,12 +16,14 @@ from __future__ import annotations
 from .predict import predict_study
 from .preprocess import applied_steps, preprocess_study, seed_filter
 from .result import StudyResult
-from .run import STAGES, default_filter_sigmas, run_study
+from .run import STAGES, ChainOptions, analyse_study, default_filter_sigmas, run_study
 
 __all__ = [
     "STAGES",
     "StudyResult",
     "run_study",
+    "analyse_study",
+    "ChainOptions",
     "preprocess_study",
     "predict_study",
     "applied_steps",

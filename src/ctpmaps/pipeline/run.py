@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ from .preprocess import applied_steps, preprocess_frames
 from .quality import assess
 from .result import StudyResult
 
-__all__ = ["STAGES", "default_filter_sigmas", "run_study"]
+__all__ = ["STAGES", "ChainOptions", "analyse_study", "default_filter_sigmas", "run_study"]
 
 log = logging.getLogger(__name__)
 
@@ -93,51 +94,12 @@ def _lesions(result: StudyResult, criteria: LesionCriteria, profile: TargetMisma
     result.decision["withheld_because"] = withheld
 
 
-def _inputs(study_or_path, **paths) -> dict[str, Any]:
-    """The files a run reads, by role (for run.json's checksums and the output checks)."""
-    named = {"study": None if isinstance(study_or_path, Study) else study_or_path}
-    named.update({k: v for k, v in paths.items() if isinstance(v, (str, Path))})
-    return {k: v for k, v in named.items() if v is not None}
+@dataclass(frozen=True)
+class ChainOptions:
+    """What the chain does with a study, apart from writing (`analyse_study`, `run_study`).
 
-
-def run_study(
-    study_or_path: Study | str | Path,
-    out: str | Path,
-    *,
-    method: str = "nlr",
-    motion: bool = True,
-    motion_method: str = "gauss-newton",
-    filter: bool = True,  # noqa: A002 - the name users know from the command line
-    filter_sigmas: tuple[float, float] | None = None,
-    lesions: bool = True,
-    criteria: LesionCriteria | None = None,
-    profile: TargetMismatch = DEFUSE3,
-    dicom: bool = True,
-    report: bool = True,
-    overwrite: bool = False,
-    series_uid: str | None = None,
-    frame_interval: float | None = None,
-    anonymize: bool = False,
-    identifiers: bool = False,
-    mask: np.ndarray | str | Path | bool | None = None,
-    aif_mask: np.ndarray | str | Path | None = None,
-    aif_csv: str | Path | None = None,
-    vof_mask: np.ndarray | str | Path | None = None,
-    baseline_frames: int | None = None,
-    hematocrit_factor: float = HEMATOCRIT_FACTOR,
-    density: float = BRAIN_DENSITY,
-    weights: str | Path | Sequence[str | Path] | None = None,
-    device: str | None = None,
-    progress: Progress | None = None,
-) -> StudyResult:
-    """Run the chain on one study and write its outputs into ``out``.
-
-    Parameters
+    Attributes
     ----------
-    study_or_path : Study, str or Path
-        A `Study` (not modified), or a NIfTI file, DICOM folder or UniToBrain patient folder.
-    out : str or Path
-        Output folder: new, empty, or an earlier ctpmaps run's with ``overwrite``.
     method : str
         A method of `ctpmaps.perfusion.METHODS`: ``nlr``, ``ssvd``, ``bsvd``, ``osvd`` or
         ``cnn`` (the U-Net).
@@ -152,22 +114,16 @@ def run_study(
     lesions : bool
         Segment core, hypoperfusion and penumbra and compute the decision numbers.
     criteria : LesionCriteria, optional
-        Lesion thresholds (RAPID-like, per-method core threshold by default).
+        Lesion thresholds (RAPID-like, per-method thresholds by default).
     profile : TargetMismatch
         Target-mismatch thresholds (DEFUSE-3).
-    dicom, report : bool
-        Write the DICOM Parametric Maps and SEG, and the HTML report (need ``lesions``).
-    overwrite : bool
-        Replace the files an earlier ctpmaps run wrote in ``out`` (nothing else).
     series_uid : str, optional
         DICOM series to read from a folder holding several.
     frame_interval : float, optional
         Frame interval in s for a DICOM series without time tags.
-    anonymize : bool
-        DICOM outputs without patient identifiers (DICOM PS3.15 basic profile).
     identifiers : bool
-        Write the patient's ID and name into run.json, volumes and the report (left out
-        by default).
+        Keep the patient's ID and name in the summary (run.json, volumes, the report); left
+        out by default.
     mask : array, NIfTI path, False or None
         Brain mask; the automatic CT brain mask by default (False: every voxel, ``cnn``).
     aif_mask, aif_csv, vof_mask, baseline_frames, hematocrit_factor, density
@@ -177,8 +133,141 @@ def run_study(
         U-Net weights for ``cnn`` (default: ``$CTPMAPS_WEIGHTS`` or the package's).
     device : str, optional
         ``cpu`` or ``cuda`` for the U-Net (CUDA when available by default).
+    """
+
+    method: str = "nlr"
+    motion: bool = True
+    motion_method: str = "gauss-newton"
+    filter: bool = True  # noqa: A003 - the name users know from the command line
+    filter_sigmas: tuple[float | None, float | None] | None = None
+    lesions: bool = True
+    criteria: LesionCriteria | None = None
+    profile: TargetMismatch = DEFUSE3
+    series_uid: str | None = None
+    frame_interval: float | None = None
+    identifiers: bool = False
+    mask: Any = None
+    aif_mask: Any = None
+    aif_csv: str | Path | None = None
+    vof_mask: Any = None
+    baseline_frames: int | None = None
+    hematocrit_factor: float = HEMATOCRIT_FACTOR
+    density: float = BRAIN_DENSITY
+    weights: str | Path | Sequence[str | Path] | None = None
+    device: str | None = None
+
+
+@dataclass
+class _Plan:
+    """What is known before anything is read: the options, the networks, the filter, the
+    input files (all checked)."""
+
+    options: ChainOptions
+    models: list | None
+    sigmas: tuple[float, float]
+    inputs: dict[str, Any]
+
+
+def _plan(study_or_path: Study | str | Path, options: ChainOptions) -> _Plan:
+    """Every check that needs no reading of the study: method, weights, input files."""
+    method_info(options.method)
+    o = options
+    models = load_network(o.weights, o.device) if o.method == "cnn" else None
+    default = default_filter_sigmas(o.method, models)
+    given = o.filter_sigmas or (None, None)
+    sigmas = tuple(d if g is None else float(g) for g, d in zip(given, default, strict=True))
+    named = {"study": None if isinstance(study_or_path, Study) else study_or_path}
+    named |= {k: getattr(o, k) for k in ("mask", "aif_mask", "aif_csv", "vof_mask")}
+    inputs = {k: v for k, v in named.items() if isinstance(v, (str, Path))}
+    check_inputs(inputs.values())
+    return _Plan(o, models, sigmas, inputs)
+
+
+def _analyse(plan: _Plan, study_or_path: Study | str | Path, clock: Stopwatch) -> StudyResult:
+    o = plan.options
+    study, owned = load(study_or_path, o.series_uid, clock, o.frame_interval)
+    if o.baseline_frames is not None:  # before any long computation
+        check_baseline_frames(o.baseline_frames, study.n_frames)
+    skipped: dict[str, str] = {}
+    summary = study_summary(study, identifiers=o.identifiers)
+    result = StudyResult(study, summary, list(study.problems), skipped=skipped)
+    study, result.motion = preprocess_frames(
+        study, motion=o.motion, filter=o.filter, filter_sigmas=plan.sigmas, owned=owned,
+        clock=clock, skipped=skipped, motion_options={"method": o.motion_method},
+    )  # fmt: skip
+    result.study = study
+    with clock.stage("maps"):
+        if plan.models is not None:
+            result.maps = cnn_maps(study, plan.models, mask=o.mask, device=o.device)
+        else:
+            result.maps = compute_maps(
+                study, method=o.method, mask=o.mask, aif_mask=o.aif_mask, aif_csv=o.aif_csv,
+                vof_mask=o.vof_mask, baseline_frames=o.baseline_frames,
+                hematocrit_factor=o.hematocrit_factor, density=o.density,
+            )  # fmt: skip
+    filtered = "filter" in clock.timings or "filter" in applied_steps(study)
+    result.caveats = assess(result.maps.parameters, filtered=filtered, problems=result.problems)
+    if o.lesions:
+        with clock.stage("lesions"):
+            _lesions(result, o.criteria or LesionCriteria(), o.profile)
+    else:
+        skipped["lesions"] = "not asked for"
+    result.parameters = _parameters(result, o.method, plan.sigmas, "filter" in clock.timings)
+    result.timings_s = dict(clock.timings)
+    return result
+
+
+def analyse_study(
+    study_or_path: Study | str | Path, *, progress: Progress | None = None, **options: Any
+) -> StudyResult:
+    """The chain on one study in memory, nothing written: maps, lesions, caveats.
+
+    ``options`` are the fields of `ChainOptions` (``method``, ``motion``, ``lesions`` ...).
+    Used where the results are consumed at once (``ctpmaps evaluate``); `run_study` is the
+    same chain followed by its outputs.
+
+    Raises
+    ------
+    InputError, WeightsError, FitError
+        As `run_study`.
+    """
+    plan = _plan(study_or_path, ChainOptions(**options))
+    clock = Stopwatch(progress)
+    result = _analyse(plan, study_or_path, clock)
+    result.timings_s["total"] = clock.total()
+    return result
+
+
+def run_study(
+    study_or_path: Study | str | Path,
+    out: str | Path,
+    *,
+    dicom: bool = True,
+    report: bool = True,
+    overwrite: bool = False,
+    anonymize: bool = False,
+    progress: Progress | None = None,
+    **options: Any,
+) -> StudyResult:
+    """Run the chain on one study and write its outputs into ``out``.
+
+    Parameters
+    ----------
+    study_or_path : Study, str or Path
+        A `Study` (not modified), or a NIfTI file, DICOM folder or UniToBrain patient folder.
+    out : str or Path
+        Output folder: new, empty, or an earlier ctpmaps run's with ``overwrite``.
+    dicom, report : bool
+        Write the DICOM Parametric Maps and SEG, and the HTML report (need ``lesions``).
+    overwrite : bool
+        Replace the files an earlier ctpmaps run wrote in ``out`` (nothing else).
+    anonymize : bool
+        DICOM outputs without patient identifiers (DICOM PS3.15 basic profile).
     progress : callable, optional
         `ctpmaps.clock.Progress` of the `STAGES` that run.
+    **options
+        What the chain does: the fields of `ChainOptions` (``method``, ``motion``,
+        ``filter``, ``lesions``, ``criteria``, ``mask``, ``aif_csv``, ``weights`` ...).
 
     Returns
     -------
@@ -201,47 +290,12 @@ def run_study(
     >>> r.decision["core_ml"], r.decision["target_mismatch"], r.report  # doctest: +SKIP
     (24.1, True, PosixPath('MOL-001/run/report.html'))
     """
-    method_info(method)
-    crit = criteria or LesionCriteria()
-    models = load_network(weights, device) if method == "cnn" else None
-    default = default_filter_sigmas(method, models)
-    given = filter_sigmas or (None, None)
-    sigmas = tuple(d if g is None else float(g) for g, d in zip(given, default, strict=True))
-    inputs = _inputs(study_or_path, mask=mask, aif_mask=aif_mask, aif_csv=aif_csv,
-                     vof_mask=vof_mask)  # fmt: skip
-    check_inputs(inputs.values())
+    plan = _plan(study_or_path, ChainOptions(**options))
     clock = Stopwatch(progress)
-    with atomic_dir(out, overwrite=overwrite, inputs=inputs.values()) as tmp:
-        study, owned = load(study_or_path, series_uid, clock, frame_interval)
-        if baseline_frames is not None:  # before any long computation
-            check_baseline_frames(baseline_frames, study.n_frames)
-        skipped: dict[str, str] = {}
-        summary = study_summary(study, identifiers=identifiers)
-        result = StudyResult(study, summary, list(study.problems), skipped=skipped)
-        study, result.motion = preprocess_frames(
-            study, motion=motion, filter=filter, filter_sigmas=sigmas, owned=owned,
-            clock=clock, skipped=skipped, motion_options={"method": motion_method},
-        )  # fmt: skip
-        result.study = study
-        with clock.stage("maps"):
-            if models is not None:
-                result.maps = cnn_maps(study, models, mask=mask, device=device)
-            else:
-                result.maps = compute_maps(
-                    study, method=method, mask=mask, aif_mask=aif_mask, aif_csv=aif_csv,
-                    vof_mask=vof_mask, baseline_frames=baseline_frames,
-                    hematocrit_factor=hematocrit_factor, density=density,
-                )  # fmt: skip
-        filtered = "filter" in clock.timings or "filter" in applied_steps(study)
-        result.caveats = assess(result.maps.parameters, filtered=filtered, problems=result.problems)
-        if lesions:
-            with clock.stage("lesions"):
-                _lesions(result, crit, profile)
-        else:
-            skipped["lesions"] = "not asked for"
-        result.parameters = _parameters(result, method, sigmas, "filter" in clock.timings)
+    with atomic_dir(out, overwrite=overwrite, inputs=plan.inputs.values()) as tmp:
+        result = _analyse(plan, study_or_path, clock)
         write_outputs(
-            tmp, result, clock=clock, dicom=dicom, report=report, inputs=inputs,
+            tmp, result, clock=clock, dicom=dicom, report=report, inputs=plan.inputs,
             anonymize=anonymize,
         )  # fmt: skip
     result.out = Path(out)
