@@ -126,7 +126,7 @@ def test_anonymized_outputs_carry_no_identifier(tmp_path, patient_folder):
     hd.pm.ParametricMap.from_dataset(objects[-2])
     hd.seg.segread(info["files"]["seg"])
     for ds in objects:
-        assert str(ds.PatientName) == ds.PatientID == name
+        assert str(ds.PatientName) == f"{name}^" and ds.PatientID == name
         assert ds.PatientBirthDate == "" and ds.PatientSex == ""
         assert ds.StudyInstanceUID == study_uid and ds.FrameOfReferenceUID == frame_of_reference
         assert ds.PatientIdentityRemoved == "YES"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
 
 from . import options as o
-from .common import StageDisplay, guarded, usage_error
-from .run import STAGE_LABELS, print_maps
+from .common import usage_error
+from .run import print_maps, run_shown
 
 __all__ = ["predict_command"]
 
@@ -36,22 +35,11 @@ def predict_command(
     overwrite: o.Overwrite = False,
 ) -> None:
     """Perfusion maps from trained U-Nets (no AIF): one NIfTI per predicted map and run.json."""
-    from ..pipeline import predict_study
-
     if mask is not None and no_mask:
         usage_error("--mask and --no-mask together: choose one")
-    t0 = time.perf_counter()
-    with guarded(), StageDisplay(STAGE_LABELS) as show:
-        result = predict_study(
-            study,
-            out_dir,
-            weights=weights,
-            filter=filter_,
-            mask=False if no_mask else mask,
-            device=device,
-            overwrite=overwrite,
-            series_uid=series_uid,
-            frame_interval=frame_interval,
-            progress=show,
-        )
-    print_maps(result, f"U-Net maps of {study} -> {out_dir}", time.perf_counter() - t0)
+    result, seconds = run_shown(
+        study, out_dir, api="predict_study", weights=weights, filter=filter_,
+        mask=False if no_mask else mask, device=device, overwrite=overwrite,
+        series_uid=series_uid, frame_interval=frame_interval,
+    )  # fmt: skip
+    print_maps(result, f"U-Net maps of {study} -> {out_dir}", seconds)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import numpy as np
@@ -11,8 +10,8 @@ from rich.table import Table
 
 from ..preprocess.bilateral import SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
 from . import options as o
-from .common import StageDisplay, guarded, out, usage_error
-from .run import STAGE_LABELS
+from .common import out, usage_error
+from .run import reading, run_shown
 
 __all__ = ["preprocess_command"]
 
@@ -44,29 +43,15 @@ def preprocess_command(
     """Rigid motion correction and the guided bilateral filter (the seed's preprocessing):
     the preprocessed frames as NIfTI (and DICOM when the input was DICOM), the motion
     report and run.json."""
-    from ..pipeline import preprocess_study
-
     if not (motion or filter_):
         usage_error("--no-motion and --no-filter together leave nothing to do")
-    t0 = time.perf_counter()
-    with guarded(), StageDisplay(STAGE_LABELS) as show:
-        result = preprocess_study(
-            study,
-            out_dir,
-            motion=motion,
-            motion_method=motion_method.value,
-            filter=filter_,
-            filter_sigmas=(sigma_spatial, sigma_range),
-            flag_mm=flag_mm,
-            flag_deg=flag_deg,
-            overwrite=overwrite,
-            series_uid=series_uid,
-            frame_interval=frame_interval,
-            anonymize=anonymize,
-            identifiers=identifiers,
-            progress=show,
-        )
-    table = Table(title=f"preprocessed {study} -> {out_dir} ({time.perf_counter() - t0:.1f} s)")
+    result, seconds = run_shown(
+        study, out_dir, api="preprocess_study", motion=motion,
+        motion_method=motion_method.value, filter=filter_,
+        filter_sigmas=(sigma_spatial, sigma_range), flag_mm=flag_mm, flag_deg=flag_deg,
+        **reading(series_uid, frame_interval, identifiers, anonymize, overwrite),
+    )  # fmt: skip
+    table = Table(title=f"preprocessed {study} -> {out_dir} ({seconds:.1f} s)")
     table.add_column("step")
     table.add_column("s", justify="right")
     for k, v in result.timings_s.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -17,7 +17,16 @@ from ..perfusion.methods import METHODS
 from . import options as o
 from .common import StageDisplay, fmt, guarded, out
 
-__all__ = ["run_command", "maps_command", "STAGE_LABELS", "print_maps", "print_caveats"]
+__all__ = [
+    "run_command",
+    "maps_command",
+    "run_shown",
+    "reading",
+    "manual_inputs",
+    "STAGE_LABELS",
+    "print_maps",
+    "print_caveats",
+]
 
 #: What each stage is called on screen.
 STAGE_LABELS = {
@@ -50,6 +59,39 @@ class Rule(str, Enum):
     auto = "auto"
     tmax = "tmax"
     cbv = "cbv"
+
+
+def run_shown(study, out_dir, *, api: str = "run_study", **options):
+    """A `ctpmaps.pipeline` call (``run_study``, ``preprocess_study``, ``predict_study``)
+    with its stages shown and its errors in one line; (result, seconds)."""
+    from .. import pipeline
+
+    t0 = time.perf_counter()
+    with guarded(), StageDisplay(STAGE_LABELS) as show:
+        result = getattr(pipeline, api)(study, out_dir, progress=show, **options)
+    return result, time.perf_counter() - t0
+
+
+def reading(series_uid, frame_interval, identifiers, anonymize, overwrite) -> dict[str, Any]:
+    """The options of reading the study and of the outputs' privacy and place."""
+    return {
+        "series_uid": series_uid,
+        "frame_interval": frame_interval,
+        "identifiers": identifiers,
+        "anonymize": anonymize,
+        "overwrite": overwrite,
+    }
+
+
+def manual_inputs(mask, aif_mask, aif_csv, vof_mask, baseline_frames) -> dict[str, Any]:
+    """What a user may give instead of the automatic brain mask, input functions, baseline."""
+    return {
+        "mask": mask,
+        "aif_mask": aif_mask,
+        "aif_csv": aif_csv,
+        "vof_mask": vof_mask,
+        "baseline_frames": baseline_frames,
+    }
 
 
 def run_command(
@@ -127,10 +169,8 @@ def run_command(
     """The whole chain: preprocessing, maps, core and penumbra, NIfTI and DICOM outputs and
     an HTML report, with the decision numbers on screen."""
     from ..lesion import LesionCriteria
-    from ..pipeline import run_study
 
-    t0 = time.perf_counter()
-    with guarded(), StageDisplay(STAGE_LABELS) as show:
+    with guarded():
         criteria = LesionCriteria(
             rule=rule.value,
             core_rcbf=core_rcbf,
@@ -140,31 +180,14 @@ def run_command(
             core_rcbv=core_rcbv,
             min_cluster_ml=min_cluster_ml,
         )
-        result = run_study(
-            study,
-            out_dir,
-            method=method.value,
-            motion=motion,
-            motion_method=motion_method.value,
-            filter=filter_,
-            filter_sigmas=(sigma_spatial, sigma_range),
-            criteria=criteria,
-            dicom=dicom,
-            report=report,
-            overwrite=overwrite,
-            series_uid=series_uid,
-            frame_interval=frame_interval,
-            anonymize=anonymize,
-            identifiers=identifiers,
-            mask=mask,
-            aif_mask=aif_mask,
-            aif_csv=aif_csv,
-            vof_mask=vof_mask,
-            baseline_frames=baseline_frames,
-            weights=weights,
-            progress=show,
-        )
-    print_decision(result, study, time.perf_counter() - t0)
+    result, seconds = run_shown(
+        study, out_dir, method=method.value, motion=motion, motion_method=motion_method.value,
+        filter=filter_, filter_sigmas=(sigma_spatial, sigma_range), criteria=criteria,
+        dicom=dicom, report=report, weights=weights,
+        **reading(series_uid, frame_interval, identifiers, anonymize, overwrite),
+        **manual_inputs(mask, aif_mask, aif_csv, vof_mask, baseline_frames),
+    )  # fmt: skip
+    print_decision(result, study, seconds)
 
 
 def maps_command(
@@ -204,37 +227,14 @@ def maps_command(
     overwrite: o.Overwrite = False,
 ) -> None:
     """Perfusion maps (CBF, CBV, MTT, TTP, Tmax, delay) of a study, without lesions."""
-    from ..pipeline import run_study
-
-    t0 = time.perf_counter()
-    with guarded(), StageDisplay(STAGE_LABELS) as show:
-        result = run_study(
-            study,
-            out_dir,
-            method=method.value,
-            motion=motion,
-            motion_method=motion_method.value,
-            filter=filter_,
-            filter_sigmas=(sigma_spatial, sigma_range),
-            lesions=False,
-            dicom=False,
-            report=False,
-            overwrite=overwrite,
-            series_uid=series_uid,
-            frame_interval=frame_interval,
-            anonymize=anonymize,
-            identifiers=identifiers,
-            mask=mask,
-            aif_mask=aif_mask,
-            aif_csv=aif_csv,
-            vof_mask=vof_mask,
-            baseline_frames=baseline_frames,
-            hematocrit_factor=hematocrit_factor,
-            density=density,
-            weights=weights,
-            progress=show,
-        )
-    print_maps(result, f"{method.value} maps of {study} -> {out_dir}", time.perf_counter() - t0)
+    result, seconds = run_shown(
+        study, out_dir, method=method.value, motion=motion, motion_method=motion_method.value,
+        filter=filter_, filter_sigmas=(sigma_spatial, sigma_range), lesions=False,
+        dicom=False, report=False, hematocrit_factor=hematocrit_factor, density=density,
+        weights=weights, **reading(series_uid, frame_interval, identifiers, anonymize, overwrite),
+        **manual_inputs(mask, aif_mask, aif_csv, vof_mask, baseline_frames),
+    )  # fmt: skip
+    print_maps(result, f"{method.value} maps of {study} -> {out_dir}", seconds)
 
 
 def print_maps(result, title: str, elapsed: float) -> None:

@@ -128,7 +128,7 @@ def deidentified(study_uid: str) -> Dataset:
     """The patient and study attributes of an anonymized output of study ``study_uid``."""
     ds = Dataset()
     name = pseudonym(study_uid)
-    ds.PatientName = name
+    ds.PatientName = f"{name}^"  # a family name alone (a bare single component is ambiguous)
     ds.PatientID = name
     for keyword in _EMPTY:
         setattr(ds, keyword, "")
