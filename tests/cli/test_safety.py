@@ -84,20 +84,36 @@ def test_overwrite_replaces_only_what_ctpmaps_wrote(small_stroke_files, tmp_path
     assert not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
+# The child process stops inside the report stage (after maps, NIfTI and DICOM are staged)
+# until it is signalled, so the test does not depend on how fast the machine is.
+_HOLD_IN_REPORT = """
+import sys, time
+import ctpmaps.pipeline.outputs as outputs
+def _hold(*args, **kwargs):
+    print("holding in the report stage", flush=True)
+    time.sleep(600)
+outputs._report = _hold
+from ctpmaps.cli import app
+app(prog_name="ctpmaps", args=sys.argv[1:])
+"""
+
+
 def test_sigterm_removes_partial_outputs(small_stroke_files, tmp_path):
     import signal
     import subprocess
     import sys
-    import time
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "ctpmaps", "run", str(small_stroke_files / "dicom"), str(out)]
+    cmd = [sys.executable, "-c", _HOLD_IN_REPORT, "run", str(small_stroke_files / "dicom"),
+           str(out)]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".out.ctpmaps-partial.*")):
-        time.sleep(0.05)
-    assert list(tmp_path.glob(".out.ctpmaps-partial.*")), "the run never started"
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if "holding in the report stage" in line:
+            break
+    assert list(tmp_path.glob(".out.ctpmaps-partial.*")), "".join(seen)
     proc.send_signal(signal.SIGTERM)
     output, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 143, output
+    assert proc.returncode == 143, "".join(seen) + output
     assert list(tmp_path.iterdir()) == [], "partial outputs left behind"

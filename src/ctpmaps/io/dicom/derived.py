@@ -145,7 +145,9 @@ def identity_of(
         )
     pid = patient_id or str(attrs.get("PatientID") or meta.get("patient_id") or "CTPMAPS-0001")
     attrs.PatientID = pid
-    attrs.PatientName = patient_name or str(attrs.get("PatientName") or "") or pid
+    # The patient ID stands in for a missing name as a family name alone ("ID^"): a bare
+    # single component is ambiguous in DICOM PN and highdicom warns about it.
+    attrs.PatientName = patient_name or str(attrs.get("PatientName") or "") or f"{pid}^"
     return Identity(attrs, study_uid, for_uid, False)
 
 
