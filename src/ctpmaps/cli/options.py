@@ -12,6 +12,14 @@ from ..perfusion.methods import METHODS
 from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 from ..preprocess.motion.register import METHODS as MOTION_METHODS
 
+
+def _unset(kind, metavar: str, help: str, *flags: str):
+    """An option without a default worth showing (None: the command decides)."""
+    return Annotated[
+        kind | None, typer.Option(*flags, metavar=metavar, help=help, show_default=False)
+    ]
+
+
 #: ``--method`` choices: the method registry (`ctpmaps.perfusion.METHODS`).
 MethodChoice = Enum("MethodChoice", {name: name for name in METHODS}, type=str)
 
@@ -94,50 +102,26 @@ MotionMethod = Annotated[
     ),
 ]
 Filter = Annotated[bool, typer.Option("--filter/--no-filter", help="Guided 3D bilateral filter.")]
-SigmaSpatial = Annotated[
-    float | None,
-    typer.Option(
-        metavar="MM",
-        help="Filter spatial sigma in mm (default 2, with --method cnn 3; the seed's 3).",
-        show_default=False,
-    ),
-]
-SigmaRange = Annotated[
-    float | None,
-    typer.Option(
-        metavar="HU",
-        help="Filter range sigma in HU (default 3, with --method cnn 20; the seed's 20).",
-        show_default=False,
-    ),
-]
-Weights = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--weights",
-        "-w",
-        metavar="PATH",
-        help="U-Net model file or folder (repeat for several maps); default $CTPMAPS_WEIGHTS "
-        "or the shipped demo weights.",
-        show_default=False,
-    ),
-]
-Device = Annotated[
-    str | None,
-    typer.Option(
-        metavar="DEVICE",
-        help="cpu or cuda for the U-Net (default: cuda if present).",
-        show_default=False,
-    ),
-]
-FrameInterval = Annotated[
-    float | None,
-    typer.Option(
-        metavar="S",
-        help="Frame interval in s for a DICOM series without time tags (frames ordered by "
-        "InstanceNumber).",
-        show_default=False,
-    ),
-]
+SigmaSpatial = _unset(
+    float, "MM", "Filter spatial sigma in mm (default 2, with --method cnn 3; the seed's 3)."
+)
+SigmaRange = _unset(
+    float, "HU", "Filter range sigma in HU (default 3, with --method cnn 20; the seed's 20)."
+)
+Weights = _unset(
+    list[Path],
+    "PATH",
+    "U-Net model file or folder (repeat for several maps); default $CTPMAPS_WEIGHTS or the "
+    "shipped demo weights.",
+    "--weights",
+    "-w",
+)
+Device = _unset(str, "DEVICE", "cpu or cuda for the U-Net (default: cuda if present).")
+FrameInterval = _unset(
+    float,
+    "S",
+    "Frame interval in s for a DICOM series without time tags (frames ordered by InstanceNumber).",
+)
 Anonymize = Annotated[
     bool,
     typer.Option(

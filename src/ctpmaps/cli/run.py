@@ -72,26 +72,21 @@ def run_shown(study, out_dir, *, api: str = "run_study", **options):
     return result, time.perf_counter() - t0
 
 
-def reading(series_uid, frame_interval, identifiers, anonymize, overwrite) -> dict[str, Any]:
-    """The options of reading the study and of the outputs' privacy and place."""
-    return {
-        "series_uid": series_uid,
-        "frame_interval": frame_interval,
-        "identifiers": identifiers,
-        "anonymize": anonymize,
-        "overwrite": overwrite,
-    }
+#: The options of reading the study and of the outputs' privacy and place, in `reading`'s
+#: order; and what a user may give instead of the automatic brain mask, input functions and
+#: baseline, in `manual_inputs`' order.
+READING = ("series_uid", "frame_interval", "identifiers", "anonymize", "overwrite")
+MANUAL_INPUTS = ("mask", "aif_mask", "aif_csv", "vof_mask", "baseline_frames")
 
 
-def manual_inputs(mask, aif_mask, aif_csv, vof_mask, baseline_frames) -> dict[str, Any]:
-    """What a user may give instead of the automatic brain mask, input functions, baseline."""
-    return {
-        "mask": mask,
-        "aif_mask": aif_mask,
-        "aif_csv": aif_csv,
-        "vof_mask": vof_mask,
-        "baseline_frames": baseline_frames,
-    }
+def reading(*values) -> dict[str, Any]:
+    """Keyword arguments of the pipeline from the values of `READING`, in order."""
+    return dict(zip(READING, values, strict=True))
+
+
+def manual_inputs(*values) -> dict[str, Any]:
+    """Keyword arguments of the pipeline from the values of `MANUAL_INPUTS`, in order."""
+    return dict(zip(MANUAL_INPUTS, values, strict=True))
 
 
 def run_command(

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..physics import MAP_UNITS as PHYSICAL_UNITS
 from .dicom import read_dicom_study, read_dicom_volume, write_dicom_study, write_dicom_volume
 from .study import Study
 
@@ -55,7 +56,7 @@ MAP_FOLDERS = {
     "mtt": "NLR_MTT",
     "delay": "NLR_Delay",
 }
-MAP_UNITS = {"cbv": "mL/100 g", "cbf": "mL/100 g/min", "ttp": "s", "mtt": "s", "delay": "s"}
+MAP_UNITS = {key: PHYSICAL_UNITS[key] for key in MAP_FOLDERS}
 
 #: Stored map value -> physical value, and the largest storable value (uint16).
 MAP_SLOPE = 0.01

@@ -24,6 +24,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 
 from ... import __version__
 from ...errors import InputError
+from ...physics import MAP_UNITS
 from ..atomic import atomic_dir
 from ..study import Study
 from .geometry import SliceGeometry
@@ -51,48 +52,35 @@ def _code(value: str, scheme: str, meaning: str):
     return hd.sr.CodedConcept(value=value, scheme_designator=scheme, meaning=meaning)
 
 
-def _unit(value: str, meaning: str):
-    return ("UCUM", value, meaning)
+#: UCUM code and meaning of each physical unit of `ctpmaps.physics.MAP_UNITS`.
+_UCUM = {
+    "mL/100 g/min": ("mL/(100.g.min)", "milliliter per 100 gram per minute"),
+    "mL/100 g": ("mL/(100.g)", "milliliter per 100 gram"),
+    "s": ("s", "second"),
+}
 
 
-#: Per map: (quantity code (scheme, value, meaning), UCUM unit, label, display window).
+def _map_code(name: str, code: str, meaning: str, label: str, window: tuple[float, float]):
+    return {
+        "quantity": ("DCM", code, meaning),
+        "unit": ("UCUM", *_UCUM[MAP_UNITS[name]]),
+        "label": label,
+        "window": window,
+    }
+
+
+#: Per map: quantity code (scheme, value, meaning), UCUM unit (scheme, value, meaning), label,
+#: display window in the map's unit.
 MAP_CODES: dict[str, dict[str, Any]] = {
-    "cbf": {
-        "quantity": ("DCM", "113055", "Regional Cerebral Blood Flow"),
-        "unit": _unit("mL/(100.g.min)", "milliliter per 100 gram per minute"),
-        "label": "CBF",
-        "window": (0.0, 80.0),
-    },
-    "cbv": {
-        "quantity": ("DCM", "113056", "Regional Cerebral Blood Volume"),
-        "unit": _unit("mL/(100.g)", "milliliter per 100 gram"),
-        "label": "CBV",
-        "window": (0.0, 6.0),
-    },
-    "mtt": {
-        "quantity": ("DCM", "113052", "Mean Transit Time"),
-        "unit": _unit("s", "second"),
-        "label": "MTT",
-        "window": (0.0, 15.0),
-    },
-    "ttp": {
-        "quantity": ("DCM", "113069", "Time To Peak"),
-        "unit": _unit("s", "second"),
-        "label": "TTP",
-        "window": (0.0, 30.0),
-    },
-    "tmax": {
-        "quantity": ("DCM", "113084", "Tmax"),
-        "unit": _unit("s", "second"),
-        "label": "Tmax",
-        "window": (0.0, 12.0),
-    },
-    "delay": {
-        "quantity": ("DCM", "126371", "Bolus Arrival Time"),
-        "unit": _unit("s", "second"),
-        "label": "Delay",
-        "window": (0.0, 12.0),
-    },
+    name: _map_code(name, *row)
+    for name, row in {
+        "cbf": ("113055", "Regional Cerebral Blood Flow", "CBF", (0.0, 80.0)),
+        "cbv": ("113056", "Regional Cerebral Blood Volume", "CBV", (0.0, 6.0)),
+        "mtt": ("113052", "Mean Transit Time", "MTT", (0.0, 15.0)),
+        "ttp": ("113069", "Time To Peak", "TTP", (0.0, 30.0)),
+        "tmax": ("113084", "Tmax", "Tmax", (0.0, 12.0)),
+        "delay": ("126371", "Bolus Arrival Time", "Delay", (0.0, 12.0)),
+    }.items()
 }
 
 #: Segments of the lesion SEG: label, category and type (scheme, value, meaning), RGB colour.
