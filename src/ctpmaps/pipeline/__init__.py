@@ -13,10 +13,16 @@ writer (`ctpmaps.pipeline.outputs`), and return a `StudyResult`.
 
 from __future__ import annotations
 
-from .predict import predict_study
 from .preprocess import applied_steps, preprocess_study, seed_filter
 from .result import StudyResult
-from .run import STAGES, ChainOptions, analyse_study, default_filter_sigmas, run_study
+from .run import (
+    STAGES,
+    ChainOptions,
+    analyse_study,
+    default_filter_sigmas,
+    predict_study,
+    run_study,
+)
 
 __all__ = [
     "STAGES",

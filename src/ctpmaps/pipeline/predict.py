@@ -1,21 +1,19 @@
-"""The U-Net's maps stage (``run --method cnn``) and `predict_study` (``ctpmaps predict``)."""
+"""The U-Net's maps stage of the chain (``run --method cnn``, ``ctpmaps predict``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..clock import Progress
 from ..io.study import Study
 from ..perfusion.maps import MapsResult
 from ..preprocess.brainmask import ct_brain_mask
 from ..preprocess.unenhanced import DEFAULT_BASELINE_FRAMES
 
-__all__ = ["load_network", "cnn_maps", "predict_study"]
+__all__ = ["load_network", "cnn_maps"]
 
 
 def load_network(weights: str | Path | Sequence[str | Path] | None, device: str | None) -> list:
@@ -85,50 +83,3 @@ def cnn_maps(
         maps, brain, DEFAULT_BASELINE_FRAMES, None, None, params,
         {"unet": time.perf_counter() - t0},
     )  # fmt: skip
-
-
-def predict_study(
-    study_or_path: Study | str | Path,
-    out: str | Path,
-    *,
-    weights: str | Path | Sequence[str | Path] | None = None,
-    filter: bool | None = None,  # noqa: A002 - the name users know from the command line
-    mask: np.ndarray | str | Path | bool | None = None,
-    device: str | None = None,
-    overwrite: bool = False,
-    series_uid: str | None = None,
-    frame_interval: float | None = None,
-    progress: Progress | None = None,
-) -> Any:
-    """Perfusion maps of a study from the U-Net alone (``ctpmaps predict``).
-
-    The frames get the guided bilateral filter the networks' training frames had, unless
-    they are filtered already (``filter=None``) or ``filter`` says otherwise; no motion
-    correction. Writes the predicted maps (NIfTI, physical units), the brain mask and
-    ``run.json`` into ``out``.
-
-    Parameters are those of `ctpmaps.pipeline.run_study`; ``mask=False`` keeps every voxel.
-
-    Returns
-    -------
-    StudyResult
-    """
-    from .run import run_study
-
-    return run_study(
-        study_or_path,
-        out,
-        method="cnn",
-        weights=weights,
-        motion=False,
-        filter=filter,
-        lesions=False,
-        dicom=False,
-        report=False,
-        mask=mask,
-        device=device,
-        overwrite=overwrite,
-        series_uid=series_uid,
-        frame_interval=frame_interval,
-        progress=progress,
-    )

@@ -55,7 +55,14 @@ from .preprocess import applied_steps, preprocess_frames
 from .quality import assess
 from .result import StudyResult
 
-__all__ = ["STAGES", "ChainOptions", "analyse_study", "default_filter_sigmas", "run_study"]
+__all__ = [
+    "STAGES",
+    "ChainOptions",
+    "analyse_study",
+    "default_filter_sigmas",
+    "run_study",
+    "predict_study",
+]
 
 log = logging.getLogger(__name__)
 
@@ -303,6 +310,51 @@ def run_study(
                     if (result.out / rel).exists()}  # fmt: skip
     log.info("run finished in %.1f s: %s", result.timings_s["total"], out)
     return result
+
+
+def predict_study(
+    study_or_path: Study | str | Path,
+    out: str | Path,
+    *,
+    weights: str | Path | Sequence[str | Path] | None = None,
+    filter: bool | None = None,  # noqa: A002 - the name users know from the command line
+    mask: np.ndarray | str | Path | bool | None = None,
+    device: str | None = None,
+    overwrite: bool = False,
+    series_uid: str | None = None,
+    frame_interval: float | None = None,
+    progress: Progress | None = None,
+) -> Any:
+    """Perfusion maps of a study from the U-Net alone (``ctpmaps predict``).
+
+    The frames get the guided bilateral filter the networks' training frames had, unless
+    they are filtered already (``filter=None``) or ``filter`` says otherwise; no motion
+    correction. Writes the predicted maps (NIfTI, physical units), the brain mask and
+    ``run.json`` into ``out``.
+
+    Parameters are those of `ctpmaps.pipeline.run_study`; ``mask=False`` keeps every voxel.
+
+    Returns
+    -------
+    StudyResult
+    """
+    return run_study(
+        study_or_path,
+        out,
+        method="cnn",
+        weights=weights,
+        motion=False,
+        filter=filter,
+        lesions=False,
+        dicom=False,
+        report=False,
+        mask=mask,
+        device=device,
+        overwrite=overwrite,
+        series_uid=series_uid,
+        frame_interval=frame_interval,
+        progress=progress,
+    )
 
 
 def _parameters(result: StudyResult, method: str, sigmas, filtered: bool) -> dict[str, Any]:

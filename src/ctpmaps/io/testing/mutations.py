@@ -7,6 +7,9 @@ DICOM mutations work on the bytes of explicit VR little endian files: an element
 top level or inside a sequence) is found by its encoded bytes and replaced, so that any
 value, value representation or length can be written, however malformed. NIfTI mutations
 change header fields, the gzip stream or the JSON sidecar.
+
+The module stays whole: it is one catalogue (the mutators and the table that names them),
+read and extended as a list.
 """
 
 from __future__ import annotations
