@@ -46,6 +46,10 @@ class InputError(CtpmapsError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
 
+    def __reduce__(self):
+        # Pickled by its two parts, so that it crosses process pools and dask workers.
+        return (type(self), (self.source, self.problem))
+
 
 class FitError(CtpmapsError):
     """A model fit that cannot proceed (e.g. an input function with no bolus)."""
