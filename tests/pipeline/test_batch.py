@@ -63,6 +63,26 @@ def test_failures_listed_others_done_and_skipped_on_rerun(cohort, tmp_path):
     assert [r["status"] for r in _rows(out).values()] == ["skipped (complete)"] * 4 + ["failed"]
 
 
+def _wait_until_gone(group: int, timeout: float = 60.0) -> None:
+    """Wait until no process of the process group ``group`` runs (zombies aside): SIGKILL is
+    delivered asynchronously, and a loaded machine may still show a dying worker as running,
+    whose staging folder the resumed run then rightly leaves alone."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        alive = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+                alive.append(stat.parent.name)
+        if not alive:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"processes of group {group} still run after SIGKILL: {alive}")
+
+
 def test_killed_batch_resumes_to_identical_outputs(cohort, tmp_path):
     ref = tmp_path / "ref"
     assert runner.invoke(app, ["batch", str(cohort), str(ref), *FAST]).exit_code == 0
@@ -75,6 +95,7 @@ def test_killed_batch_resumes_to_identical_outputs(cohort, tmp_path):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGKILL)  # the batch and its dask workers, mid-run
     proc.wait()
+    _wait_until_gone(proc.pid)
     done_before = len(list(out.glob("MOL-00*/run.json")))
     assert 1 <= done_before < 4
     res = runner.invoke(app, ["batch", str(cohort), str(out), *FAST])
