@@ -46,6 +46,10 @@ class InputError(CtpmapsError):
         self.problem = problem
         super().__init__(f"{self.source}: {problem}")
 
+    def __reduce__(self):
+        # picklable (process pools, dask workers send errors back to the caller)
+        return (type(self), (self.source, self.problem))
+
 
 class FitError(CtpmapsError):
     """A model fit that cannot proceed (e.g. an input function with no bolus)."""
