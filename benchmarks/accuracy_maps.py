@@ -42,8 +42,8 @@ DEFINITIONS = """## Definitions
 
 - **Tmax** (s) is read on the clinical scale, where healthy tissue sits near 0-2 s (the
   Tmax > 6 s rule assumes it). The truth is the first time the voxel's effective impulse
-  response (transport kernel ⊛ residue, relative to the true AIF) reaches its maximum: an
-  undispersed residue's Tmax is its delay.
+  response (transport kernel ⊛ residue, relative to the true AIF) is within 5 % of its
+  maximum (`docs/phantom.md`): an undispersed residue's Tmax is its delay.
   - *nlr*: the first maximum of the fitted impulse response; every residue the NLR fits (a
     box, or gamma transit times of shape 8, 4, 3, 2, 1) is highest at its onset, so Tmax
     is the fitted onset (delay). Dispersion shows only as a later onset: the NLR reads less

@@ -11,7 +11,10 @@ the Dice reachable with perfect maps, which separates the rule's own error from 
 Writes ``docs/accuracy_lesion.md`` (date, machine, command, per-patient table, summary).
 
 Run: ``python benchmarks/lesion_accuracy.py [--patients 25] [--methods nlr,bsvd]
-[--workers 2] [--matrix 512]``; every 5th patient has normal perfusion.
+[--workers 2] [--matrix 512] [--rows rows.pkl]``; every 5th patient has normal perfusion.
+Each method's Tmax rule is scored at the thresholds the registry holds when the document is
+written, from a threshold sweep kept per patient: ``--rows rows.pkl --render`` rewrites
+the document from a saved run (after a calibration) without running the cohort again.
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
     import logging
 
     logging.disable(logging.WARNING)
+    from calibrate_thresholds import sweep  # the same masks as the chain's rule
+
     from ctpmaps.pipeline import run_study
 
     normal = i % 5 == 4
@@ -106,8 +111,107 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
             r = run_study(ph.study, Path(tmp) / "out", method=method, dicom=False, report=False)
             row[f"{method}_s"] = time.perf_counter() - t0
         _score(row, f"{method}/tmax", r.lesions, t)  # the chain's default rule
-        _score(row, f"{method}/cbv", _rule_on(r.maps, r.brain, ph, "cbv"), t)
+        _score(row, f"{method}/cbv", _rule_on(r.maps.maps, r.brain, ph, "cbv"), t)
+        row |= {f"{method}/{k}": v for k, v in map_stats(r.maps.maps, r.brain, t).items()}
+        les = r.lesions  # every threshold pair on the same maps (see `at_thresholds`)
+        row[f"{method}/sweep"] = sweep(
+            r.maps.maps, r.brain, les.hemispheres, les.voxel_ml, les.criteria, t.masks
+        )
     return row
+
+
+def at_thresholds(rows: list[dict], methods) -> None:
+    """Score each method's Tmax rule at the thresholds the registry holds now
+    (`ctpmaps.perfusion.METHODS`), from the threshold sweep stored per patient: the same
+    masks the chain makes with those thresholds (`calibrate_thresholds.sweep`), so that a
+    cohort run before a calibration can be reported at the calibrated values."""
+    from ctpmaps.perfusion import METHODS
+
+    for m in methods:
+        th, tc = METHODS[m].hypoperfusion_tmax_s, METHODS[m].core_rcbf
+        key = f"{m}/tmax"
+        for r in rows:
+            found = r.get(f"{m}/sweep")
+            if not found or ("core", th, tc) not in found:
+                continue
+            for kind, (dice_, err) in (("hypo", found[("hypo", th)]),
+                                       ("core", found[("core", th, tc)])):  # fmt: skip
+                r[f"{key}_dice_{kind}"] = None if np.isnan(dice_) else float(dice_)
+                r[f"{key}_{kind}_ml"] = r[f"truth_{kind}_ml"] + err
+            r[f"{key}_target"] = _target(r[f"{key}_core_ml"], r[f"{key}_hypo_ml"])
+
+
+#: Tissue classes (`ctpmaps.phantom.anatomy.TISSUE_LABELS`) and residue classes
+#: (`ctpmaps.phantom.truth.RESIDUE_LABELS`) of the map statistics.
+TISSUES = {"GM": 1, "WM": 2}
+RESIDUES = {"box-like": 1, "intermediate": 2, "exponential-like": 3}
+
+
+def map_stats(maps, fitted, t) -> dict:
+    """Map accuracy of one patient: per tissue and residue class, the median over voxels of
+    estimate / truth - 1 for CBF and CBV (all brain voxels of the class, lesion included);
+    the share of brain voxels with MTT < 1 s; the median Tmax (s) of healthy brain (outside
+    the true hypoperfusion and oligaemia) and its truth."""
+    brain = t.masks["brain"] & fitted
+    out: dict = {}
+    for tname, code in TISSUES.items():
+        for rname, label in RESIDUES.items():
+            sel = brain & (t.tissue == code) & (t.residue_label == label)
+            for m in ("cbf", "cbv"):
+                est, true = np.asarray(getattr(maps, m))[sel], t.maps[m][sel]
+                ok = np.isfinite(est) & (true > 0)
+                bias = float(np.median(est[ok] / true[ok]) - 1) if ok.sum() >= 50 else None
+                out[f"bias_{m}_{tname}_{rname}"] = bias
+    mtt = np.asarray(maps.mtt)[brain]
+    out["mtt_below_1s"] = float(np.count_nonzero(mtt < 1.0) / max(mtt.size, 1))
+    healthy = brain & ~t.masks["hypoperfusion"] & ~t.masks["oligaemia"]
+    tmax = np.asarray(maps.tmax)[healthy]
+    out["healthy_tmax"] = float(np.nanmedian(tmax)) if tmax.size else None
+    out["healthy_tmax_true"] = float(np.median(t.maps["tmax"][healthy])) if tmax.size else None
+    return out
+
+
+def map_lines(rows: list[dict], methods) -> list[str]:
+    """The map-accuracy section: per method, the median over patients of each statistic of
+    `map_stats` (with the range over patients)."""
+
+    def cell(key):
+        v = np.array([r[key] for r in rows if r.get(key) is not None], float)
+        if v.size == 0:
+            return "–"
+        pct = "bias" in key or "below" in key
+        f = (lambda x: f"{100 * x:+.0f} %") if "bias" in key else (
+            (lambda x: f"{100 * x:.2f} %") if pct else (lambda x: f"{x:.1f}"))  # fmt: skip
+        return f"{f(np.median(v))} ({f(v.min())} to {f(v.max())})"
+
+    lines = [
+        "## Maps (all patients)",
+        "",
+        "Median over patients of each patient's median voxel-wise error (estimate / truth - 1)"
+        " per tissue and residue class (the phantom's residue shape classes: box-like k >= 8,"
+        " intermediate, exponential-like k <= 1.5; all brain voxels of the class, lesion "
+        "included), the share of brain voxels with MTT < 1 s, and the median Tmax of healthy"
+        " brain (outside the true hypoperfusion and oligaemia) beside its truth; the range "
+        "over patients in brackets.",
+        "",
+        "| method | "
+        + " | ".join(
+            f"{m.upper()} {tn} {rn}" for m in ("cbf", "cbv") for tn in TISSUES for rn in RESIDUES
+        )
+        + " | MTT < 1 s | healthy Tmax s (truth) |",
+        "|---|" + "---|" * (4 * len(RESIDUES) + 2),
+    ]
+    for meth in methods:
+        cells = [
+            cell(f"{meth}/bias_{m}_{tn}_{rn}")
+            for m in ("cbf", "cbv")
+            for tn in TISSUES
+            for rn in RESIDUES
+        ]
+        cells.append(cell(f"{meth}/mtt_below_1s"))
+        cells.append(f"{cell(f'{meth}/healthy_tmax')} ({cell(f'{meth}/healthy_tmax_true')})")
+        lines.append(f"| {meth} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 #: Lesion rules compared: the RAPID-like default and the seed's (no Tmax).
@@ -251,12 +355,16 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> No
             f"{_f(r[f'{methods[0]}_s'], 1)} |"
         )
     lines += ["", "Dice is undefined (–) where both masks are empty (normal perfusion)."]
+    lines += ["", *map_lines(rows, methods)]
     path.write_text("\n".join(lines) + "\n")
 
 
-def cohort_arguments(doc: str, *, patients: int, matrix: int, methods: str, out: str):
-    """Command-line arguments shared by the cohort scripts (parsed)."""
+def cohort_arguments(doc: str, *, patients: int, matrix: int, methods: str, out: str, extra=()):
+    """Command-line arguments shared by the cohort scripts (parsed); ``extra``: more
+    ``(flag, keywords)`` of the calling script."""
     ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for flag, kw in extra:
+        ap.add_argument(flag, **kw)
     ap.add_argument("--patients", type=int, default=patients)
     ap.add_argument("--matrix", type=int, default=matrix)
     ap.add_argument("--methods", default=methods)
@@ -281,7 +389,15 @@ def run_cohort(one, args, show) -> list[dict]:
 
 def main() -> int:
     args = cohort_arguments(
-        __doc__, patients=25, matrix=512, methods="nlr", out="accuracy_lesion.md"
+        __doc__,
+        patients=25,
+        matrix=512,
+        methods="nlr",
+        out="accuracy_lesion.md",
+        extra=[
+            ("--rows", {"type": Path, "help": "save the per-patient results here (pickle)"}),
+            ("--render", {"action": "store_true", "help": "write the doc from --rows"}),
+        ],
     )
     methods = args.methods
     t0 = time.perf_counter()
@@ -296,12 +412,22 @@ def main() -> int:
             flush=True,
         )
 
-    rows = run_cohort(one_patient, args, show)
+    import pickle
+
+    if args.rows and args.rows.exists() and args.render:
+        saved = pickle.loads(args.rows.read_bytes())
+        rows, elapsed = saved["rows"], saved["elapsed"]
+    else:
+        rows = run_cohort(one_patient, args, show)
+        elapsed = time.perf_counter() - t0
+        if args.rows:
+            args.rows.write_bytes(pickle.dumps({"rows": rows, "elapsed": elapsed}))
+    at_thresholds(rows, methods)
     from ctpmaps.io.atomic import atomic_path
 
     with atomic_path(args.out) as tmp:
-        write_doc(rows, methods, args, time.perf_counter() - t0, tmp)
-    print(f"wrote {args.out} ({(time.perf_counter() - t0) / 60:.1f} min)")
+        write_doc(rows, methods, args, elapsed, tmp)
+    print(args.out.read_text())
     return 0
 
 

@@ -89,6 +89,7 @@ def test_default_hypoperfusion_threshold_follows_the_method(monkeypatch):
     pm = PerfusionMaps(cbf=maps["cbf"], cbv=zeros, mtt=zeros, ttp=zeros, tmax=maps["tmax"],
                        delay=zeros, method="bsvd")  # fmt: skip
     crit = LesionCriteria(min_cluster_ml=0)
+    monkeypatch.setitem(METHODS, "bsvd", replace(METHODS["bsvd"], hypoperfusion_tmax_s=6.0))
     les = segment_lesions(pm, brain, hemis, 0.1, criteria=crit)
     assert les.criteria.hypoperfusion_tmax_s == METHODS["bsvd"].hypoperfusion_tmax_s == 6.0
     assert les.hypoperfusion.sum() == 0

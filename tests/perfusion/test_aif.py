@@ -8,11 +8,12 @@ import pytest
 from ctpmaps.errors import FitError, InputError
 from ctpmaps.perfusion import enhancement
 from ctpmaps.perfusion.aif import (
+    InputFunction,
+    away_from_bone,
     curve_from_mask,
     default_aif_voxels,
     find_aif,
     find_vof,
-    first_pass_area,
     partial_volume_scale,
     read_curve_csv,
 )
@@ -20,55 +21,111 @@ from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 from ctpmaps.preprocess.brainmask import ct_brain_mask, intracranial_mask
 
 
-def _setup(matrix: int, seed: int):
-    # Interim: the classic phantom (shared conventions) until the fitters' issue-12 fixes are
-    # checked on the default harder phantom (tests/perfusion/test_accuracy*.py then).
-    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=matrix), model="classic")
+def _setup(matrix: int, seed: int, *, motion: float = 0.0):
+    cfg = PhantomConfig(
+        acquisition=acquisition_preset("seed", matrix=matrix), motion_mm=motion, motion_deg=motion
+    )
     ph = simulate_patient(cfg, seed=seed, normal=False)
     s = ph.study
     brain = ct_brain_mask(s.frames, s.spacing)
     enh = enhancement(s.frames, s.times, mask=brain)
-    region = intracranial_mask(s.frames[..., :3].mean(-1), s.spacing)
-    return ph, enh, region
+    unenh = s.frames[..., :3].mean(-1)
+    region = intracranial_mask(unenh, s.spacing)
+    return ph, enh, region, away_from_bone(region, unenh, s.spacing)
 
 
 @pytest.mark.parametrize(("matrix", "seed"), [(128, 11), (128, 13), (256, 12)])
 def test_automatic_aif_vof_find_vessels_and_area(matrix, seed):
-    ph, enh, region = _setup(matrix, seed)
-    s, f = ph.study, ph.truth.fractions
-    aif = find_aif(enh, s.times, region, n_voxels=default_aif_voxels(s.spacing))
+    ph, enh, region, arteries = _setup(matrix, seed)
+    s, f, truth = ph.study, ph.truth.fractions, ph.truth
+    aif = find_aif(enh, s.times, arteries, n_voxels=default_aif_voxels(s.spacing))
     vof = find_vof(enh, s.times, region, aif)
     assert f.artery[tuple(aif.voxels.T)].mean() > 0.5  # arteries, not tissue or noise
-    assert f.vein[tuple(vof.voxels.T)].mean() > 0.9  # the sinus
-    # Partial volume lowers the measured AIF; the VOF scaling restores its area.
-    true_area = np.trapezoid(ph.truth.aif, s.times)
+    assert (f.vein[tuple(vof.voxels.T)] > 0.5).mean() >= 0.7  # mostly the sinus
+    # Partial volume lowers the measured AIF; the VOF scaling restores its area up to
+    # what the phantom's sinus allows (its own partial volume and venous/arterial area).
+    true_area = np.trapezoid(truth.aif, s.times)
     assert np.trapezoid(aif.curve, s.times) < 0.9 * true_area
     k = partial_volume_scale(aif, vof)
-    assert k > 1.1
-    assert abs(k * np.trapezoid(aif.curve, s.times) / true_area - 1) < 0.08
+    allowed = truth.params["sinus_fill"] * truth.vof_aif_area_ratio
+    assert k * np.trapezoid(aif.curve, s.times) / true_area == pytest.approx(allowed, rel=0.12)
 
 
-def test_aif_avoids_affected_arteries():
-    ph, enh, region = _setup(256, 12)
-    s, t = ph.study, ph.truth
+def test_aif_and_vof_avoid_motion_residue_at_the_skull():
+    # Seed 7 with head motion: registration leaves steps of hundreds of HU at the skull's
+    # edge; they outscored the arteries (AIF rising 4 s early, peak 940 HU) and the sinus
+    # (a 330 HU plateau), and the AIF scale came out 4.5 (grey-matter CBF -90 %).
+    from ctpmaps.pipeline.preprocess import preprocess_frames
+
+    ph, _, _, _ = _setup(128, 7, motion=1.5)
+    s, f = ph.study, ph.truth.fractions
+    reg, _ = preprocess_frames(s, motion=True, filter=False)
+    brain = ct_brain_mask(reg.frames, reg.spacing)
+    enh = enhancement(reg.frames, reg.times, mask=brain)
+    unenh = reg.frames[..., :3].mean(-1)
+    region = intracranial_mask(unenh, s.spacing)
     aif = find_aif(enh, s.times, region, n_voxels=default_aif_voxels(s.spacing))
-    assert np.argmax(aif.curve) <= np.argmax(t.aif) + 2  # not the delayed distal MCA
+    assert f.artery[tuple(aif.voxels.T)].mean() < 0.3  # the failure, near bone
+    aif = find_aif(enh, s.times, away_from_bone(region, unenh, s.spacing), n_voxels=6)
+    assert f.artery[tuple(aif.voxels.T)].mean() > 0.5
+    vof = find_vof(enh, s.times, region, aif)
+    assert f.vein[tuple(vof.voxels.T)].mean() > 0.5
+    assert 1.0 < partial_volume_scale(aif, vof) < 4.0
 
 
-def test_first_pass_area_of_gamma_variate():
-    t = np.arange(0, 45, 0.5)
-    x = np.clip(t - 5, 0, None) / 4.0
-    g = 300 * np.where(x > 0, np.exp(3 * (np.log(np.where(x > 0, x, 1)) + 1 - x)), 0)
-    tt = np.arange(0, 200, 0.01)
-    xx = np.clip(tt - 5, 0, None) / 4.0
-    exact = np.trapezoid(
-        300 * np.where(xx > 0, np.exp(3 * (np.log(np.where(xx > 0, xx, 1)) + 1 - xx)), 0), tt
-    )
-    # A recirculation bump after the first pass does not change the first-pass area.
-    recirc = 40 * np.exp(-0.5 * ((t - 25) / 3) ** 2)
-    assert first_pass_area(g + recirc, t) == pytest.approx(exact, rel=0.02)
-    with pytest.raises(FitError, match="no positive peak"):
-        first_pass_area(np.zeros_like(t), t)
+def _dispersed(curve, dt, mean_s, cv):
+    """``curve`` through a log-normal transit density of mean ``mean_s`` (fine grid)."""
+    t = np.arange(curve.size) * dt
+    sigma = np.sqrt(np.log1p(cv**2))
+    mu = np.log(mean_s) - sigma**2 / 2
+    tt = np.where(t > 0, t, 1.0)
+    k = np.where(t > 0, np.exp(-((np.log(tt) - mu) ** 2) / (2 * sigma**2)) / tt, 0.0)
+    return np.convolve(curve, k / k.sum())[: curve.size]
+
+
+@pytest.mark.parametrize("shape", ["plateau", "double", "late"])
+def test_partial_volume_scale_beyond_gamma_boluses(shape):
+    # Injection boxes dispersed and recirculating (not gamma variates), sampled at 0.5 s;
+    # the VOF is 0.9 x the AIF through a log-normal transit. A gamma-variate first-pass
+    # area read the double peak's scale 2.7 x too high (seed 13 at 128: 2.69).
+    dt, t = 0.05, np.arange(0, 60, 0.05)
+    boxes = {"plateau": [(0, 10, 1.0)], "double": [(0, 4, 1.0), (7, 4, 0.8)], "late": [(0, 8, 1)]}
+    start = 26.0 if shape == "late" else 6.0  # late: the curves are cut before they return
+    inj = sum(r * ((t >= start + a) & (t < start + a + d)) for a, d, r in boxes[shape])
+    first = _dispersed(inj.astype(float), dt, 4.0, 0.35)
+    aif = first + 0.4 * _dispersed(first, dt, 12.0, 0.5)  # one recirculation
+    aif *= 400 / aif.max()
+    vof = 0.9 * _dispersed(aif, dt, 6.0, 0.4)
+    frames = np.arange(0, 44.5, 0.5)
+    idx = np.round(frames / dt).astype(int)
+    measured = InputFunction(0.35 * aif[idx], frames)  # partial volume: 35 % blood
+    k = partial_volume_scale(measured, InputFunction(vof[idx], frames, kind="vof"))
+    assert k == pytest.approx(0.9 / 0.35, rel=0.04)
+
+
+def test_aif_tissue_rule_falls_back_with_a_note():
+    # Every candidate peaks with the brain: the 1 s rule used to remove them all and
+    # raise "no voxel enhances like an artery" on a study that has arteries.
+    t = np.arange(0, 30, 1.0)
+    bolus = 300 * np.exp(-0.5 * ((t - 10) / 2) ** 2)
+    enh = np.zeros((6, 6, 1, t.size), np.float32)
+    enh[2:4, 2:4, 0] = bolus
+    region = np.ones((6, 6, 1), bool)
+    aif = find_aif(enh, t, region, n_voxels=4, tissue_ttp=10.0)
+    assert len(aif.voxels) == 4 and aif.curve.max() == pytest.approx(300, rel=0.01)
+    assert aif.notes and "1 s before the brain" in aif.notes[0]
+    assert not find_aif(enh, t, region, n_voxels=4, tissue_ttp=12.0).notes
+
+
+def test_away_from_bone_keeps_distance():
+    unenh = np.full((20, 20, 3), 30.0, np.float32)
+    unenh[0, :, :] = 1000.0  # a bone plate at x = 0
+    region = np.ones(unenh.shape, bool)
+    out = away_from_bone(region, unenh, (1.0, 1.0, 5.0), margin_mm=5.0)
+    assert not out[:6].any() and out[6:].all()
+    # no bone: nothing removed; nothing left: the region is kept
+    assert away_from_bone(region, np.zeros_like(unenh), (1.0, 1.0, 5.0)).all()
+    assert away_from_bone(region, unenh, (1.0, 1.0, 5.0), margin_mm=50.0).all()
 
 
 def test_no_bolus_is_a_fit_error():
@@ -104,9 +161,9 @@ def test_manual_mask_and_csv(tmp_path):
 
 
 def test_outputs_written(tmp_path):
-    ph, enh, region = _setup(128, 11)
+    ph, enh, region, arteries = _setup(128, 11)
     s = ph.study
-    aif = find_aif(enh, s.times, region, n_voxels=6)
+    aif = find_aif(enh, s.times, arteries, n_voxels=6)
     vof = find_vof(enh, s.times, region, aif)
     from ctpmaps.io.curves import write_input_function_csv
     from ctpmaps.report.figures import input_functions_figure, write_png

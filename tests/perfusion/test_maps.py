@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import nibabel as nib
@@ -15,14 +16,18 @@ from ctpmaps.io import write_nifti_map, write_nifti_study
 from ctpmaps.perfusion import MODEL_METHODS, compute_maps
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 from ctpmaps.pipeline import run_study
+from ctpmaps.preprocess.bilateral import guided_bilateral_filter
 
 
 @pytest.fixture(scope="module")
 def ph():
-    # Interim: the classic phantom (shared conventions) until the fitters' issue-12 fixes are
-    # checked on the default harder phantom.
-    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128), model="classic")
-    return simulate_patient(cfg, seed=11, normal=False, residue_shape="box")
+    # the default (harder) phantom, filtered as the chain does (unfiltered 128 frames leave
+    # the SVD maps of small lesions to the noise: bsvd's core CBF read 6 x the truth)
+    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128))
+    ph = simulate_patient(cfg, seed=11, normal=False)
+    s = ph.study
+    frames = guided_bilateral_filter(s.frames, s.spacing)
+    return dataclasses.replace(ph, study=dataclasses.replace(s, frames=frames))
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +37,20 @@ def results(ph):
 
 def test_every_method_gives_plausible_and_different_maps(ph, results):
     truth = ph.truth.maps
+    # The phantom's sinus is partly blood and its VOF's area below the AIF's: the VOF-scaled
+    # AIF is that much low, and every CBV that much high (no method can know it).
+    expected = 1 / (ph.truth.params["sinus_fill"] * ph.truth.vof_aif_area_ratio)
     for m, r in results.items():
         sel = r.brain & ph.truth.masks["brain"]
         assert sel.sum() > 0.9 * ph.truth.masks["brain"].sum()
-        cbv = np.nanmedian(r.maps.cbv[sel] / truth["cbv"][sel])
+        cbv = np.nanmedian(r.maps.cbv[sel] / truth["cbv"][sel]) / expected
         assert 0.8 < cbv < 1.25, (m, cbv)
         assert np.all(np.isnan(r.maps.cbf[~r.brain]))
-        assert r.aif.scale > 1  # partial volume corrected against the VOF
+        # partial volume corrected against the VOF: the scaled AIF has the area the sinus
+        # allows (1 / expected of the true AIF's)
+        times = ph.study.times
+        area = np.trapezoid(r.aif.curve, times) / np.trapezoid(ph.truth.aif, times)
+        assert area * expected == pytest.approx(1.0, rel=0.15), (m, area, r.aif.scale)
     names = list(results)
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
@@ -50,7 +62,8 @@ def test_baseline_ends_at_the_aifs_arrival(ph, results):
     arrival = ph.truth.params["input_function"]["arrival_s"]
     for r in results.values():
         end = ph.study.times[r.baseline_frames - 1]
-        assert arrival - 2.0 <= end <= arrival, (end, arrival)
+        # ``arrival``: the AIF's first 0.1 % of its peak; a frame later it has barely risen
+        assert arrival - 2.0 <= end <= arrival + ph.study.frame_interval, (end, arrival)
         assert r.parameters["baseline_source"] == "aif arrival"
 
 

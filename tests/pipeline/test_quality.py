@@ -28,6 +28,19 @@ def test_aif_scale(scale, expected):
     assert manual == []
 
 
+def test_input_function_search_notes_are_caveats():
+    note = "no artery candidate peaks 1 s before the brain's mean curve (at 9.0 s): ..."
+    params = {"aif_scale": 1.5, "vof_source": "automatic", "input_function_notes": [note]}
+    found = assess(params, filtered=True, problems=[])
+    assert _codes(found, "warn") == ["input_function_search"]
+    assert found[0]["message"].startswith(note)
+    params["aif_scale"] = 28.0  # both reasons reported
+    assert _codes(assess(params, filtered=True, problems=[])) == [
+        "aif_scale",
+        "input_function_search",
+    ]
+
+
 def test_fits_noise_network_and_reading_problems():
     quality = {"noise_hu": 12.0, "tissue_peak_hu": 30.0, "contrast_to_noise": 2.5,
                "frame_interval_s": 0.5, "fit_at_bound_fraction": 0.3,

@@ -33,7 +33,7 @@ def _text(output: str) -> str:
 def stroke():
     # the chain's plumbing and outputs; accuracy on the default (harder) phantom is measured
     # in tests/perfusion and tests/lesion and over cohorts (docs/accuracy_lesion.md)
-    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128), model="classic")
+    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=128))
     return simulate_patient(cfg, seed=3, normal=False, patient_id="MOL-003")
 
 

@@ -1,14 +1,20 @@
 """Arterial input and venous output functions: automatic search, manual masks and CSV.
 
 Automatic AIF (after the usual criteria of Mouridsen et al. 2006 and of the seed
-pipeline): inside the intracranial space, keep the voxels that enhance most; of those,
-the ones whose bolus arrives earliest; rank them by peak height over peak width and
-average the best (about 100, as the seed). Automatic VOF: the voxels that enhance most
-among those peaking clearly after the AIF (the superior sagittal sinus), averaged.
-Partial-volume correction: small arteries never fill a voxel, so the AIF is scaled until
-its first-pass area matches the VOF's (a large sinus is not partial-volume affected, and
-all tracer that enters the brain leaves through the veins). First-pass areas come from
-gamma-variate fits, which remove recirculation and the truncation of the acquisition.
+pipeline): inside the intracranial space and away from bone (`away_from_bone`: after
+motion correction, what misregistration leaves is largest at the skull's edge, where a
+fraction of a millimetre moves hundreds of HU in or out of a voxel, and such steps
+outscore any artery on enhancement), keep the voxels that enhance most; of those, the
+ones whose bolus arrives earliest; rank them by peak height over peak width and average
+the best (about 100, as the seed). Automatic VOF: the sinus lies against the skull, so
+its candidates are kept near bone and must instead behave like a venous output: peaking
+clearly after the AIF, not enhancing before the AIF arrives, and explained by the AIF
+passed through a transit-time density (`ctpmaps.perfusion._outflow`); the most enhancing
+are averaged. Partial-volume correction: small arteries never fill a voxel, so the AIF is
+scaled by the venous-to-arterial area ratio of that same transit model (a large sinus is
+not partial-volume affected, and all tracer that enters the brain leaves through the
+veins); the model is causal, so neither the bolus's shape nor an acquisition that ends
+before the curves return to baseline biases the ratio.
 """
 
 from __future__ import annotations
@@ -19,22 +25,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import curve_fit
+from scipy import ndimage
 
 from ..errors import FitError, InputError
+from ._outflow import fit_transit
+from .concentration import bolus_arrival_frame
 
 __all__ = [
     "InputFunction",
     "find_aif",
     "find_vof",
+    "away_from_bone",
     "default_aif_voxels",
     "curve_from_mask",
     "read_curve_csv",
-    "first_pass_area",
     "partial_volume_scale",
 ]
 
 log = logging.getLogger(__name__)
+
+#: Unenhanced HU above which a voxel is bone.
+BONE_HU = 150.0
+#: No AIF voxel within this distance (mm, in 3D) of bone: head motion of a few mm leaves
+#: misregistration steps of hundreds of HU there, and with 5 mm slices the slice beside
+#: a bone edge is 5 mm away.
+BONE_MARGIN_MM = 5.0
+#: A VOF candidate's enhancement before the AIF arrives stays below this share of its
+#: peak (nothing downstream enhances before the arterial input).
+VOF_EARLY_FRACTION = 0.1
+#: A VOF candidate's share of its sum of squares explained by the AIF through a transit.
+VOF_MIN_R2 = 0.95
 
 
 @dataclass
@@ -55,6 +75,8 @@ class InputFunction:
         ``"automatic"``, ``"mask:<file>"`` or ``"csv:<file>"``.
     scale : float
         Factor applied to the averaged curve (partial-volume correction), 1 if none.
+    notes : list of str
+        Rules of the automatic search that had to be relaxed (for the run's caveats).
     """
 
     curve: np.ndarray
@@ -63,47 +85,7 @@ class InputFunction:
     kind: str = "aif"
     source: str = "automatic"
     scale: float = 1.0
-
-
-def _gamma(t, t0, a, b, amp):
-    x = np.clip(t - t0, 0, None) / max(a * b, 1e-6)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        y = np.where(x > 0, amp * np.exp(a * (np.log(np.where(x > 0, x, 1)) + 1 - x)), 0.0)
-    return y
-
-
-def first_pass_area(curve: np.ndarray, times: np.ndarray) -> float:
-    """Area (HU·s) of a gamma variate fitted to the first pass of ``curve``.
-
-    The fit uses the frames from the start to where the curve falls below 40 % of its peak
-    after the peak, so recirculation is left out; the area is that of the whole fitted
-    gamma variate (not truncated by the end of the acquisition).
-    """
-    curve = np.asarray(curve, float)
-    ip = int(np.argmax(curve))
-    peak = curve[ip]
-    if peak <= 0:
-        raise FitError("input function has no positive peak: cannot fit its first pass")
-    after = np.nonzero(curve[ip:] < 0.4 * peak)[0]
-    end = ip + (int(after[0]) if after.size else len(curve) - 1 - ip)
-    rise = np.nonzero(curve[: ip + 1] < 0.1 * peak)[0]
-    t0 = float(times[rise[-1]]) if rise.size else float(times[0])
-    tp = float(times[ip]) - t0
-    sel = slice(0, end + 1)
-    p0 = (t0, 3.0, max(tp / 3.0, 0.1), peak)
-    try:
-        (t0f, a, b, amp), _ = curve_fit(
-            _gamma,
-            times[sel],
-            curve[sel],
-            p0=p0,
-            maxfev=5000,
-            bounds=([times[0] - 5, 0.5, 0.05, 0], [times[ip], 20, 20, 5 * peak]),
-        )
-    except (RuntimeError, ValueError) as exc:
-        raise FitError(f"gamma-variate fit of the first pass failed: {exc}") from exc
-    tt = np.arange(0, 20 * (a * b + 1) + 60, 0.05)
-    return float(np.trapezoid(_gamma(tt, 0.0, a, b, amp), tt))
+    notes: list[str] = field(default_factory=list)
 
 
 def _candidates(enh: np.ndarray, region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -151,6 +133,9 @@ def find_aif(
     With ``tissue_ttp`` (s, time to peak of the mean brain curve), candidates must peak at
     least 1 s before the tissue does: arteries fill before the tissue they feed, the veins
     after, so the sinus can never pass for the AIF even where small arteries are lost.
+    When no candidate does (a very short or late bolus, a brain curve that peaks early),
+    the rule is dropped and a note says so (``InputFunction.notes``) rather than failing.
+    ``region`` should leave out the surroundings of bone (`away_from_bone`).
 
     Raises
     ------
@@ -166,13 +151,22 @@ def find_aif(
     n_top = max(4 * n_voxels, int(top_fraction * len(curves)))
     top = np.argsort(auc)[::-1][:n_top]
     top = top[peak[top] > 50.0]
-    if tissue_ttp is not None:
-        top = top[times[np.argmax(sm[top], axis=1)] <= tissue_ttp - 1.0]
     if top.size == 0:
         raise FitError(
             f"no voxel enhances like an artery (highest smoothed peak "
             f"{peak.max():.0f} HU, expected > 50 HU): is there a contrast bolus?"
         )
+    notes = []
+    if tissue_ttp is not None:
+        before = top[times[np.argmax(sm[top], axis=1)] <= tissue_ttp - 1.0]
+        if before.size:
+            top = before
+        else:
+            notes.append(
+                f"no artery candidate peaks 1 s before the brain's mean curve (at "
+                f"{tissue_ttp:.1f} s): the AIF was chosen without that rule and may be late"
+            )
+            log.warning("AIF: %s", notes[-1])
     rough = (np.diff(curves[top], 2, axis=1) ** 2).sum(axis=1) / peak[top] ** 2
     top = top[rough <= np.percentile(rough, 75)]
     ttp = times[np.argmax(sm[top], axis=1)]
@@ -182,7 +176,41 @@ def find_aif(
     width = (c >= 0.5 * c.max(axis=1, keepdims=True)).sum(axis=1) * dt
     best = early[np.argsort(c.max(axis=1) / width)[::-1][:n_voxels]]
     log.info("AIF: %d voxels of %d candidates", best.size, len(curves))
-    return InputFunction(curves[best].mean(axis=0), np.asarray(times), idx[best], "aif")
+    return InputFunction(
+        curves[best].mean(axis=0), np.asarray(times), idx[best], "aif", notes=notes
+    )
+
+
+def away_from_bone(
+    region: np.ndarray,
+    unenhanced: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    margin_mm: float = BONE_MARGIN_MM,
+    bone_hu: float = BONE_HU,
+) -> np.ndarray:
+    """``region`` without the voxels within ``margin_mm`` (3D distance) of bone.
+
+    Parameters
+    ----------
+    region : ndarray (x, y, z) bool
+        Where to search (the intracranial space).
+    unenhanced : ndarray (x, y, z)
+        Pre-bolus HU image; bone is above ``bone_hu``.
+    spacing : (float, float, float)
+        Voxel size in mm.
+
+    Returns
+    -------
+    ndarray (x, y, z) bool
+        ``region`` itself when that would leave nothing (a study without bone).
+    """
+    bone = np.asarray(unenhanced) > bone_hu
+    if not bone.any():
+        return region
+    far = ndimage.distance_transform_edt(~bone, sampling=spacing) > margin_mm
+    out = region & far
+    return out if out.any() else region
 
 
 def find_vof(
@@ -193,25 +221,67 @@ def find_vof(
     *,
     n_voxels: int = 20,
 ) -> InputFunction:
-    """Automatic VOF: of the voxels peaking at least 2 s after the AIF, the ``n_voxels``
-    with the highest peak enhancement (the superior sagittal sinus), averaged."""
+    """Automatic VOF: the ``n_voxels`` most enhancing voxels that behave like a venous
+    output (the superior sagittal sinus), averaged.
+
+    On curves smoothed over 1.5 s, a candidate (1) peaks at least 2 s after the AIF; (2)
+    stays below `VOF_EARLY_FRACTION` of its peak until the AIF arrives (a step left by
+    motion at the skull's edge does not); (3) is explained by the AIF passed through a
+    transit-time density (`VOF_MIN_R2` of its sum of squares, see `partial_volume_scale`).
+    A rule that would leave no candidate is dropped, with a note (``notes``).
+
+    Raises
+    ------
+    FitError
+        No voxel peaks after the AIF.
+    """
     idx, curves = _candidates(enhancement, region)
-    ttp = times[np.argmax(curves, axis=1)]
+    sm = _smooth_time(curves, times)
+    peak = sm.max(axis=1)
     t_aif = float(times[np.argmax(aif.curve)])
-    late = np.nonzero(ttp >= t_aif + 2.0)[0]
+    late = np.nonzero((times[np.argmax(sm, axis=1)] >= t_aif + 2.0) & (peak > 0))[0]
     if late.size == 0:
         raise FitError("no voxel peaks after the AIF: cannot find a venous output function")
-    peak = curves[late].max(axis=1)
-    best = late[np.argsort(peak)[::-1][:n_voxels]]
+    notes: list[str] = []
+    arrival = _arrival(aif.curve, times)
+    quiet = late[np.abs(sm[late, : arrival + 1]).max(axis=1) <= VOF_EARLY_FRACTION * peak[late]]
+    late = _relaxed(late, quiet, notes, "enhances before the AIF arrives")
+    cand = late[np.argsort(peak[late])[::-1][: 10 * n_voxels]]
+    r2 = fit_transit(aif.curve, times, curves[cand]).r2
+    cand = _relaxed(cand, cand[r2 >= VOF_MIN_R2], notes, "follows the AIF through a transit")
+    best = cand[np.argsort(peak[cand])[::-1][:n_voxels]]
     if curves[best].max() <= aif.curve.max() * 0.3:
         log.warning("VOF peak is below 30 %% of the AIF peak: the sinus may be outside the slab")
-    return InputFunction(curves[best].mean(axis=0), np.asarray(times), idx[best], "vof")
+    vof = InputFunction(curves[best].mean(axis=0), np.asarray(times), idx[best], "vof")
+    vof.notes = notes
+    return vof
+
+
+def _arrival(curve: np.ndarray, times: np.ndarray) -> int:
+    """Last frame before the bolus of ``curve`` rises (0 when it has none)."""
+    try:
+        return bolus_arrival_frame(curve, times)
+    except FitError:
+        return 0
+
+
+def _relaxed(kept: np.ndarray, passing: np.ndarray, notes: list[str], rule: str) -> np.ndarray:
+    """``passing`` if any, else ``kept`` with a note that no VOF candidate met ``rule``."""
+    if passing.size:
+        return passing
+    notes.append(f"no VOF candidate {rule}: the rule was dropped and the VOF may be wrong")
+    log.warning("VOF: %s", notes[-1])
+    return kept
 
 
 def partial_volume_scale(aif: InputFunction, vof: InputFunction) -> float:
-    """Factor that makes the AIF's first-pass area equal to the VOF's."""
-    a, v = first_pass_area(aif.curve, aif.times), first_pass_area(vof.curve, vof.times)
-    return v / a
+    """Factor that makes the AIF's area equal to the VOF's: the ``s`` of the fit
+    ``vof ≈ s · (aif ⊛ g)``, ``g`` a transit-time density (`ctpmaps.perfusion._outflow`).
+
+    The fit is causal and uses every frame, so recirculation, a bolus of any shape and an
+    acquisition that ends before the curves return to baseline are all allowed for.
+    """
+    return float(fit_transit(aif.curve, aif.times, vof.curve).scale[0])
 
 
 def curve_from_mask(

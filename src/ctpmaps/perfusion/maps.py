@@ -23,6 +23,7 @@ from ..preprocess.brainmask import ct_brain_mask, intracranial_mask
 from ..preprocess.unenhanced import unenhanced
 from .aif import (
     InputFunction,
+    away_from_bone,
     curve_from_mask,
     default_aif_voxels,
     find_aif,
@@ -196,6 +197,7 @@ def compute_maps(
         "aif_scale": aif.scale,
         "aif_voxels": len(aif.voxels),
         "vof_source": vof.source if vof else None,
+        "input_function_notes": aif.notes + (vof.notes if vof else []),
         "quality": _quality(study, brain, n_base, maps, flags, enh, hits),
     }
     return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings, flags)
@@ -253,9 +255,11 @@ def _input_functions(src, study, brain, aif_mask, aif_csv, vof_mask, n_given):
         else:
             # Where the mean brain curve peaks (the baseline does not move it).
             tissue_ttp = float(times[np.argmax(study.frames[brain].mean(axis=0))])
-            region = intracranial_mask(unenhanced(src.frames, n0), study.spacing)
+            unenh = unenhanced(src.frames, n0)
+            region = intracranial_mask(unenh, study.spacing)
             n_vox = default_aif_voxels(src.spacing)
-            aif = find_aif(enh, times, region, n_voxels=n_vox, tissue_ttp=tissue_ttp)
+            arteries = away_from_bone(region, unenh, study.spacing)
+            aif = find_aif(enh, times, arteries, n_voxels=n_vox, tissue_ttp=tissue_ttp)
         arrival = bolus_arrival_frame(src.frames[tuple(aif.voxels.T)], times)
     if n_given is not None:
         n_base, source = int(n_given), "manual"

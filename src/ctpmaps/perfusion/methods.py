@@ -50,9 +50,9 @@ class Method:
         Default hypoperfusion threshold: Tmax above this, in s
         (`ctpmaps.lesion.LesionCriteria.hypoperfusion_tmax_s`). Each method reads Tmax its
         own way (on the clinical scale: healthy tissue near 0-2 s; see its module), so
-        each carries its own threshold, to be calibrated like the core's on a cohort
-        disjoint from the evaluation cohort (``benchmarks/calibrate_thresholds.py``);
-        the clinical 6 s until then.
+        each carries its own threshold, calibrated like the core's on a cohort disjoint
+        from the evaluation cohort (``benchmarks/calibrate_thresholds.py``,
+        ``docs/core_threshold.md``); the clinical 6 s where not calibrated (``cnn``).
     """
 
     name: str
@@ -76,29 +76,33 @@ METHODS: dict[str, Method] = {
             "nlr",
             "nonlinear regression of a box or gamma-shaped residue (the seed's box NLR)",
             BoxNLRModel,
-            0.20,
+            0.275,
             "Bennink et al., J Med Imaging 2016",
+            hypoperfusion_tmax_s=4.5,
         ),
         Method(
             "ssvd",
             "standard truncated SVD deconvolution",
             SSVDModel,
-            0.30,
+            0.325,
             "Østergaard et al., Magn Reson Med 1996",
+            hypoperfusion_tmax_s=5.0,
         ),
         Method(
             "bsvd",
             "block-circulant (delay-insensitive) SVD deconvolution",
             BSVDModel,
-            0.30,
+            0.40,
             "Wu et al., Magn Reson Med 2003",
+            hypoperfusion_tmax_s=4.5,
         ),
         Method(
             "osvd",
             "oscillation-index block-circulant SVD deconvolution",
             OSVDModel,
-            0.30,
+            0.40,
             "Wu et al., Magn Reson Med 2003",
+            hypoperfusion_tmax_s=5.5,
         ),
         Method(
             "cnn",

@@ -14,7 +14,8 @@ fine-grid response, which each voxel then reads at its own frame times minus its
   ``docs/phantom.md``.
 
 The true Tmax of a voxel is its delay plus the first time its impulse response
-``transport ⊛ R`` is within 0.1 % of its maximum, found on the fine grid per shared set.
+``transport ⊛ R`` is within 5 % of its maximum (`forward.TMAX_PEAK_TOLERANCE`), found on
+the fine grid per shared set.
 """
 
 from __future__ import annotations

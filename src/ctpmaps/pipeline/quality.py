@@ -7,7 +7,8 @@ cannot support a decision: the decision numbers are withheld on screen, marked i
 ``volumes.json``, ``run.json`` and the report). The checks are physical sanity checks of
 the input functions and the fits, not tuned to any data set:
 
-- the AIF's partial-volume scale (VOF first-pass area over the AIF's): arterial voxels are
+- an automatic AIF or VOF search that had to drop one of its rules (no candidate met it);
+- the AIF's partial-volume scale (VOF area over the AIF's): arterial voxels are
   partly filled with blood, so the scale is above 1, and the automatic AIF takes the most
   enhancing arteries, which at 0.5-2 mm pixels are mostly blood: a scale beyond
   `AIF_SCALE_PLAUSIBLE` means an AIF or VOF taken in the wrong place (or a sinus outside
@@ -55,12 +56,16 @@ def caveat(code: str, severity: str, message: str) -> dict[str, str]:
 
 
 def _aif(params: dict[str, Any]) -> list[dict[str, str]]:
+    notes = [
+        caveat("input_function_search", "warn", f"{n} (see input_functions.png)")
+        for n in params.get("input_function_notes", [])
+    ]
     scale = params.get("aif_scale")
     if scale is None or params.get("vof_source") is None:
-        return []
+        return notes
     lo, hi = AIF_SCALE_PLAUSIBLE
     if lo <= scale <= hi:
-        return []
+        return notes
     severe = not AIF_SCALE_POSSIBLE[0] <= scale <= AIF_SCALE_POSSIBLE[1]
     return [
         caveat(
@@ -71,7 +76,7 @@ def _aif(params: dict[str, Any]) -> list[dict[str, str]]:
             "(see input_functions.png); CBF and CBV scale with it. Give the arteries with "
             "--aif-mask or the curve with --aif-csv.",
         )
-    ]
+    ] + notes
 
 
 def _fits(quality: dict[str, float]) -> list[dict[str, str]]:
