@@ -8,12 +8,12 @@ Albers et al. 2018):
 - core: relative CBF below ``core_rcbf``, CBF relative to the median (RAPID: mean; see
   ``reference_statistic``) CBF of healthy tissue (Tmax below ``healthy_tmax_s``) in the
   *other* hemisphere. By default the threshold depends on the method that made the maps
-  (`core_rcbf_for`, from the method registry `ctpmaps.perfusion.METHODS`): RAPID's 30 % for
-  the SVD family, 20 % calibrated on phantom patients for the box NLR and the U-Net trained
-  on its maps (``docs/core_threshold.md``);
+  (`core_rcbf_for`, from the method registry `ctpmaps.perfusion.METHODS`, each calibrated
+  on phantom patients disjoint from the evaluation cohort: ``docs/core_threshold.md``;
+  RAPID's 30 % for maps of unknown origin);
 - hypoperfusion: Tmax above ``hypoperfusion_tmax_s``, by default the method's
-  (`hypoperfusion_tmax_for`: each method reads Tmax its own way; the clinical 6 s for
-  every method until calibrated);
+  (`hypoperfusion_tmax_for`: each method reads Tmax its own way, calibrated as the core
+  threshold; the clinical 6 s for maps of unknown origin);
 - severe hypoperfusion: Tmax above ``severe_tmax_s`` (10 s), for the hypoperfusion
   intensity ratio.
 
@@ -37,6 +37,9 @@ Both rules: penumbra = hypoperfusion minus core; only voxels of the brain mask c
 kept inside the hypoperfusion for ``"cbv"`` and as found for ``"tmax"``; connected
 clusters (26-connectivity, in 3D) smaller than ``min_cluster_ml`` are dropped from every
 mask.
+
+The module stays whole: the criteria and the two rules share their references (the
+mirrored contralateral tissue, the healthy other hemisphere) and are read together.
 """
 
 from __future__ import annotations

@@ -69,9 +69,7 @@ def aif_integral(
     value : ndarray, like ``u``
         ``a(u)``.
     """
-    times = np.asarray(times, dtype=np.float64)
-    aif = np.asarray(aif, dtype=np.float64)
-    u = np.asarray(u, dtype=np.float64)
+    u, times, aif = (np.asarray(v, dtype=np.float64) for v in (u, times, aif))
     seg = np.clip(np.searchsorted(times, u, side="right") - 1, 0, times.size - 2)
     cum = np.concatenate([[0.0], np.cumsum(np.diff(times) * (aif[1:] + aif[:-1]) / 2)])
     t0 = times[seg]
@@ -103,9 +101,7 @@ def aif_second_integral(u: np.ndarray, times: np.ndarray, aif: np.ndarray) -> np
     -------
     ndarray, like ``u``
     """
-    times = np.asarray(times, dtype=np.float64)
-    aif = np.asarray(aif, dtype=np.float64)
-    u = np.asarray(u, dtype=np.float64)
+    u, times, aif = (np.asarray(v, dtype=np.float64) for v in (u, times, aif))
     dt = np.diff(times)
     slope = np.diff(aif) / dt
     cum = np.concatenate([[0.0], np.cumsum(dt * (aif[1:] + aif[:-1]) / 2)])

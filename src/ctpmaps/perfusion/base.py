@@ -4,6 +4,10 @@ A model holds what depends on the acquisition (arterial input function, frame ti
 hematocrit factor, density); ``model.fit(concentration, mask=...)`` fits every masked
 voxel at once on ``(n_vox, t)`` curves and returns a fit whose maps are cached properties
 (DIPY's reconstruction pattern). Every model can ``predict`` its curves.
+
+The module stays whole: it is the one contract every method implements (the maps
+container, the input checks, the voxel layout and chunking, the model-free map formulas and
+the two base classes), and a new method reads it top to bottom.
 """
 
 from __future__ import annotations

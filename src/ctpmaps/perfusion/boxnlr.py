@@ -107,6 +107,9 @@ References
 ----------
 Bennink E et al. Fast nonlinear regression method for CT brain perfusion analysis.
 J Med Imaging 2016;3:026003.
+
+The module stays whole: most of its length is the derivation above; the grid search and
+the solver it relies on live in `_boxgrid` and `_boxsolve`.
 """
 
 from __future__ import annotations

@@ -62,6 +62,9 @@ tracer bolus passages. Part I. Magn Reson Med 1996;36:715-725.
 Wu O et al. Tracer arrival timing-insensitive technique for estimating flow in MR
 perfusion-weighted imaging using singular value decomposition with a block-circulant
 deconvolution matrix. Magn Reson Med 2003;50:164-174.
+
+The module stays whole: the three methods share one discretisation, one residue analysis
+and one model class, and differ in a few lines each.
 """
 
 from __future__ import annotations
