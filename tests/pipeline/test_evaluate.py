@@ -200,6 +200,7 @@ def test_rerun_needs_overwrite_and_keeps_other_files(run, cohort, rater):
         (["-s", "nlr", "-s", "cnn", "--reference", "nlr", "--device", "cuda"], "CUDA"),
         (["-s", "nlr", "-s", "truth", "--patients", "MOL-009"], "no patient MOL-009"),
         (["-s", "truth", "-s", "r=/nonexistent"], "expected a folder"),
+        (["-s", "nlr", "-s", "truth", "--rule", "rcbf"], "expected tmax or cbv"),
     ],
 )
 def test_bad_input_refused_before_any_work(cohort, tmp_path, extra, message):

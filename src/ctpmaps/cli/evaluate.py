@@ -80,6 +80,14 @@ def evaluate_command(
             show_default=False,
         ),
     ] = None,
+    rule: Annotated[
+        str | None,
+        typer.Option(
+            metavar="tmax|cbv",
+            help="Lesion rule of every method (default: tmax, or cbv when a method has no Tmax).",
+            show_default=False,
+        ),
+    ] = None,
     min_reference_ml: Annotated[
         float,
         typer.Option(
@@ -124,6 +132,7 @@ def evaluate_command(
                 patients_from=patients_from,
                 training=training or (),
                 frames=frames,
+                rule=rule,
                 min_reference_ml=min_reference_ml,
                 workers=workers,
                 scheduler=scheduler,

@@ -288,6 +288,7 @@ def evaluate_sources(
     patients_from: str | Path | None = None,
     training: Sequence[str | Path] = (),
     frames: int | None = None,
+    rule: str | None = None,
     min_reference_ml: float = 1.0,
     workers: int | None = 1,
     scheduler: str | None = None,
@@ -317,6 +318,9 @@ def evaluate_sources(
     frames : int, optional
         Evaluate every method on this many frames by uniform stride (fewer frames, less
         dose); all by default.
+    rule : {"tmax", "cbv"}, optional
+        Lesion rule of every method source; by default the one all of them allow
+        (`lesion_rule`). Give ``"cbv"`` to segment NLR as the U-Net in another evaluation.
     min_reference_ml : float
         Exclusion threshold on the reference's lesion volume, mL (`summarise_cohort`).
     workers, scheduler : optional
@@ -347,7 +351,10 @@ def evaluate_sources(
     studies = select_patients(cohort, patients=patients, patients_from=patients_from)
     _check_inputs(studies, srcs)
     chain = _chain(dict(chain), srcs)
-    rule = lesion_rule(srcs, chain.get("weights"))
+    if rule is None:
+        rule = lesion_rule(srcs, chain.get("weights"))
+    elif rule not in ("tmax", "cbv"):
+        raise InputError("--rule", f"expected tmax or cbv, got {rule!r}")
     trained = training_tables(training)
     settings = {"reference": reference, "map_reference": map_ref, "rule": rule, "frames": frames}
     say = progress or (lambda name, row: None)
