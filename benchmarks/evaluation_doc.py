@@ -61,6 +61,8 @@ def run(args: argparse.Namespace) -> Path:
 def _f(value: Any, digits: int = 3) -> str:
     if value is None or value == "" or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
+    if isinstance(value, float) and digits < 0:  # significant digits (p-values)
+        return f"{value:.{-digits}g}"
     if isinstance(value, float):
         return f"{value:.{digits}g}" if abs(value) < 1e-3 and value != 0 else f"{value:.{digits}f}"
     return str(value)
@@ -95,14 +97,21 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
     dice_cols = [("lesion", "lesion", 0), ("pair", "pair", 0), ("n", "n", 0),
                  ("Dice mean", "dice_mean", 3), ("SD", "dice_sd", 3)]  # fmt: skip
     agree_cols = [("lesion", "lesion", 0), ("pair", "pair", 0), ("n", "n", 0),
-                  ("Pearson r", "pearson_r", 3), ("p", "pearson_p", 2),
+                  ("Pearson r", "pearson_r", 3), ("p", "pearson_p", -2),
                   ("bias (mL)", "bias_ml", 2), ("LoA low", "loa_low_ml", 2),
                   ("LoA high", "loa_high_ml", 2), ("CR (mL)", "cr_ml", 2),
                   ("mean abs diff (mL)", "mean_abs_diff_ml", 2), ("ICC(1,k)", "icc1k", 3),
                   ("95 % CI", "ci", 0)]  # fmt: skip
     across_cols = [("lesion", "lesion", 0), ("sources", "sources", 0), ("n", "n_patients", 0),
-                   ("test", "test", 0), ("statistic", "statistic", 2), ("p", "p", 2),
+                   ("test", "test", 0), ("statistic", "statistic", 2), ("p", "p", -2),
                    ("ICC(1,k)", "icc1k", 3), ("95 % CI", "ci", 0)]  # fmt: skip
+    page = shlex.join(["benchmarks/evaluation_doc.py", *sys.argv[1:]])
+    cohort_json = Path(s["cohort"]) / "cohort.json"
+    phantom = "not a phantom cohort (no cohort.json)"
+    if cohort_json.is_file():
+        c = json.loads(cohort_json.read_text())
+        phantom = (f"`ctpmaps phantom COHORT --patients {c['n_patients']} --matrix "
+                   f"{c['config']['acquisition']['matrix']} --seed {c['seed']}`")  # fmt: skip
     excluded = sorted({r["patient"] for r in t["exclusions"] if r["excluded_from_dice"]})
     brain = [r for r in t["physical"] if r["region"] == "brain"]
     phys_cols = [("map", "map", 0), ("source", "source", 0), ("unit", "unit", 0),
@@ -118,7 +127,9 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
         f"`{s['cohort']}`, sources {', '.join(s['sources'])}, reference of the lesions "
         f"`{s['reference']}`, of the maps `{s['map_reference']}`, lesion rule "
         f"`{s['rule']}`.",
+        f"- Cohort made by {phantom}.",
         f"- Command: `{command}`",
+        f"- This page: `python {page}`",
         f"- Wall time of that command: {seconds / 60:.1f} min on one dask worker (2 CPU cores "
         "shared with other jobs; an upper bound).",
         "",
