@@ -163,6 +163,30 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
     ]
 
 
+def figures(ev: dict[str, Any], img: Path) -> list[str]:
+    """Map errors, Dice and the hypoperfusion Bland-Altman plots as PNGs beside the doc (the
+    page's own figures, `ctpmaps.report.evaluation`); their markdown links."""
+    from ctpmaps.io.atomic import atomic_path
+    from ctpmaps.report.evaluation import bland_altman_figure, dice_figure, map_error_figure
+
+    t = ev["tables"]
+    made = {
+        "evaluation_maps.png": map_error_figure(t["maps"]),
+        "evaluation_dice.png": dice_figure(t["dice_per_patient"], ["core", "hypoperfusion"]),
+        "evaluation_bland_altman.png": bland_altman_figure(
+            t["volume_pairs"], t["volume_agreement"], "hypoperfusion"
+        ),
+    }
+    links = []
+    for name, png in made.items():
+        if png is None:
+            continue
+        with atomic_path(img / name) as tmp:
+            tmp.write_bytes(png)
+        links += [f"![{name[:-4].replace('_', ' ')}](img/{name})", ""]
+    return links
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     t0 = time.perf_counter()
@@ -172,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     from ctpmaps.io.atomic import atomic_path
 
     guide = args.doc.read_text().split(MARKER, 1)[0].rstrip() if args.doc.is_file() else ""
-    text = f"{guide}\n\n{MARKER}\n\n" + "\n".join(numbers(ev, record))
+    lines = numbers(ev, record) + figures(ev, args.doc.parent / "img")
+    text = f"{guide}\n\n{MARKER}\n\n" + "\n".join(lines)
     with atomic_path(args.doc) as tmp:
         tmp.write_text(text)
     print("\n".join(numbers(ev, record)))
