@@ -304,7 +304,12 @@ def write_doc(args, rows, seconds: float, header: str) -> None:
         "predictor's (the true brain mean; below 1 beats predicting nothing). Dice of core "
         "and hypoperfusion against the true masks (patients without a true lesion left out, "
         "docs/evaluation.md), mean absolute volume difference against the true volume. NLR "
-        "is fitted on the same T frames as the U-Net sees; both segmented with the `cbv` rule.",
+        "is fitted on the same T frames as the U-Net sees; both segmented with the `cbv` rule. "
+        "One difference remains between training and use: the U-Net trained on frames "
+        "filtered over all 89 frames and then sub-sampled (the training cache), while "
+        "evaluation sub-samples first and filters the T frames, as a scanner would give them. "
+        "n is the number of test patients evaluated; a method whose fit failed on a patient "
+        "(e.g. no bolus found on 5 frames) lists it in its evaluation's `failures` table.",
         "",
         *table(rows, args.maps),
         "",
