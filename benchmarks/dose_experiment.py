@@ -255,11 +255,12 @@ def plot(rows: list[dict[str, Any]], maps: list[str], mas_frames: int, path: Pat
         for m, style in zip(maps, ("-o", "--s", ":^"), strict=False):
             axes[2].plot([r["mas"] for r in sel], [r.get(f"{m}_ratio", math.nan) for r in sel],
                          style, label=f"{method} {m.upper()}")  # fmt: skip
-    axes[0].set(xscale="log", xlabel="frames T", ylabel="brain MSE / constant predictor's",
+    axes[0].set(xscale="log", yscale="log", xlabel="frames T",
+                ylabel="brain MSE / constant predictor's",
                 title=f"Map error vs truth, {top:g} mAs")  # fmt: skip
     axes[1].set(xscale="log", xlabel="frames T", ylabel="Dice vs true mask",
                 title=f"Lesions vs truth, {top:g} mAs", ylim=(0, 1))  # fmt: skip
-    axes[2].set(xlabel=f"tube current-time product (mAs), T = {mas_frames}",
+    axes[2].set(yscale="log", xlabel=f"tube current-time product (mAs), T = {mas_frames}",
                 ylabel="brain MSE / constant predictor's", title="Map error vs mAs")  # fmt: skip
     for ax in (axes[0], axes[2]):
         ax.axhline(1.0, color="grey", lw=0.5)
@@ -284,7 +285,7 @@ def write_doc(args, rows, seconds: float, header: str) -> None:
         "",
         f"Machine: {header}. Wall time: {seconds / 60:.0f} min, the sum of every step "
         "(cohorts, training runs, evaluations) once, from `OUT/timings.json`; the machine "
-        "was shared with other jobs (the load above), so this is an upper bound.",
+        "was shared with other jobs, so this is an upper bound.",
         "",
         "## Scale of this run",
         "",
@@ -293,7 +294,7 @@ def write_doc(args, rows, seconds: float, header: str) -> None:
         f"below; one U-Net per map and setting, trained on "
         f"{'one train/validation split' if args.folds == 1 else f'{args.folds} folds'} for "
         f"{args.epochs_pre} epochs at {args.pre_size} px and {args.epochs_fine} at full size "
-        f"(lr {args.lr:g}), targets: {', '.join(args.target_source)}. The seed trained 50 "
+        f"(lr {args.lr:g}), targets: {', '.join(args.target_source)} only. The seed trained 50 "
         "epochs at 512 x 512 on 100 patients: these U-Nets are far from converged and the "
         "numbers answer the question for this scale only.",
         "",
