@@ -37,8 +37,8 @@ def test_fraction_for_other_sizes(n, n_test):
 def test_too_few_patients_and_bad_arguments():
     with pytest.raises(InputError, match="at least 4"):
         make_splits(IDS[:3])
-    with pytest.raises(InputError, match="k >= 2"):
-        make_splits(IDS, k=1)
+    with pytest.raises(InputError, match="k >= 1"):
+        make_splits(IDS, k=0)
     with pytest.raises(InputError, match="duplicates"):
         make_splits(["a", "a", "b", "c", "d"])
     with pytest.raises(InputError, match="test_fraction"):
@@ -58,3 +58,14 @@ def test_written_file_round_trips_and_leaks_are_refused(tmp_path):
     bad["folds"][1]["val"].append(bad["test"][0])
     with pytest.raises(InputError):
         check_splits(bad)
+
+
+def test_single_split_validates_a_third_of_the_rest():
+    s = make_splits(IDS[:60], k=1, test_fraction=0.25, seed=3)
+    (fold,) = s["folds"]
+    assert len(s["test"]) == 15 and len(fold["val"]) == 15 and len(fold["train"]) == 30
+    assert not set(fold["val"]) & set(fold["train"]) and not set(s["test"]) & set(fold["val"])
+    assert sorted(s["test"] + fold["val"] + fold["train"]) == sorted(IDS[:60])
+    check_splits(s)
+    with pytest.raises(InputError, match="at least 3"):
+        make_splits(IDS[:2], k=1)

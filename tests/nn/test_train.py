@@ -184,3 +184,31 @@ def test_masked_loss_counts_brain_pixels_only():
     assert float(loop_mod._loss(pred, y, m, (4, 4), masked=True)) == 1.0
     assert float(loop_mod._loss(pred, y, m, (4, 4), masked=False)) == 0.25
     assert float(loop_mod._loss(pred, y, m, (1, 4), masked=False)) == 1.0  # padding ignored
+
+
+def test_run_folder_read_as_the_evaluation_tables(run, tmp_path):
+    """`ctpmaps evaluate --training` reads a run as written: folds, mean, SD, curves, test."""
+    import numpy as np
+
+    from ctpmaps.evaluation.training import _CV_METRICS, training_tables
+    from ctpmaps.nn.train.loop import BEST_FIELDS
+    from ctpmaps.report.evaluation import learning_curves_figure
+
+    assert set(_CV_METRICS) <= set(BEST_FIELDS)  # the torch-free copy of the names agrees
+    out, result = run
+    tables = training_tables([out])
+    folds = [r for r in tables["cv"] if r["fold"] not in ("mean", "sd")]
+    written = list(csv.DictReader(open(out / "cv_table.csv")))
+    assert [r["fold"] for r in folds] == [r["fold"] for r in written] and len(folds) == 3
+    val = [float(r["val_mse_brain"]) for r in written]
+    by_fold = {r["fold"]: r for r in tables["cv"]}
+    assert by_fold["mean"]["val_mse_brain"] == pytest.approx(np.mean(val))
+    assert by_fold["sd"]["val_mse_brain"] == pytest.approx(np.std(val, ddof=1))
+    assert by_fold["mean"]["val_psnr"] == pytest.approx(-10 * np.log10(by_fold["mean"]["val_mse"]))
+    assert len(tables["learning_curves"]) == 3 * 3  # 3 folds x (2 pre + 1 fine) epochs
+    assert {r["target"] for r in tables["learning_curves"]} == {"cbv"}
+    (test,) = tables["test"]
+    assert test["mse_brain"] == pytest.approx(result["test"]["mse_brain"])
+    assert learning_curves_figure(tables["learning_curves"])[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(InputError, match="ctpmaps train run folder"):
+        training_tables([tmp_path])

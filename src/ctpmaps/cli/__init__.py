@@ -16,6 +16,7 @@ from ..errors import EXIT_CODES
 from .batch import batch_command
 from .common import PlainCommand, out, setup
 from .demo import demo_command
+from .evaluate import evaluate_command
 from .info import info_command
 from .methods import methods_command
 from .phantom import phantom_command
@@ -65,6 +66,7 @@ for _name, _command in (
     ("run", run_command),
     ("maps", maps_command),
     ("batch", batch_command),
+    ("evaluate", evaluate_command),
     ("preprocess", preprocess_command),
     ("predict", predict_command),
     ("train", train_command),

@@ -4,7 +4,8 @@ Normalised scale (the seed's Table 1)
     Each map is mapped linearly from its value range ``(low, high)`` onto [0, 1] and clipped;
     non-finite values (outside a fit's mask) become 0. This is the U-Net's target scale: the
     caller passes the ranges the network was trained with (``ctpmaps.nn.normalise.
-    TARGET_RANGES``) so that the numbers compare with its training metrics. MSE is reported
+    TARGET_RANGES``, importable without torch) so that the numbers compare with its
+    training metrics. MSE is reported
     over the whole volume ("slice": every voxel of every slice, background included, as the
     seed) and inside the brain mask, with PSNR = 10 log10(1 / MSE) dB (peak 1). Beside each,
     a constant predictor on the same voxels: the reference's mean over those voxels (the
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..nn.normalise import normalise_target
 from ._result import Result
 
 __all__ = [
@@ -45,8 +47,8 @@ __all__ = [
 def normalise_map(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
     """Physical values onto [0, 1] (clipped, float32); non-finite values become 0.
 
-    The same mapping as the U-Net's targets (``ctpmaps.nn.normalise.normalise_target``),
-    written here because importing ``ctpmaps.nn`` imports torch.
+    The U-Net's target mapping (`ctpmaps.nn.normalise.normalise_target`) with an explicit
+    range, so that map errors here and the network's training metrics are on one scale.
 
     Parameters
     ----------
@@ -60,13 +62,7 @@ def normalise_map(values: np.ndarray, value_range: tuple[float, float]) -> np.nd
     >>> normalise_map(np.array([0.0, 3.5, 12.0, np.nan]), (0.0, 10.0))
     array([0.  , 0.35, 1.  , 0.  ], dtype=float32)
     """
-    low, high = (float(v) for v in value_range)
-    if not (math.isfinite(low) and math.isfinite(high) and high > low):
-        raise InputError("value_range", f"expected finite low < high, got {value_range!r}")
-    v = np.asarray(values, dtype=np.float32)
-    out = (v - np.float32(low)) / np.float32(high - low)
-    out = np.where(np.isfinite(out), out, np.float32(0.0))
-    return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
+    return normalise_target(values, "map", value_range=value_range)
 
 
 def psnr_db(mse: float) -> float:

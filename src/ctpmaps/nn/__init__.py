@@ -8,58 +8,61 @@ re-exported here, so that ``ctpmaps.nn.train`` stays the package). Weights are
 safetensors plus a JSON of metadata, checked on load (`load_model`); what the chain needs
 from them: `filter_sigmas_of` (the filter to apply first), `validation_caveat` and
 `LoadedModel.validation` (what the models were validated on). See ``docs/unet.md``.
+
+Names are imported when first used (PEP 562): ``ctpmaps.nn.normalise`` (the input window,
+`TARGET_RANGES`, the target scale) needs numpy only, so the evaluation reads the U-Net's
+target ranges without importing torch.
 """
 
 from __future__ import annotations
 
-from .grid import training_pixel_mm
-from .model_info import Validation, filter_sigmas_of, validation_caveat
-from .normalise import (
-    HU_WINDOW,
-    INPUT_MEAN,
-    INPUT_STD,
-    TARGET_RANGES,
-    denormalise_target,
-    normalise_frames,
-    normalise_target,
-    subsample_frames,
-)
-from .predict import LoadedModel, default_weights_dir, find_weights, load_models, predict_maps
-from .splits import make_splits, read_splits, write_splits
-from .train import TrainConfig, evaluate
-from .train.metrics import MapErrors, map_errors
-from .unet import PRESETS, UNet, count_parameters
-from .weights import load_model, read_metadata, save_model
+import importlib
+from typing import Any
 
-__all__ = [
-    "UNet",
-    "PRESETS",
-    "count_parameters",
-    "HU_WINDOW",
-    "INPUT_MEAN",
-    "INPUT_STD",
-    "TARGET_RANGES",
-    "normalise_frames",
-    "normalise_target",
-    "denormalise_target",
-    "subsample_frames",
-    "make_splits",
-    "read_splits",
-    "write_splits",
-    "TrainConfig",
-    "evaluate",
-    "MapErrors",
-    "map_errors",
-    "LoadedModel",
-    "Validation",
-    "filter_sigmas_of",
-    "validation_caveat",
-    "training_pixel_mm",
-    "predict_maps",
-    "load_models",
-    "find_weights",
-    "default_weights_dir",
-    "load_model",
-    "save_model",
-    "read_metadata",
-]
+#: Public name -> submodule that defines it.
+_WHERE = {
+    "training_pixel_mm": "grid",
+    "Validation": "model_info",
+    "filter_sigmas_of": "model_info",
+    "validation_caveat": "model_info",
+    "HU_WINDOW": "normalise",
+    "INPUT_MEAN": "normalise",
+    "INPUT_STD": "normalise",
+    "TARGET_RANGES": "normalise",
+    "denormalise_target": "normalise",
+    "normalise_frames": "normalise",
+    "normalise_target": "normalise",
+    "subsample_frames": "normalise",
+    "LoadedModel": "predict",
+    "default_weights_dir": "predict",
+    "find_weights": "predict",
+    "load_models": "predict",
+    "predict_maps": "predict",
+    "make_splits": "splits",
+    "read_splits": "splits",
+    "write_splits": "splits",
+    "TrainConfig": "train",
+    "evaluate": "train",
+    "MapErrors": "train.metrics",
+    "map_errors": "train.metrics",
+    "PRESETS": "unet",
+    "UNet": "unet",
+    "count_parameters": "unet",
+    "load_model": "weights",
+    "read_metadata": "weights",
+    "save_model": "weights",
+}
+
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])

@@ -54,6 +54,7 @@ __all__ = [
     "load_models",
     "predict_maps",
     "predict_map",
+    "resolve_device",
 ]
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,36 @@ class LoadedModel:
     def validation(self) -> Validation:
         """What it was validated on (`ctpmaps.nn.model_info.validation`)."""
         return validation(self.meta, self.path.name)
+
+
+def resolve_device(device: str | torch.device | None) -> str:
+    """The torch device to run on: CUDA when present and nothing is asked, else as asked.
+
+    Parameters
+    ----------
+    device : str, torch.device or None
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``; None picks CUDA when available.
+
+    Raises
+    ------
+    InputError
+        Another device, or CUDA asked for on a machine without it (before any work).
+
+    Examples
+    --------
+    >>> resolve_device("cpu")
+    'cpu'
+    """
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    name = str(device)
+    if name.split(":", 1)[0] not in ("cpu", "cuda"):
+        raise InputError("--device", f"expected cpu or cuda (cuda:N), got {name!r}")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(
+            "--device", f"{name} asked for, but torch {torch.__version__} sees no CUDA device"
+        )
+    return name
 
 
 def default_weights_dir() -> Path:

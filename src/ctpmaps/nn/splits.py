@@ -3,6 +3,8 @@
 Slices of one patient are never split between sets (they share anatomy, noise and
 haemodynamics: a slice-wise split leaks). The seed kept 15 of 115 patients for testing and
 ran threefold cross-validation on the other 100; other cohort sizes keep the same fraction.
+``k = 1`` is a single train/validation split (a third of the non-test patients validate, the
+size of a threefold CV's fold): one model instead of k, for experiments that train many.
 The split is a JSON file (``splits.json``) and is reproducible from its seed.
 """
 
@@ -38,7 +40,8 @@ def make_splits(
     patients : sequence of str
         Patient identifiers (order does not matter: they are sorted first).
     k : int, optional
-        Number of cross-validation folds (>= 2).
+        Number of cross-validation folds (>= 2), or 1 for a single split whose validation
+        set is a third of the non-test patients.
     test_fraction : float, optional
         Share of patients held out, rounded to the nearest patient, at least 1 when the
         fraction is positive (``0`` holds none out).
@@ -67,27 +70,32 @@ def make_splits(
     ids = sorted(str(p) for p in patients)
     if len(set(ids)) != len(ids):
         raise InputError("patients", "expected unique patient identifiers, found duplicates")
-    if isinstance(k, bool) or not isinstance(k, int) or k < 2:
-        raise InputError("folds", f"expected an integer k >= 2, got {k!r}")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError("folds", f"expected an integer k >= 1, got {k!r}")
     if not 0.0 <= float(test_fraction) < 1.0:
         raise InputError("test_fraction", f"expected a value in [0, 1), got {test_fraction!r}")
     n_test = int(round(len(ids) * float(test_fraction)))
     if test_fraction > 0:
         n_test = max(1, n_test)
-    if len(ids) - n_test < k:
+    need = max(k, 2)  # a single split needs one patient to train and one to validate
+    if len(ids) - n_test < need:
         raise InputError(
             "patients",
-            f"{len(ids)} patients: expected at least {n_test + k} "
-            f"({n_test} for testing and one to validate each of {k} folds)",
+            f"{len(ids)} patients: expected at least {n_test + need} "
+            f"({n_test} for testing and {need} to train and validate)",
         )
     order = np.random.default_rng(seed).permutation(len(ids))
     shuffled = [ids[i] for i in order]
     test, rest = sorted(shuffled[:n_test]), shuffled[n_test:]
-    parts = [sorted(p.tolist()) for p in np.array_split(np.array(rest, dtype=object), k)]
+    parts = [
+        sorted(p.tolist()) for p in np.array_split(np.array(rest, dtype=object), k if k > 1 else 3)
+    ]
+    if k == 1:  # the first third validates, the rest trains
+        parts = [parts[0], sorted(p for part in parts[1:] for p in part)]
     folds = [
         {"train": sorted(p for j, part in enumerate(parts) if j != i for p in part), "val": val}
         for i, val in enumerate(parts)
-    ]
+    ][:k]
     return {
         "seed": int(seed),
         "k": k,
@@ -100,7 +108,8 @@ def make_splits(
 
 def check_splits(splits: dict[str, Any], source: str | Path = "splits") -> dict[str, Any]:
     """Check that a split is patient-wise: no patient in two of test, train and validation
-    of a fold, and each fold's validation sets disjoint and covering the non-test patients.
+    of a fold, and the folds' validation sets disjoint and covering the non-test patients
+    (a single split: train and validation partition them).
 
     Raises
     ------
@@ -121,7 +130,7 @@ def check_splits(splits: dict[str, Any], source: str | Path = "splits") -> dict[
     for i, (tr, va) in enumerate(zip(trains, vals, strict=True)):
         if tr & va or (tr | va) & test or (tr | va) != rest or not va:
             raise InputError(source, f"fold {i}: train and validation not a patient-wise split")
-    if sum(len(v) for v in vals) != len(rest) or set().union(*vals) != rest:
+    if len(folds) > 1 and (sum(len(v) for v in vals) != len(rest) or set().union(*vals) != rest):
         raise InputError(source, "validation sets do not partition the non-test patients")
     return splits
 

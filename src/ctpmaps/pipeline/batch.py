@@ -3,7 +3,8 @@
 - **Where it runs**: a local cluster by default (``workers`` processes, one thread each),
   or an existing cluster by its scheduler's address (or scheduler file): the same call scales
   from a laptop to many machines. Each worker runs one study at a time (a lock per worker,
-  whatever its number of threads); a study's own stages use the worker's CPU threads.
+  whatever its number of threads); a study's own stages use the worker's CPU threads
+  (`ctpmaps.pipeline.cluster`, shared with ``ctpmaps evaluate``).
 - **Resumable**: a study's output folder appears only when the study is complete
   (`ctpmaps.io.atomic`), so a complete study is skipped; killing the batch at any moment and
   running it again completes the cohort, with the same outputs as an uninterrupted run
@@ -19,17 +20,16 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..errors import CtpmapsError, InputError
+from ..errors import InputError
 from ..io.atomic import MANIFEST, atomic_path, check_output_dir
 from ..io.cohort import CohortStudy, find_studies
+from .cluster import guarded_study, run_on_cluster
 
 __all__ = ["BATCH_RECORD", "SUMMARY_COLUMNS", "BatchResult", "run_batch", "summarise"]
 
@@ -52,7 +52,6 @@ SUMMARY_COLUMNS = (
     "peak_memory_gb",
     "error",
 )
-_WORKER_LOCK = threading.Lock()  # per worker process: one study at a time
 
 
 @dataclass
@@ -73,16 +72,11 @@ def _run_one(study: str, out: str, options: dict[str, Any]) -> dict[str, Any]:
     """One study on a worker: its row, never an exception (the batch goes on)."""
     from .run import run_study
 
-    t0 = time.perf_counter()
-    with _WORKER_LOCK:
-        try:
-            run_study(study, out, **options)
-        except CtpmapsError as exc:
-            return {"status": "failed", "error": str(exc), "seconds": time.perf_counter() - t0}
-        except Exception as exc:  # a bug: recorded, the others go on
-            error = f"unexpected {type(exc).__name__}: {exc}"
-            return {"status": "failed", "error": error, "seconds": time.perf_counter() - t0}
-    return {"status": "done", "seconds": time.perf_counter() - t0}
+    def work() -> dict[str, Any]:
+        run_study(study, out, **options)
+        return {}
+
+    return guarded_study(work)
 
 
 def _complete(folder: Path) -> bool:
@@ -99,27 +93,6 @@ def _prepare(out: Path, cohort: Path, options: dict[str, Any]) -> None:
     record = {"written_by": f"ctpmaps {__version__}", "cohort": str(cohort), "options": options}
     with atomic_path(out / BATCH_RECORD) as tmp:
         tmp.write_text(json.dumps(record, indent=1, default=str))
-
-
-def _client(scheduler: str | None, workers: int | None):
-    import os
-
-    from distributed import Client, LocalCluster
-
-    if not logging.getLogger("ctpmaps").isEnabledFor(logging.INFO):
-        # dask's own INFO chatter (workers starting and stopping), here and in the workers
-        os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-        logging.getLogger("distributed").setLevel(logging.WARNING)
-
-    if scheduler:
-        if Path(scheduler).is_file():
-            return Client(scheduler_file=scheduler), None
-        return Client(scheduler), None
-    cluster = LocalCluster(
-        n_workers=workers or 1, threads_per_worker=1, processes=True,
-        dashboard_address=None, memory_limit=0, scheduler_kwargs={"dashboard": False},
-    )  # fmt: skip
-    return Client(cluster), cluster
 
 
 def run_batch(
@@ -178,30 +151,8 @@ def run_batch(
 
 
 def _run_all(todo, out: Path, scheduler, workers, options, say) -> dict[str, dict[str, Any]]:
-    from distributed import as_completed
-
-    client, cluster = _client(scheduler, workers)
-    rows: dict[str, dict[str, Any]] = {}
-    try:
-        futures = {
-            client.submit(
-                _run_one, str(s.path), str(out / s.name), options, key=f"ctpmaps-{s.name}",
-                pure=False,
-            ): s.name
-            for s in todo
-        }  # fmt: skip
-        for future in as_completed(futures):
-            name = futures[future]
-            try:
-                rows[name] = future.result()
-            except Exception as exc:  # a worker lost, a pickling error: recorded
-                rows[name] = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            say(name, rows[name])
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    return rows
+    tasks = {s.name: (str(s.path), str(out / s.name), options) for s in todo}
+    return run_on_cluster(_run_one, tasks, scheduler=scheduler, workers=workers, progress=say)
 
 
 def _study_row(folder: Path, row: dict[str, Any]) -> dict[str, Any]:

@@ -6,6 +6,8 @@ that a page can be rebuilt from a saved JSON and this module does not depend on 
 evaluation code. Every number on the page and in the figures comes from those tables.
 
 Figures (PNG, matplotlib's Agg canvas, embedded as base64)
+    - learning curves of the training runs given (the seed's Figure 4), beside their
+      cross-validation and test tables (Table 1);
     - map errors: MSE inside the brain and over the slices per source beside the constant
       predictor (the seed's Table 1 as bars);
     - Dice per pair of sources, box and points per lesion (the seed's Table 2);
@@ -39,6 +41,7 @@ __all__ = [
     "volumes_figure",
     "bland_altman_figure",
     "volume_scatter_figure",
+    "learning_curves_figure",
 ]
 
 Rows = Sequence[Mapping[str, Any]]
@@ -218,6 +221,61 @@ def volume_scatter_figure(volume_pairs: Rows, agreement: Rows, lesion: str) -> b
     return _finish(fig)
 
 
+def learning_curves_figure(curves: Rows) -> bytes | None:
+    """Training (solid) and validation (dashed) MSE per epoch, one panel per training run,
+    one colour per fold, log scale (the seed's Figure 4); None without rows."""
+    runs = list(dict.fromkeys(r["run"] for r in curves))
+    if not runs:
+        return None
+    fig, axes = _grid(len(runs), size=(4.2, 3.2))
+    for ax, run in zip(axes, runs, strict=True):
+        rows = _select(curves, run=run)
+        for j, fold in enumerate(dict.fromkeys(r["fold"] for r in rows)):
+            sel = _select(rows, fold=fold)
+            epochs = [r["epoch"] for r in sel]
+            colour = _COLOURS[j % len(_COLOURS)]
+            for key, style in (("train_mse", "-"), ("val_mse", "--")):
+                values = [r[key] if _finite(r.get(key)) else np.nan for r in sel]
+                label = f"fold {fold} {key.split('_')[0]}"
+                ax.plot(epochs, values, style, color=colour, lw=1, label=label)
+        ax.set_yscale("log")
+        head = rows[0]
+        ax.set_title(
+            f"{str(head.get('target', '')).upper()} ({head.get('target_source')})", fontsize=9
+        )
+        ax.set_xlabel("epoch", fontsize=8)
+        ax.set_ylabel("MSE (normalised [0, 1])", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=6)
+    return _finish(fig)
+
+
+def _training_section(ev: Mapping[str, Any]) -> str:
+    t = ev["tables"]
+    if not (t.get("cv") or t.get("test") or t.get("learning_curves")):
+        return ""
+    png = learning_curves_figure(t.get("learning_curves", []))
+    return _section(
+        "training",
+        "Training (Table 1, Figure 4)",
+        _table_block("cv", ev)
+        + _table_block("test", ev)
+        + _figure_html(png, "learning-curves", "learning curves")
+        + _table_block("learning_curves", ev, folded=True),
+    )
+
+
+def _patients_section(ev: Mapping[str, Any]) -> str:
+    t = ev["tables"]
+    if "patients" not in t and "failures" not in t:
+        return ""
+    return _section(
+        "patients",
+        "Patients",
+        _table_block("failures", ev) + _table_block("patients", ev, folded=True),
+    )
+
+
 # ----------------------------------------------------------------------------- html
 def _number(value: Any) -> str:
     value = jsonable(value)
@@ -330,6 +388,7 @@ def render_evaluation_html(
     body = "".join(
         [
             _settings_section(ev, provenance),
+            _training_section(ev),
             _section(
                 "maps",
                 "Maps (Table 1)",
@@ -360,6 +419,7 @@ def render_evaluation_html(
                 + _table_block("volume_pairs", ev, folded=True)
                 + _table_block("exclusions", ev, folded=True),
             ),
+            _patients_section(ev),
         ]
     )
     return (
