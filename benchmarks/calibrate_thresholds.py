@@ -33,43 +33,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from lesion_accuracy import _machine, cohort_arguments, phantom_patient, run_cohort
-
-TMAX_THRESHOLDS = tuple(round(x, 2) for x in np.arange(2.0, 10.01, 0.5))
-CORE_THRESHOLDS = tuple(round(x, 3) for x in np.arange(0.10, 0.401, 0.025))
-
-
-def sweep(maps, brain, hemis, voxel_ml: float, criteria, truth) -> dict:
-    """Dice and volume error (mL) of hypoperfusion per Tmax threshold and of the core per
-    (Tmax, rCBF) pair, as `ctpmaps.lesion.segment_lesions` applies them."""
-    from ctpmaps.evaluation import dice
-    from ctpmaps.lesion import relative_cbf, remove_small_clusters
-
-    rcbf, valid, _ = relative_cbf(maps, brain, hemis, criteria)
-    tmax = np.asarray(maps.tmax)
-
-    def clusters(mask):
-        return remove_small_clusters(mask, voxel_ml, criteria.min_cluster_ml)
-
-    out: dict = {}
-    true_core = truth["core"].sum() * voxel_ml
-    true_hypo = truth["hypoperfusion"].sum() * voxel_ml
-    with np.errstate(invalid="ignore"):
-        for th in TMAX_THRESHOLDS:
-            hypo_raw = valid & (tmax > th)
-            hypo = clusters(hypo_raw)
-            out[("hypo", th)] = (
-                dice(hypo, truth["hypoperfusion"]),
-                hypo.sum() * voxel_ml - true_hypo,
-            )
-            for tc in CORE_THRESHOLDS:
-                core = valid & (rcbf < tc)
-                if criteria.core_within_hypoperfusion:
-                    core &= hypo_raw
-                core = clusters(core)
-                error = core.sum() * voxel_ml - true_core
-                out[("core", th, tc)] = (dice(core, truth["core"]), error)
-    return out
+from lesion_accuracy import (
+    CORE_THRESHOLDS,
+    TMAX_THRESHOLDS,
+    _machine,
+    cohort_arguments,
+    phantom_patient,
+    run_cohort,
+    sweep,
+)
 
 
 def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:

@@ -36,6 +36,43 @@ from ctpmaps.evaluation import dice
 ROOT = Path(__file__).resolve().parents[1]
 
 
+TMAX_THRESHOLDS = tuple(round(x, 2) for x in np.arange(2.0, 10.01, 0.5))
+CORE_THRESHOLDS = tuple(round(x, 3) for x in np.arange(0.10, 0.401, 0.025))
+
+
+def sweep(maps, brain, hemis, voxel_ml: float, criteria, truth) -> dict:
+    """Dice and volume error (mL) of hypoperfusion per Tmax threshold and of the core per
+    (Tmax, rCBF) pair, as `ctpmaps.lesion.segment_lesions` applies them."""
+    from ctpmaps.evaluation import dice
+    from ctpmaps.lesion import relative_cbf, remove_small_clusters
+
+    rcbf, valid, _ = relative_cbf(maps, brain, hemis, criteria)
+    tmax = np.asarray(maps.tmax)
+
+    def clusters(mask):
+        return remove_small_clusters(mask, voxel_ml, criteria.min_cluster_ml)
+
+    out: dict = {}
+    true_core = truth["core"].sum() * voxel_ml
+    true_hypo = truth["hypoperfusion"].sum() * voxel_ml
+    with np.errstate(invalid="ignore"):
+        for th in TMAX_THRESHOLDS:
+            hypo_raw = valid & (tmax > th)
+            hypo = clusters(hypo_raw)
+            out[("hypo", th)] = (
+                dice(hypo, truth["hypoperfusion"]),
+                hypo.sum() * voxel_ml - true_hypo,
+            )
+            for tc in CORE_THRESHOLDS:
+                core = valid & (rcbf < tc)
+                if criteria.core_within_hypoperfusion:
+                    core &= hypo_raw
+                core = clusters(core)
+                error = core.sum() * voxel_ml - true_core
+                out[("core", th, tc)] = (dice(core, truth["core"]), error)
+    return out
+
+
 def _rule_on(maps, brain, ph, rule: str):
     """A lesion rule on given maps (hemispheres from the midline of the unenhanced frames)."""
     from ctpmaps.lesion import LesionCriteria, fit_midline, hemisphere_labels, segment_lesions
@@ -84,7 +121,6 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
     import logging
 
     logging.disable(logging.WARNING)
-    from calibrate_thresholds import sweep  # the same masks as the chain's rule
 
     from ctpmaps.pipeline import run_study
 
@@ -123,7 +159,7 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
 def at_thresholds(rows: list[dict], methods) -> None:
     """Score each method's Tmax rule at the thresholds the registry holds now
     (`ctpmaps.perfusion.METHODS`), from the threshold sweep stored per patient: the same
-    masks the chain makes with those thresholds (`calibrate_thresholds.sweep`), so that a
+    masks the chain makes with those thresholds (`sweep`), so that a
     cohort run before a calibration can be reported at the calibrated values."""
     from ctpmaps.perfusion import METHODS
 
