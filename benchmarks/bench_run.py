@@ -71,8 +71,10 @@ def one_run(study: Path, out: Path, motion_method: str, method: str) -> dict:
     cmd = [sys.executable, "-m", "ctpmaps", "run", str(study), str(out),
            "--method", method, "--motion-method", motion_method]  # fmt: skip
     r = run_child(cmd)
-    if r["code"] != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r['code']}):\n{r['stderr'][-3000:]}")
+    if r["code"] != 0:  # recorded and shown: the other runs go on
+        r["error"] = (r["stderr"].strip().splitlines() or ["no message"])[-1]
+        r["timings_s"] = {}
+        return r
     r["timings_s"] = json.loads((out / "run.json").read_text())["timings_s"]
     return r
 
@@ -85,6 +87,10 @@ def table(runs: dict, accuracy: dict, methods: list[str]) -> list[str]:
     for (study, method), r in runs.items():
         t = r["timings_s"]
         acc = accuracy.get((study, method))
+        if "error" in r:
+            failed = f"failed (exit {r['code']} after {r['wall_s']:.1f} s): {r['error']}"
+            rows.append(f"| {study} | {method} | {failed} |")
+            continue
         cells = [study, method, *(f"{t.get(s, 0.0):.1f}" for s in STAGES),
                  f"{t['total']:.1f}", f"{r['wall_s']:.1f}", f"{r['peak_gb']:.2f}",
                  f"{acc[0]:.3f} / {acc[1]:.3f}" if acc else "-", r["load"]]  # fmt: skip
@@ -95,7 +101,7 @@ def table(runs: dict, accuracy: dict, methods: list[str]) -> list[str]:
                  "|" + "---|" * (len(STAGES) + 3)]  # fmt: skip
         for study in dict.fromkeys(s for s, _ in runs):
             a, b = runs.get((study, methods[0])), runs.get((study, methods[1]))
-            if a is None or b is None:
+            if a is None or b is None or "error" in a or "error" in b:
                 continue
             ta, tb = a["timings_s"], b["timings_s"]
             ratio = [tb.get(s, 0.0) / ta[s] if ta.get(s) else float("nan") for s in STAGES]
@@ -110,7 +116,7 @@ def verdicts(runs: dict, accuracy: dict, method: str) -> tuple[list[str], bool]:
         r = runs.get((study, method))
         if r is None:
             continue
-        met = r["wall_s"] < target and r["peak_gb"] < TARGET_GB
+        met = "error" not in r and r["wall_s"] < target and r["peak_gb"] < TARGET_GB
         ok &= met
         lines.append(f"{study} ({method}): {r['wall_s']:.1f} s with start-up (target < "
                      f"{target:g} s), peak {r['peak_gb']:.2f} GB (< {TARGET_GB:g} GB): "
@@ -155,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
                 runs[(study, method)] = r = one_run(
                     folder / f"{study}.nii.gz", out, method, args.method
                 )
-                print(f"  {study} / {method}: {r['wall_s']:.1f} s (load {r['load']})", flush=True)
-                if study == "moving":
+                print(f"  {study} / {method}: {r['wall_s']:.1f} s (load {r['load']})"
+                      + (f" FAILED: {r['error']}" if "error" in r else ""), flush=True)  # fmt: skip
+                if study == "moving" and (out / "motion.csv").exists():
                     d = residual_mm(motion_matrices(out, center), known["truth"],
                                     known["brain_mm"], center)  # fmt: skip
                     accuracy[(study, method)] = (np.median(d), np.percentile(d, 95))
