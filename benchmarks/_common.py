@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,20 +33,40 @@ def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+#: Runs ``python -m MODULE ARGS`` and writes the process's peak resident memory (VmHWM, kB)
+#: to stderr at exit. ``ru_maxrss`` from ``wait4`` will not do: on Linux a child started
+#: from a large process reports the parent's peak (the high-water mark survives fork and
+#: exec), while VmHWM belongs to the new program's own memory.
+_PEAK = """
+import atexit, runpy, sys
+@atexit.register
+def _peak():
+    with open("/proc/self/status") as fh:
+        kb = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:"))
+    sys.stderr.write(f"\\npeak-kB {kb}\\n")
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
 def run_child(cmd: list[str]) -> dict:
-    """Run ``cmd`` to its end; its wall time (s), peak resident memory (GB, its own and its
-    waited-for children's, from ``wait4``: the process alone, not this one), exit code,
-    output and the load average before and after."""
+    """Run ``cmd`` (``[python, "-m", module, *args]``) to its end: its wall time (s), peak
+    resident memory of that process (GB; not of processes it starts, such as dask workers
+    or the elastix child), exit code, output and the load average before and after."""
     import tempfile
 
+    if cmd[:2] == [sys.executable, "-m"]:
+        cmd = [sys.executable, "-c", _PEAK, *cmd[2:]]
     before = load()
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
+        code = subprocess.run(cmd, stdout=out, stderr=err, text=True).returncode
         wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
         out.seek(0), err.seek(0)
         text, errors = out.read(), err.read()
-    return {"wall_s": wall, "peak_gb": usage.ru_maxrss / 1e6, "code": proc.returncode,
-            "stdout": text, "stderr": errors, "load": f"{before} -> {load()}"}  # fmt: skip
+    lines = errors.splitlines()
+    peaks = [ln.split()[1] for ln in lines if ln.startswith("peak-kB ")]
+    peak = int(peaks[-1]) / 1e6 if peaks else float("nan")
+    errors = "\n".join(ln for ln in lines if not ln.startswith("peak-kB ")).strip()
+    return {"wall_s": wall, "peak_gb": peak, "code": code, "stdout": text, "stderr": errors,
+            "load": f"{before} -> {load()}"}  # fmt: skip
