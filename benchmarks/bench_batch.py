@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         "| workers | wall s | s per study (wall / studies) | studies per minute | median "
         "study s (summary) | done | failed | as expected | speed-up vs first | peak GB "
-        "(batch + workers) | largest study peak GB | load before -> after |"
+        "(batch process) | largest study peak GB | load before -> after |"
     )
     print("|" + "---|" * 12)
     first = results[args.workers[0]]["wall_s"]
