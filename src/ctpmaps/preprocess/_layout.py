@@ -16,8 +16,9 @@ def c_order_copy(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
 
     NIfTI data reads Fortran-ordered (x fastest) while the preprocessing and the fits want
     each voxel's curve contiguous (t fastest). ``out[...] = frames`` between the two layouts
-    reads one value per cache line and takes about 8 s for a 512 x 512 x 8 x 89 study; copying
-    32 x-rows of one y at a time takes about 1 s (a blocked transpose: numpy has none).
+    reads one value per cache line; copying 32 x-rows of one y at a time keeps both sides in
+    the cache and was several times faster on a 512 x 512 x 8 x 89 study (a blocked
+    transpose: numpy has none).
 
     Parameters
     ----------
