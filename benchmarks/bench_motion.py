@@ -33,7 +33,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -42,6 +41,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine
 
 TARGET_S = 60.0
 TARGET_MEDIAN_MM = 0.2
@@ -61,22 +61,37 @@ def random_walk(n: int, rng: np.random.Generator, *, mm: float = 2.0, deg: float
 def make_studies(matrix: int, n_frames: int, folder: Path) -> dict:
     """Write still.npy, moving.npy and truth.npz into ``folder``; returns a description."""
     from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
-    from ctpmaps.preprocess import resample_rigid, rigid_matrix
 
     cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=matrix, n_frames=n_frames))
     ph = simulate_patient(cfg, seed=1, normal=False, keep_noise_free=True)
-    frames, clean, spacing = ph.study.frames, ph.truth.noise_free, ph.study.spacing
+    frames, spacing = ph.study.frames, ph.study.spacing
     np.save(folder / "still.npy", frames)
-    truth = random_walk(frames.shape[3], np.random.default_rng(7))
+    truth = move_every_frame(ph, np.random.default_rng(7))
+    np.save(folder / "moving.npy", frames)
+    brain = brain_points_mm(ph)
+    np.savez(folder / "truth.npz", truth=truth, brain_mm=brain, spacing=spacing)
+    return {"shape": list(frames.shape), "spacing": list(spacing), "brain_points": len(brain)}
+
+
+def move_every_frame(ph, rng: np.random.Generator) -> np.ndarray:
+    """Move every frame of a phantom patient (simulated with ``keep_noise_free=True``) in
+    place by a smooth random walk (`random_walk`): the noise-free frame is moved, its noise
+    added back unmoved. Returns the walk, (t, 6) rotations (deg) and translations (mm)."""
+    from ctpmaps.preprocess import resample_rigid, rigid_matrix
+
+    frames, clean, spacing = ph.study.frames, ph.truth.noise_free, ph.study.spacing
+    truth = random_walk(frames.shape[3], rng)
     center = (np.array(frames.shape[:3]) - 1) / 2 * np.array(spacing)
-    for k in range(frames.shape[3]):  # frames becomes the moving study, frame by frame
+    for k in range(frames.shape[3]):
         noise = frames[..., k] - clean[..., k]
         to_frame = rigid_matrix(truth[k, :3], truth[k, 3:], center)
         frames[..., k] = resample_rigid(clean[..., k], spacing, np.linalg.inv(to_frame)) + noise
-    np.save(folder / "moving.npy", frames)
-    brain = np.argwhere(ph.truth.masks["brain"])[::5] * np.array(spacing)
-    np.savez(folder / "truth.npz", truth=truth, brain_mm=brain, spacing=spacing)
-    return {"shape": list(frames.shape), "spacing": list(spacing), "brain_points": len(brain)}
+    return truth
+
+
+def brain_points_mm(ph) -> np.ndarray:
+    """Every 5th voxel of the phantom's brain, (n, 3) mm from voxel (0, 0, 0)."""
+    return np.argwhere(ph.truth.masks["brain"])[::5] * np.array(ph.study.spacing)
 
 
 def residual_mm(matrices: np.ndarray, truth: np.ndarray, points_mm: np.ndarray, center):
@@ -135,17 +150,6 @@ def run_child(path: Path, method: str, spacing) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{method} on {path.name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def machine() -> str:
-    cpu = platform.processor()
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        names = [ln.split(":", 1)[1].strip() for ln in info.read_text().splitlines()
-                 if ln.startswith("model name")]  # fmt: skip
-        cpu = names[0] if names else cpu
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{platform.platform()}, {cpu}, {cores} cores, python {platform.python_version()}"
 
 
 def table(runs: dict, accuracy: dict, methods: list[str]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ from ..clock import Stopwatch
 from ..errors import InputError
 from ..io.load import load_study
 from ..io.study import Study
+from ..preprocess._layout import c_order_copy
 
 __all__ = ["check_inputs", "load", "study_summary"]
 
@@ -29,12 +31,18 @@ def load(
     """The study, and whether its frames are ours to modify in place.
 
     A `Study` given by the caller is never modified (the first stage copies its frames);
-    one read here is ours. Reading is timed as the stage ``load``.
+    one read here is ours, with C-ordered frames (each voxel's curve contiguous, as every
+    later stage wants): NIfTI reads Fortran-ordered, and the reordered copy made here
+    replaces the read frames at once, so that one copy of the study is held from here on
+    (750 MB less during the filter and the fits at 512 x 512 x 8 x 89 than a copy made by
+    the first stage). Reading is timed as the stage ``load``.
     """
     if isinstance(study_or_path, Study):
         return study_or_path, False
     with clock.stage("load"):
         study = load_study(study_or_path, series_uid=series_uid, frame_interval=frame_interval)
+        if not study.frames.flags.c_contiguous:
+            study = replace(study, frames=c_order_copy(study.frames))
     return study, True
 
 

@@ -20,6 +20,7 @@ from ..clock import Progress, Stopwatch
 from ..errors import InputError
 from ..io.atomic import atomic_dir
 from ..io.study import Study
+from ..preprocess._layout import c_order_copy
 from ..preprocess.bilateral import SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
 from .load import check_inputs, load, study_summary
 from .outputs import write_preprocessed
@@ -62,6 +63,12 @@ def _writeable_copy_ok(frames: np.ndarray) -> bool:
     """Preprocessing in place needs a writeable C-ordered float32 array (NIfTI reads
     F-ordered; a copy is then made by the first stage)."""
     return bool(frames.dtype == np.float32 and frames.flags.c_contiguous and frames.flags.writeable)
+
+
+def _own(study: Study, owned: bool) -> Study:
+    """The study with frames we may overwrite: a C-ordered float32 copy unless ``owned``
+    (NIfTI reads F-ordered); both stages then work in place."""
+    return study if owned else replace(study, frames=c_order_copy(study.frames))
 
 
 def preprocess_frames(
@@ -112,12 +119,15 @@ def preprocess_frames(
         from ..preprocess.motion import register_frames
 
         with clock.stage("motion"):
-            # a C-ordered output of our own: later stages then work in place
-            out = study.frames if owned else np.empty(study.frames.shape, np.float32)
+            study, owned = _own(study, owned), True
             motion_result = register_frames(
-                study.frames, study.spacing, times=study.times, out=out, **(motion_options or {})
+                study.frames,
+                study.spacing,
+                times=study.times,
+                out=study.frames,
+                **(motion_options or {}),
             )
-        study, owned = replace(study, frames=motion_result.frames), True
+        study = replace(study, frames=motion_result.frames)
     if not filter:
         skipped["filter"] = "switched off"
     elif "filter" in done:
@@ -126,12 +136,13 @@ def preprocess_frames(
         from ..preprocess.bilateral import guided_bilateral_filter
 
         with clock.stage("filter"):
+            study, owned = _own(study, owned), True
             frames = guided_bilateral_filter(
                 study.frames,
                 study.spacing,
                 sigma_spatial_mm=filter_sigmas[0],
                 sigma_range_hu=filter_sigmas[1],
-                out=study.frames if owned else None,
+                out=study.frames,
             )
         study = replace(study, frames=frames)
     return study, motion_result

@@ -292,10 +292,12 @@ def input_locations_figure(
         )
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
         for vox, colour, label in ((aif_voxels, "red", "AIF"), (vof_voxels, "deepskyblue", "VOF")):
-            sel = vox[vox[:, 2] == k]
+            shown = image[crop].shape[:2]
+            sel = vox[vox[:, 2] == k][:, :2] - (x0, y0)
+            sel = sel[np.all((sel >= 0) & (sel < shown), axis=1)]  # outside the crop: unmarked
             if sel.size:
-                marks = np.zeros(image[crop].shape[:2] + (1,), bool)
-                marks[sel[:, 0] - x0, sel[:, 1] - y0, 0] = True
+                marks = np.zeros(shown + (1,), bool)
+                marks[sel[:, 0], sel[:, 1], 0] = True
                 r, c = np.nonzero(display_slice(marks, 0, affine))
                 ax.scatter(c, r, s=10, facecolors="none", edgecolors=colour, lw=1, label=label)
         ax.set_title(f"slice {k + 1}", fontsize=8)

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import InputError
+from .._layout import c_order_copy
 from .._threads import n_threads as _n_threads
 from . import elastix, gauss_newton  # gauss_newton imports torch only when it runs
 from .geometry import params_of_matrix, resample_frames
@@ -160,7 +161,7 @@ def register_frames(
         n_t, frames.shape[2], reference, edge_slices, times,
         skip_threshold_mm=skip_threshold_mm, flag_mm=flag_mm, flag_deg=flag_deg,
     )  # fmt: skip
-    out = _output(frames, out)
+    out = frames = _output(frames, out)  # the rest reads the (C-ordered) copy, in place
     n_threads = _n_threads(threads)
     timings: dict[str, float] = {}
     center = (np.array(frames.shape[:3]) - 1) / 2 * np.array(spacing)
@@ -380,9 +381,9 @@ def _check_frames(frames, spacing):
 
 def _output(frames: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     if out is None:
-        return frames.astype(np.float32, copy=True)
+        return c_order_copy(frames)
     if not isinstance(out, np.ndarray) or out.shape != frames.shape or out.dtype != np.float32:
         raise InputError("out", f"expected a float32 array of shape {frames.shape}")
     if out is not frames:
-        out[...] = frames
+        c_order_copy(frames, out)
     return out
