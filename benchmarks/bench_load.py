@@ -47,7 +47,7 @@ def make_study(nx: int = 512, ny: int = 512, nz: int = 8, nt: int = 89, seed: in
 
 def bare_loop(folder: Path) -> np.ndarray:
     """The baseline: read and rescale every file with pydicom, nothing else."""
-    files = sorted(p for p in folder.iterdir() if p.is_file())
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
     out = np.empty((len(files), int(first.Rows), int(first.Columns)), dtype=np.float32)
     for i, path in enumerate(files):
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             loaded = read_dicom_study(folder)  # warm-up: page cache, imports, decoder plugins
             np.testing.assert_array_equal(loaded.frames[..., 3], np.rint(study.frames[..., 3]))
             del loaded, study
-        n_files = len(list(folder.iterdir()))
+        n_files = len([p for p in folder.iterdir() if not p.name.startswith(".")])
         times: dict[str, list[tuple[float, float]]] = {"bare": [], "read": []}
         for r in range(args.repeats):
             pair = [("bare", bare_loop), ("read", read_dicom_study)]
