@@ -47,6 +47,10 @@ down-sampled on the grid, to ``sigma / 2``, only when that step is at least 2 vo
 (``0.4 sigma`` when all three axes are, as with thin isotropic voxels, since the tent errors
 add up per axis); otherwise the grid keeps every voxel of that axis (exact positions, no
 tent).
+
+The module stays whole: the grid's layout, its splat, blur and slice steps and the public
+filter are one algorithm whose parts share their index arrays; about half of it is the
+derivation and its limits above.
 """
 
 from __future__ import annotations
