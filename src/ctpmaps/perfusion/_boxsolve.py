@@ -107,10 +107,12 @@ class ShiftTable:
         linear in between).
         """
         if self.AA is None:
+            # Built on first use by whichever worker thread gets here first: AA is set last,
+            # so another thread that sees it set finds the other tables too.
             times, knots, nodes, scale = self._second
-            self.AA = scale * aif_second_integral(times[None, :] - nodes[:, None], *knots)
             self._a64 = self.a.astype(np.float64)
             self._da64 = self.da.astype(np.float64) / self.h
+            self.AA = scale * aif_second_integral(times[None, :] - nodes[:, None], *knots)
         jf = (np.asarray(x, dtype=np.float64) - self.x0) / self.h
         j = np.clip(np.floor(jf).astype(np.intp), 0, self.n - 2)
         delta = ((jf - j) * self.h)[:, None]

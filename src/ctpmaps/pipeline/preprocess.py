@@ -71,6 +71,21 @@ def _own(study: Study, owned: bool) -> Study:
     return study if owned else replace(study, frames=c_order_copy(study.frames))
 
 
+_DONE_ALREADY = {"motion": "registered", "filter": "filtered"}
+
+
+def _skipped(step: str, wanted: bool, done: set[str], skipped: dict[str, str]) -> bool:
+    """Whether ``step`` is left out (switched off, or done already), noting why in
+    ``skipped``."""
+    if not wanted:
+        skipped[step] = "switched off"
+    elif step in done:
+        skipped[step] = f"the frames are {_DONE_ALREADY[step]} already"
+    else:
+        return False
+    return True
+
+
 def preprocess_frames(
     study: Study,
     *,
@@ -111,11 +126,7 @@ def preprocess_frames(
     done = applied_steps(study)
     owned = owned and _writeable_copy_ok(study.frames)
     motion_result = None
-    if not motion:
-        skipped["motion"] = "switched off"
-    elif "motion" in done:
-        skipped["motion"] = "the frames are registered already"
-    else:
+    if not _skipped("motion", motion, done, skipped):
         from ..preprocess.motion import register_frames
 
         with clock.stage("motion"):
@@ -128,11 +139,7 @@ def preprocess_frames(
                 **(motion_options or {}),
             )
         study = replace(study, frames=motion_result.frames)
-    if not filter:
-        skipped["filter"] = "switched off"
-    elif "filter" in done:
-        skipped["filter"] = "the frames are filtered already"
-    else:
+    if not _skipped("filter", filter, done, skipped):
         from ..preprocess.bilateral import guided_bilateral_filter
 
         with clock.stage("filter"):
