@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..nn.normalise import FOLD_METRICS
 from .maps import psnr_db
 
 __all__ = ["CAPTIONS", "training_tables"]
@@ -36,17 +37,8 @@ CAPTIONS = {
     "test": "Each training run's held-out test set, normalised scale.",
     "learning_curves": "Training and validation MSE per epoch (the seed's Figure 4).",
 }
-#: Metrics of the CV table, in order (`ctpmaps.nn.train.history.CV_COLUMNS`).
-_CV_METRICS = (
-    "train_mse",
-    "train_mse_brain",
-    "val_mse",
-    "val_psnr",
-    "val_const_mse",
-    "val_mse_brain",
-    "val_psnr_brain",
-    "val_const_mse_brain",
-)
+#: Metrics of the CV table, in order.
+_CV_METRICS = FOLD_METRICS
 _CURVE_METRICS = ("train_mse", "val_mse", "train_mse_brain", "val_mse_brain", "lr")
 _TEST_METRICS = (
     "mse",

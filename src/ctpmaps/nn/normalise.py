@@ -49,6 +49,7 @@ __all__ = [
     "INPUT_STD",
     "TARGET_RANGES",
     "TARGET_UNITS",
+    "FOLD_METRICS",
     "normalise_frames",
     "normalise_target",
     "denormalise_target",
@@ -74,6 +75,20 @@ TARGET_RANGES: dict[str, tuple[float, float]] = {
 }
 #: Unit of each map.
 TARGET_UNITS = MAP_UNITS
+
+#: What a training fold records of its best epoch on this target scale: MSE and PSNR (dB)
+#: over the slice and inside the brain, with a constant predictor's MSE beside them. Defined
+#: here, without torch, so that the evaluation reads training runs without importing it.
+FOLD_METRICS = (
+    "train_mse",
+    "train_mse_brain",
+    "val_mse",
+    "val_psnr",
+    "val_const_mse",
+    "val_mse_brain",
+    "val_psnr_brain",
+    "val_const_mse_brain",
+)
 
 
 def normalise_frames(

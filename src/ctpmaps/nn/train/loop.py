@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from ...errors import InputError
 from ..dataset import SliceDataset
+from ..normalise import FOLD_METRICS
 from ..unet import UNet
 from ..weights import load_checkpoint, load_model, model_paths, save_checkpoint
 from .config import TrainConfig
@@ -31,19 +32,7 @@ from .metrics import MapErrors, evaluate
 __all__ = ["FoldData", "train_fold"]
 
 #: What the best epoch of a fold records.
-BEST_FIELDS = (
-    "epoch",
-    "stage",
-    "size",
-    "train_mse",
-    "train_mse_brain",
-    "val_mse",
-    "val_psnr",
-    "val_const_mse",
-    "val_mse_brain",
-    "val_psnr_brain",
-    "val_const_mse_brain",
-)
+BEST_FIELDS = ("epoch", "stage", "size", *FOLD_METRICS)
 
 
 @dataclass
