@@ -190,7 +190,7 @@ def test_run_folder_read_as_the_evaluation_tables(run, tmp_path):
     """`ctpmaps evaluate --training` reads a run as written: folds, mean, SD, curves, test."""
     import numpy as np
 
-    from ctpmaps.evaluation.training import _CV_METRICS, training_tables
+    from ctpmaps.evaluation.training import training_tables
     from ctpmaps.report.evaluation import learning_curves_figure
 
     out, result = run
