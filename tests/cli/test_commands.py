@@ -106,3 +106,20 @@ def test_preprocess_writes_study_report_and_dicom(tmp_path):
     sharper = load_study(tmp_path / "d" / "ctp.nii.gz").frames[..., 0][brain]
     raw = ph.study.frames[..., 0][brain]
     assert np.abs(smoother - raw).mean() > np.abs(sharper - raw).mean()
+
+
+def test_no_bolus_exits_3_naming_the_study_and_writes_nothing(small_stroke_files, tmp_path):
+    import nibabel as nib
+
+    src = nib.load(small_stroke_files / "ctp.nii.gz")
+    first = np.asarray(src.dataobj)[..., :1].astype(np.float32)
+    rng = np.random.default_rng(0)
+    frames = first + rng.normal(0.0, 3.0, first.shape[:3] + (src.shape[3],)).astype(np.float32)
+    study = tmp_path / "flat.nii.gz"  # the same head with no contrast given
+    nib.save(nib.Nifti1Image(frames, src.affine, src.header), study)
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["maps", str(study), str(out), "--no-motion", "--no-filter"])
+    assert res.exit_code == 3, res.output
+    assert str(study) in res.output and "no contrast bolus" in res.output
+    assert "Traceback" not in res.output
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["flat.nii.gz"]

@@ -119,8 +119,8 @@ def bolus_arrival_frame(
     noise = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2.0)
     if not amp > 5.0 * noise or amp <= 0:
         raise FitError(
-            f"curve_or_mean: no contrast bolus: peak enhancement {amp:.4g} is not above "
-            f"5 x noise ({5.0 * noise:.4g})"
+            f"no contrast bolus: the peak enhancement of the curve ({amp:.4g} HU) is not "
+            f"above 5 x its noise ({5.0 * noise:.4g} HU)"
         )
     level = low + RISE_FRACTION * amp
     j = peak

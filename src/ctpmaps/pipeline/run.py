@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..clock import Progress, Stopwatch
+from ..errors import FitError
 from ..io.atomic import atomic_dir
 from ..io.study import Study
 from ..lesion import (
@@ -207,11 +208,15 @@ def _analyse(plan: _Plan, study_or_path: Study | str | Path, clock: Stopwatch) -
         if plan.models is not None:
             result.maps = cnn_maps(study, plan.models, mask=o.mask, device=o.device)
         else:
-            result.maps = compute_maps(
-                study, method=o.method, mask=o.mask, aif_mask=o.aif_mask, aif_csv=o.aif_csv,
-                vof_mask=o.vof_mask, baseline_frames=o.baseline_frames,
-                hematocrit_factor=o.hematocrit_factor, density=o.density,
-            )  # fmt: skip
+            try:
+                result.maps = compute_maps(
+                    study, method=o.method, mask=o.mask, aif_mask=o.aif_mask,
+                    aif_csv=o.aif_csv, vof_mask=o.vof_mask, baseline_frames=o.baseline_frames,
+                    hematocrit_factor=o.hematocrit_factor, density=o.density,
+                )  # fmt: skip
+            except FitError as exc:  # the message names the study, as every other error
+                name = study_or_path if not isinstance(study_or_path, Study) else "the study"
+                raise FitError(f"{name}: {exc}") from exc
     filtered = "filter" in clock.timings or "filter" in applied_steps(study)
     result.caveats = assess(result.maps.parameters, filtered=filtered, problems=result.problems)
     if o.lesions:
