@@ -172,7 +172,12 @@ class HeterogeneousSettings:
     vof_area_ratio : tuple of float
         Range of the area of the venous output over that of the arterial input.
     sinus_fill : tuple of float
-        Range of the largest blood fraction of a sinus voxel (partial volume).
+        Range of a factor on the blood fraction of every sinus voxel, a stress option.
+        The sinus's partial volume is geometric (`ctpmaps.phantom.vessels`: its edges,
+        5 mm slices, the PSF), so voxels at the centre of its lumen are pure blood, as in
+        a real sinus of 7-9 mm. Below 1, every voxel of the lumen is part dura/CSF: no
+        image tells that from a weaker bolus, and every VOF-scaled CBF and CBV reads
+        high by 1/fill (a bias no method can remove, hence off by default).
     skull_base_noise : float
         Noise SD at the skull base (MNI z <= -20 mm) over that at MNI z >= 30 mm.
     noise_in_plane_cv : float
@@ -192,7 +197,7 @@ class HeterogeneousSettings:
     rcbf_min: float = 0.05
     late_bolus_fraction: float = 0.25
     vof_area_ratio: tuple[float, float] = (0.85, 1.0)
-    sinus_fill: tuple[float, float] = (0.7, 0.95)
+    sinus_fill: tuple[float, float] = (1.0, 1.0)
     skull_base_noise: float = 1.4
     noise_in_plane_cv: float = 0.1
 

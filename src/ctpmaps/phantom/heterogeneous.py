@@ -125,8 +125,10 @@ def _spatial(cfg, head, rng, brain, is_normal) -> tuple[Fields, np.ndarray, np.n
 
 
 def _partial_volume_sinus(head: Head, rng: np.random.Generator, fill_range) -> float:
-    """Scale the sinus's blood fraction by a drawn fill (< 1): the rest of each sinus voxel
-    is dura and CSF, which do not enhance. Returns the fill."""
+    """Scale the sinus's blood fraction by a drawn fill (a stress option, 1 by default:
+    see ``HeterogeneousSettings.sinus_fill``): the rest of each sinus voxel is dura and
+    CSF, which do not enhance. Returns the fill (drawn even when the range is one value,
+    so that a patient's other draws do not depend on it)."""
     fill = float(rng.uniform(*fill_range))
     anat = head.anat
     anat.csf = anat.csf + anat.vein * (1.0 - fill)
