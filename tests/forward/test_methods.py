@@ -144,3 +144,28 @@ def test_nlr_relative_cbf_with_noise() -> None:
     cbf = METHODS["nlr"].model(c.aif, c.times).fit(noisy).cbf.reshape(len(regions), n)
     rcbf = np.median(cbf[1:], axis=1) / np.median(cbf[0])
     np.testing.assert_allclose(rcbf, c.truth("cbf")[1:] / 60.0, atol=0.06)
+
+
+def test_nlr_shape_chosen_on_the_neighbourhood_at_realistic_noise() -> None:
+    """3 HU of noise (filtered frames): one voxel's curve cannot tell a dispersed residue
+    from a box, so chosen voxel by voxel most ischaemic exponential tissue keeps the box
+    and reads its CBF 30 % low. Each region a patch of 24 x 24 voxels of 1 mm, healthy box
+    tissue beside ischaemic tissue delayed 3 s: the shape chosen on the neighbourhood's
+    pooled curves (`fit` given the voxel size) gives every ischaemic region's median CBF
+    within 12 % of the truth, and moves healthy tissue's by less than 5 % (pooled across
+    the border, its curves would look dispersed; its 10 % excess at this noise is the
+    noise's own skew, the same voxel by voxel)."""
+    regions = [Region(60.0, 4.0)] + [
+        Region(60.0 * 0.35, 4.0 * 0.75 / 0.35, 3.0, shape) for shape in ("exponential", 2.0, "box")
+    ]
+    c = simulate(regions)
+    side = 24
+    frames = np.repeat(np.repeat(c.tissue[:, None, None, :], side, axis=0), side, axis=1)
+    frames = add_noise(frames, 3.0, seed=7).astype(np.float32)  # (4 x 24, 24, 1, t)
+    model = METHODS["nlr"].model(c.aif, c.times)
+    pooled = model.fit(frames, spacing=(1.0, 1.0, 5.0)).cbf.reshape(len(regions), -1)
+    alone = model.fit(frames).cbf.reshape(len(regions), -1)
+    truth = c.truth("cbf")
+    np.testing.assert_allclose(np.median(pooled[1:], axis=1), truth[1:], rtol=0.12)
+    assert np.median(pooled[0]) == pytest.approx(np.median(alone[0]), rel=0.05)
+    assert np.median(alone[1]) < 0.8 * truth[1]  # the failure pooling removes

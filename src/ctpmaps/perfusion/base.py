@@ -417,7 +417,13 @@ class PerfusionModel:
         """Number of frames."""
         return int(self.times.size)
 
-    def fit(self, concentration: np.ndarray, *, mask: np.ndarray | None = None) -> PerfusionFit:
+    def fit(
+        self,
+        concentration: np.ndarray,
+        *,
+        mask: np.ndarray | None = None,
+        spacing: tuple[float, float, float] | None = None,
+    ) -> PerfusionFit:
         """Fit every masked voxel.
 
         Parameters
@@ -426,6 +432,9 @@ class PerfusionModel:
             Tissue enhancement (ΔHU) at ``times``; float32 stays float32.
         mask : ndarray of bool, shape (x, y, z) or (n_vox,), optional
             Voxels to fit; all by default. Maps are NaN outside.
+        spacing : tuple of float, optional
+            Voxel size (x, y, z) in mm, for models that use a voxel's neighbourhood (the
+            NLR's residue shape); voxel-wise models ignore it.
 
         Returns
         -------

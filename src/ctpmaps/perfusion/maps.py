@@ -181,7 +181,7 @@ def compute_maps(
         model = info.model(
             aif.curve, study.times, hematocrit_factor=hematocrit_factor, density=density
         )
-        fit = model.fit(enh, mask=brain)
+        fit = model.fit(enh, mask=brain, spacing=study.spacing)
         maps = fit.maps()
         maps.method = method
     hits = fit.bound_hits() if hasattr(fit, "bound_hits") else {}
