@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import numpy as np
 from scipy import ndimage
@@ -238,11 +238,7 @@ def select_shapes(model, y: np.ndarray, out: dict, lo, hi, kw: dict) -> None:
         sel = np.flatnonzero(might[i])
         if sel.size == 0:
             continue
-        ramps = gamma_ramps(k)
-
-        def evaluate_at(table, y, theta, nonnegative, ramps=ramps):
-            return evaluate_ramps(table, y, theta, nonnegative, ramps)
-
+        evaluate_at = partial(evaluate_ramps, ramps=gamma_ramps(k))
         alt = solve(table, y[sel], starts[i][sel], lo, hi, evaluate_at=evaluate_at, **kw)
         out["iterations"][flagged[sel]] += alt["iterations"]
         better = (alt["sse"] < best["sse"][sel]) & (alt["cbf"] > 0)
@@ -350,11 +346,7 @@ def fit_hinted_shapes(model, y: np.ndarray, out: dict, hint: np.ndarray, lo, hi,
     dof = max(y.shape[1] - 3, 1)
     for k in np.unique(hint[np.isfinite(hint)]):
         sel = np.flatnonzero(hint == k)
-        ramps = gamma_ramps(float(k))
-
-        def evaluate_at(table, y, theta, nonnegative, ramps=ramps):
-            return evaluate_ramps(table, y, theta, nonnegative, ramps)
-
+        evaluate_at = partial(evaluate_ramps, ramps=gamma_ramps(float(k)))
         start = model._grid(y.dtype, float(k)).best(y[sel])[0]
         alt = solve(table, y[sel], start, lo, hi, evaluate_at=evaluate_at, **kw)
         out["iterations"][sel] += alt["iterations"]
