@@ -33,18 +33,8 @@ def batch_command(
             show_default=False,
         ),
     ],
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ADDRESS",
-            help="A running dask scheduler (tcp://host:8786 or a scheduler file); default: a "
-            "local cluster.",
-            show_default=False,
-        ),
-    ] = None,
-    workers: Annotated[
-        int, typer.Option(metavar="N", min=1, help="Processes of the local cluster.")
-    ] = 1,
+    scheduler: o.Scheduler = None,
+    workers: o.Workers = 1,
     method: o.Method = o.MethodChoice.nlr,
     motion: o.Motion = True,
     motion_method: o.MotionMethod = o.MotionMethodChoice["gauss-newton"],

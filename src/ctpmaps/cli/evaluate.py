@@ -44,33 +44,22 @@ def evaluate_command(
     reference: Annotated[
         str, typer.Option(metavar="SOURCE", help="Reference of the lesion masks.")
     ] = "truth",
-    map_reference: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SOURCE",
-            help="Reference of the maps (default: truth when a source, else --reference).",
-            show_default=False,
-        ),
-    ] = None,
+    map_reference: o.unset_option(
+        str, "SOURCE", "Reference of the maps (default: truth when a source, else --reference)."
+    ) = None,
     patients_from: Annotated[
         Path | None,
         typer.Option(
             metavar="SPLITS", help="Evaluate the test patients of a ctpmaps train splits.json."
         ),
     ] = None,
-    patients: Annotated[
-        str | None,
-        typer.Option(metavar="A,B", help="Evaluate these patients only.", show_default=False),
-    ] = None,
-    training: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--training",
-            metavar="RUN",
-            help="A ctpmaps train run folder (Table 1, Figure 4); repeat for several maps.",
-            show_default=False,
-        ),
-    ] = None,
+    patients: o.unset_option(str, "A,B", "Evaluate these patients only.") = None,
+    training: o.unset_option(
+        list[Path],
+        "RUN",
+        "A ctpmaps train run folder (Table 1, Figure 4); repeat for several maps.",
+        "--training",
+    ) = None,
     frames: Annotated[
         int | None,
         typer.Option(
@@ -80,14 +69,11 @@ def evaluate_command(
             show_default=False,
         ),
     ] = None,
-    rule: Annotated[
-        str | None,
-        typer.Option(
-            metavar="tmax|cbv",
-            help="Lesion rule of every method (default: tmax, or cbv when a method has no Tmax).",
-            show_default=False,
-        ),
-    ] = None,
+    rule: o.unset_option(
+        str,
+        "tmax|cbv",
+        "Lesion rule of every method (default: tmax, or cbv when a method has no Tmax).",
+    ) = None,
     min_reference_ml: Annotated[
         float,
         typer.Option(
@@ -99,17 +85,8 @@ def evaluate_command(
     device: o.Device = None,
     motion: o.Motion = True,
     filter_: o.Filter = True,
-    workers: Annotated[
-        int, typer.Option(metavar="N", min=1, help="Processes of the local cluster.")
-    ] = 1,
-    scheduler: Annotated[
-        str | None,
-        typer.Option(
-            metavar="ADDRESS",
-            help="A running dask scheduler (tcp://host:8786 or a scheduler file).",
-            show_default=False,
-        ),
-    ] = None,
+    workers: o.Workers = 1,
+    scheduler: o.Scheduler = None,
     overwrite: o.Overwrite = False,
 ) -> None:
     """Compare sources of perfusion maps and lesions over a cohort: map errors, Dice, volume

@@ -13,7 +13,7 @@ from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 from ..preprocess.motion.register import METHODS as MOTION_METHODS
 
 
-def _unset(kind, metavar: str, help: str, *flags: str):
+def unset_option(kind, metavar: str, help: str, *flags: str):
     """An option without a default worth showing (None: the command decides)."""
     return Annotated[
         kind | None, typer.Option(*flags, metavar=metavar, help=help, show_default=False)
@@ -102,13 +102,13 @@ MotionMethod = Annotated[
     ),
 ]
 Filter = Annotated[bool, typer.Option("--filter/--no-filter", help="Guided 3D bilateral filter.")]
-SigmaSpatial = _unset(
+SigmaSpatial = unset_option(
     float, "MM", "Filter spatial sigma in mm (default 2, with --method cnn 3; the seed's 3)."
 )
-SigmaRange = _unset(
+SigmaRange = unset_option(
     float, "HU", "Filter range sigma in HU (default 3, with --method cnn 20; the seed's 20)."
 )
-Weights = _unset(
+Weights = unset_option(
     list[Path],
     "PATH",
     "U-Net model file or folder (repeat for several maps); default $CTPMAPS_WEIGHTS or the "
@@ -116,8 +116,14 @@ Weights = _unset(
     "--weights",
     "-w",
 )
-Device = _unset(str, "DEVICE", "cpu or cuda for the U-Net (default: cuda if present).")
-FrameInterval = _unset(
+Device = unset_option(str, "DEVICE", "cpu or cuda for the U-Net (default: cuda if present).")
+Scheduler = unset_option(
+    str,
+    "ADDRESS",
+    "A running dask scheduler (tcp://host:8786 or a scheduler file); default: a local cluster.",
+)
+Workers = Annotated[int, typer.Option(metavar="N", min=1, help="Processes of the local cluster.")]
+FrameInterval = unset_option(
     float,
     "S",
     "Frame interval in s for a DICOM series without time tags (frames ordered by InstanceNumber).",
