@@ -319,24 +319,32 @@ def _pooled_bin(model, curves, index, shape, spacing, sigma_mm) -> np.ndarray:
     )
     sums = np.asarray(member @ curves).reshape(grid + (curves.shape[1],))
     count = np.bincount(block, minlength=n_blocks).reshape(grid).astype(np.float32)
-    sig = (sigma_mm / (b[0] * px[0]), sigma_mm / (b[1] * px[1]), 0.0)
-    weight = ndimage.gaussian_filter(count, sig, truncate=3.0)
-    pooled = ndimage.gaussian_filter(sums, sig + (0.0,), truncate=3.0)
-    pooled /= np.maximum(weight, 1e-6)[..., None]
+    sig = (sigma_mm / (b[0] * px[0]), sigma_mm / (b[1] * px[1]))
     stride = max(1, int(round(0.5 * sig[0])))
-    fitted = np.zeros(grid, bool)
+    weight = _blur_every(count, sig, stride)
     # A quarter of the neighbourhood's voxels in this bin at least.
-    fitted[::stride, ::stride] = weight[::stride, ::stride] >= 0.25 * b[0] * b[1]
-    if not fitted.any():
+    keep = weight >= 0.25 * b[0] * b[1]
+    if not keep.any():
         return np.full(n, np.inf)
+    pooled = _blur_every(sums, sig, stride)[keep] / weight[keep][:, None]
+    fitted = np.zeros(grid, bool)
+    fitted[::stride, ::stride] = keep
     shapes = np.full(grid, np.inf)
-    shapes[fitted] = model._fit_curves(pooled[fitted])["shape"]
+    shapes[fitted] = model._fit_curves(pooled)["shape"]
     # Nearest fitted block in the same slice (another slice is out of reach).
     far = (b[0] * px[0], b[1] * px[1], 1e6)
     nearest = ndimage.distance_transform_edt(
         ~fitted, sampling=far, return_distances=False, return_indices=True
     )
     return shapes[tuple(nearest)].ravel()[block]
+
+
+def _blur_every(a: np.ndarray, sigma: tuple[float, float], stride: int) -> np.ndarray:
+    """In-plane Gaussian blur (``sigma`` in blocks along axes 0 and 1) of ``a``, at every
+    ``stride``-th block along both: each axis is blurred, then subsampled, so the second
+    pass works on ``1 / stride`` of the grid (the same values as blurring all of it)."""
+    a = ndimage.gaussian_filter1d(a, sigma[0], axis=0, truncate=3.0)[::stride]
+    return ndimage.gaussian_filter1d(a, sigma[1], axis=1, truncate=3.0)[:, ::stride]
 
 
 def fit_hinted_shapes(model, y: np.ndarray, out: dict, hint: np.ndarray, lo, hi, kw) -> None:

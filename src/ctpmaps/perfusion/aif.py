@@ -110,10 +110,7 @@ def _smooth_time(curves: np.ndarray, times: np.ndarray, width_s: float = 1.5) ->
     w += 1 - w % 2
     if w == 1:
         return curves
-    pad = np.pad(curves, ((0, 0), (w // 2, w // 2)), mode="edge")
-    c = np.cumsum(pad, axis=1, dtype=np.float64)
-    c = np.concatenate([np.zeros((len(c), 1)), c], axis=1)
-    return ((c[:, w:] - c[:, :-w]) / w).astype(np.float32)
+    return ndimage.uniform_filter1d(np.asarray(curves, np.float32), w, axis=1, mode="nearest")
 
 
 def default_aif_voxels(spacing: tuple[float, float, float]) -> int:
