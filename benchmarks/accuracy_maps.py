@@ -61,7 +61,9 @@ DEFINITIONS = """## Definitions
 - **MTT** (s): 60 x CBV / CBF.
 - Box NLR bounds: MTT 2 s to the acquisition's duration (a physiological lower bound:
   shorter boxes are noise fitted by a scaled AIF), delay 0-20 s; fits ending on a bound are
-  flagged (`fit_at_bound.nii.gz`, their share in `run.json`).
+  flagged (`fit_at_bound.nii.gz`, their share in `run.json`). A voxel whose fit ends on
+  the lower MTT bound takes its neighbourhood's MTT and residue shape, its CBF and onset
+  refitted (still flagged).
 - Baseline: the frames before the earliest bolus arrival of the study (the AIF's), for
   the AIF and the tissue alike (`--baseline-frames` sets it by hand).
 

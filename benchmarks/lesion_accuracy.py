@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 TMAX_THRESHOLDS = tuple(round(x, 2) for x in np.arange(2.0, 10.01, 0.5))
-CORE_THRESHOLDS = tuple(round(x, 3) for x in np.arange(0.10, 0.501, 0.025))
+CORE_THRESHOLDS = tuple(round(x, 3) for x in np.arange(0.10, 0.701, 0.025))
 
 
 def sweep(maps, brain, hemis, voxel_ml: float, criteria, truth) -> dict:
