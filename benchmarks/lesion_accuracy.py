@@ -225,6 +225,9 @@ def map_lines(rows: list[dict], methods) -> list[str]:
             (lambda x: f"{100 * x:.2f} %") if pct else (lambda x: f"{x:.1f}"))  # fmt: skip
         return f"{f(np.median(v))} ({f(v.min())} to {f(v.max())})"
 
+    names = [(m, tn, rn) for m in ("cbf", "cbv") for tn in TISSUES for rn in RESIDUES]
+    classes = ["_".join(n) for n in names]
+    header = " | ".join(f"{m.upper()} {tn} {rn}" for m, tn, rn in names)
     lines = [
         "## Maps (all patients)",
         "",
@@ -235,20 +238,11 @@ def map_lines(rows: list[dict], methods) -> list[str]:
         " brain (outside the true hypoperfusion and oligaemia) beside its truth; the range "
         "over patients in brackets.",
         "",
-        "| method | "
-        + " | ".join(
-            f"{m.upper()} {tn} {rn}" for m in ("cbf", "cbv") for tn in TISSUES for rn in RESIDUES
-        )
-        + " | MTT < 1 s | healthy Tmax s (truth) |",
-        "|---|" + "---|" * (4 * len(RESIDUES) + 2),
+        f"| method | {header} | MTT < 1 s | healthy Tmax s (truth) |",
+        "|---|" + "---|" * (len(classes) + 2),
     ]
     for meth in methods:
-        cells = [
-            cell(f"{meth}/bias_{m}_{tn}_{rn}")
-            for m in ("cbf", "cbv")
-            for tn in TISSUES
-            for rn in RESIDUES
-        ]
+        cells = [cell(f"{meth}/bias_{c}") for c in classes]
         cells.append(cell(f"{meth}/mtt_below_1s"))
         cells.append(f"{cell(f'{meth}/healthy_tmax')} ({cell(f'{meth}/healthy_tmax_true')})")
         lines.append(f"| {meth} | " + " | ".join(cells) + " |")
@@ -258,20 +252,11 @@ def map_lines(rows: list[dict], methods) -> list[str]:
         "patient): every method here scales its AIF to the VOF's area, so a perfect one reads "
         "truth / ratio, +0 to +18 %; the cells are (estimate / truth) x ratio - 1.",
         "",
-        "| method | "
-        + " | ".join(
-            f"{m.upper()} {tn} {rn}" for m in ("cbf", "cbv") for tn in TISSUES for rn in RESIDUES
-        )  # fmt: skip
-        + " |",
-        "|---|" + "---|" * (4 * len(RESIDUES)),
+        f"| method | {header} |",
+        "|---|" + "---|" * len(classes),
     ]
     for meth in methods:
-        cells = [
-            cell(f"{meth}/net_{m}_{tn}_{rn}")
-            for m in ("cbf", "cbv")
-            for tn in TISSUES
-            for rn in RESIDUES
-        ]
+        cells = [cell(f"{meth}/net_{c}") for c in classes]
         lines.append(f"| {meth} | " + " | ".join(cells) + " |")
     return lines + [""]
 
