@@ -44,11 +44,11 @@ DEFINITIONS = """## Definitions
   Tmax > 6 s rule assumes it). The truth is the first time the voxel's effective impulse
   response (transport kernel ⊛ residue, relative to the true AIF) is within 5 % of its
   maximum (`docs/phantom.md`): an undispersed residue's Tmax is its delay.
-  - *nlr*: the first maximum of the fitted impulse response; every residue the NLR fits (a
-    box, or gamma transit times of shape 8, 4, 3, 2, 1) is highest at its onset, so Tmax
-    is the fitted onset (delay). Dispersion shows only as a later onset: the NLR reads less
-    of it than the truth's first maximum does, which the method's own hypoperfusion
-    threshold accounts for (`benchmarks/calibrate_thresholds.py`).
+  - *nlr*: sSVD's Tmax (below), computed beside the NLR on the same curves and AIF
+    (`ctpmaps.perfusion.Method.tmax_from`). The NLR's own fitted impulse response (a box,
+    or gamma transit times of shape 8, 4, 3, 2, 1) is highest at its onset, so its own
+    Tmax is the fitted onset (the delay map), which misses the dispersion the truth's first
+    maximum includes (true Tmax 6-7 s read 4.8 s at 512).
   - *ssvd, bsvd, osvd*: the first time the deconvolved residue reaches 70 % of its maximum
     (`ctpmaps.perfusion.svd.first_reach`); not its arg-max, which falls anywhere on a
     truncated box's rippled plateau (healthy tissue read 0.5-3.5 s that way).

@@ -121,7 +121,9 @@ Definitions of the maps:
   defined (the first maximum of the effective impulse response): every residue fitted
   here (box or gamma) is highest at its onset, so Tmax is ``delay``. Healthy tissue (no
   delay) then reads 0, on the clinical scale the Tmax > 6 s rule assumes; dispersion
-  before the tissue shows as a later onset. (Until this version
+  before the tissue shows only as a later onset, less of it than the truth's first maximum
+  includes, so the maps step takes the Tmax map from sSVD's residue instead
+  (`ctpmaps.perfusion.Method.tmax_from`); this onset stays the delay map. (Until this version
   Tmax was the box's centre, ``delay + MTT / 2``, mimicking an SVD's smoothed residue:
   healthy tissue with MTT 3-6 s read 1.5-4 s, and Tmax > 6 s fired at true delays of
   1.5-4 s depending on the MTT.)

@@ -39,7 +39,7 @@ from .concentration import (
     noise_sd,
     rebaseline,
 )
-from .methods import MODEL_METHODS, method_info
+from .methods import METHODS, MODEL_METHODS, method_info
 
 __all__ = ["MapsResult", "compute_maps"]
 
@@ -184,10 +184,16 @@ def compute_maps(
         fit = model.fit(enh, mask=brain, spacing=study.spacing)
         maps = fit.maps()
         maps.method = method
+        if info.tmax_from is not None:  # the Tmax of another method's residue
+            other = METHODS[info.tmax_from].model(
+                aif.curve, study.times, hematocrit_factor=hematocrit_factor, density=density
+            )
+            maps.tmax = other.fit(enh, mask=brain).tmax
     hits = fit.bound_hits() if hasattr(fit, "bound_hits") else {}
     flags = {"fit_at_bound": np.logical_or.reduce(list(hits.values()))} if hits else {}
     params = {
         "method": method,
+        "tmax_method": info.tmax_from or method,
         "hematocrit_factor": hematocrit_factor,
         "density": density,
         "baseline_frames": n_base,
