@@ -64,6 +64,7 @@ def test_outputs_and_stages(run):
     run_json = json.loads((out / "run.json").read_text())
     assert set(STAGES) - {"load"} <= set(run_json["timings_s"])
     assert run_json["parameters"]["method"] == "nlr"
+    assert run_json["parameters"]["maps"]["tmax_method"] == "ssvd"  # METHODS["nlr"].tmax_from
     assert run_json["parameters"]["criteria"]["core_rcbf"] == METHODS["nlr"].core_rcbf  # resolved
     assert run_json["parameters"]["filter_sigmas"] == {
         "spatial_mm": SIGMA_SPATIAL_MM,
@@ -107,6 +108,7 @@ def test_dicom_and_report(run):
     html = (out / "report.html").read_text()
     assert f'id="core-ml">{result.decision["core_ml"]:.1f}<' in html
     assert 'id="motion"' in html and "data:image/png;base64," in html
+    assert "from the ssvd residue" in html  # where the NLR's Tmax map comes from
 
 
 def test_bad_input_writes_nothing(tmp_path, stroke):

@@ -127,6 +127,8 @@ def settings_rows(result: StudyResult) -> list[tuple[str, str]]:
     )  # fmt: skip
     if "baseline_frames" in mp:
         rows.append(("pre-bolus frames", str(mp["baseline_frames"])))
+    if mp.get("tmax_method", mp.get("method")) != mp.get("method"):
+        rows.append(("Tmax", f"from the {mp['tmax_method']} residue"))
     if made.aif is not None:
         rows.append(("AIF", f"{mp['aif_source']}, {mp['aif_voxels']} voxels, "
                             f"partial-volume scale {mp['aif_scale']:.2f}"))  # fmt: skip
