@@ -322,6 +322,23 @@ def pooled_fits(
     return out
 
 
+class _Blocks:
+    """The `POOL_BLOCK_MM` in-plane blocks of an (x, y, z) grid of voxel size ``spacing``:
+    ``size`` voxels per block side, the blocks' ``grid`` and ``of(flat)``, the block of
+    each flat voxel index."""
+
+    def __init__(self, shape, spacing) -> None:
+        self.shape = tuple(shape)
+        self.px = np.asarray(spacing[:2], dtype=np.float64)
+        self.size = np.maximum(1, np.round(POOL_BLOCK_MM / self.px).astype(int))
+        b = self.size
+        self.grid = (-(-shape[0] // b[0]), -(-shape[1] // b[1]), shape[2])
+
+    def of(self, flat: np.ndarray) -> np.ndarray:
+        x, y, z = np.unravel_index(flat, self.shape)
+        return np.ravel_multi_index((x // self.size[0], y // self.size[1], z), self.grid)
+
+
 #: Blocks (`POOL_BLOCK_MM`) per side of the in-plane window whose median of block delays
 #: bins a curve for pooling (`_local_delay`): 3, a window of about 6 mm.
 POOL_DELAY_BLOCKS = 3
@@ -340,11 +357,8 @@ def _local_delay(delay, index, shape, spacing) -> np.ndarray:
     did as well there but lowered core Dice on the phantom by 0.01-0.03 (calibration
     seeds): a lesion's delay changes over a few millimetres.
     """
-    px = np.asarray(spacing[:2], dtype=np.float64)
-    b = np.maximum(1, np.round(POOL_BLOCK_MM / px).astype(int))
-    grid = (-(-shape[0] // b[0]), -(-shape[1] // b[1]), shape[2])
-    x, y, z = np.unravel_index(index, shape)
-    block = np.ravel_multi_index((x // b[0], y // b[1], z), grid)
+    blocks = _Blocks(shape, spacing)
+    block, grid = blocks.of(index), blocks.grid
     clipped = np.clip(delay, 0.0, POOL_DELAY_S * POOL_DELAY_BINS)
     count = np.bincount(block, minlength=int(np.prod(grid)))
     mean = np.bincount(block, clipped, minlength=count.size) / np.maximum(count, 1)
@@ -361,14 +375,8 @@ def _pooled_bin(model, curves, index, shape, spacing, sigma_mm, also):
     from scipy import sparse
 
     fills = {"shape": np.inf, "mtt": np.nan, "delay": np.nan}
-    px = np.asarray(spacing[:2], dtype=np.float64)
-    b = np.maximum(1, np.round(POOL_BLOCK_MM / px).astype(int))
-    grid = (-(-shape[0] // b[0]), -(-shape[1] // b[1]), shape[2])
-
-    def block_of(flat):
-        x, y, z = np.unravel_index(flat, shape)
-        return np.ravel_multi_index((x // b[0], y // b[1], z), grid)
-
+    blocks = _Blocks(shape, spacing)
+    px, b, grid, block_of = blocks.px, blocks.size, blocks.grid, blocks.of
     block = block_of(index)
     n_blocks, n = int(np.prod(grid)), curves.shape[0]
     member = sparse.csr_matrix(
