@@ -88,7 +88,7 @@ METHODS: dict[str, Method] = {
             "nonlinear regression of a box or gamma-shaped residue (the seed's box NLR); Tmax "
             "from sSVD's residue",
             BoxNLRModel,
-            0.275,
+            0.25,
             "Bennink et al., J Med Imaging 2016",
             hypoperfusion_tmax_s=5.0,
             tmax_from="ssvd",
