@@ -192,7 +192,7 @@ SHAPES = (8.0, 4.0, 3.0, 2.0, 1.0)
 #: variances (the voxel's smaller SSE / (t - 3)); chosen by measurement (module docstring).
 SHAPE_PENALTY = 4.0
 #: The residue's shape is chosen on curves pooled in-plane by a Gaussian of this SD (mm)
-#: (`_residues.pooled_shapes`), where the voxel size is known; chosen by measurement
+#: (`_residues.pooled_fits`), where the voxel size is known; chosen by measurement
 #: (module docstring).
 SHAPE_POOL_MM = 8.0
 #: Start grid of the other shapes: delay step (s) and MTT points per doubling.
