@@ -275,6 +275,10 @@ POOL_DELAY_S = 1.0
 POOL_DELAY_BINS = 12
 
 
+#: A neighbourhood's fit where there is none (`pooled_fits`): the box, no MTT, no onset.
+_NO_FIT = {"shape": np.inf, "mtt": np.nan, "delay": np.nan}
+
+
 def pooled_fits(
     model,
     curves: np.ndarray,
@@ -309,14 +313,13 @@ def pooled_fits(
     bins = np.floor(np.clip(delay, 0.0, None) / POOL_DELAY_S).astype(np.int64)
     bins = np.minimum(bins, POOL_DELAY_BINS - 1)
     every = np.zeros(0, dtype=np.intp) if every is None else np.asarray(every)
-    fills = {"shape": np.inf, "mtt": np.nan, "delay": np.nan}
-    out = {k: np.full(curves.shape[0], v) for k, v in fills.items()}
-    out |= {f"bin_{k}": np.full((POOL_DELAY_BINS, every.size), v) for k, v in fills.items()}
+    out = {k: np.full(curves.shape[0], v) for k, v in _NO_FIT.items()}
+    out |= {f"bin_{k}": np.full((POOL_DELAY_BINS, every.size), v) for k, v in _NO_FIT.items()}
     for j in np.unique(bins):
         sel = np.flatnonzero(bins == j)
         own, others = _pooled_bin(model, curves[sel], layout.index[sel], layout.shape,
                                   spacing, sigma_mm, layout.index[every])  # fmt: skip
-        for key in fills:
+        for key in _NO_FIT:
             out[key][sel] = own[key]
             out[f"bin_{key}"][j] = others[key]
     return out
@@ -374,7 +377,6 @@ def _pooled_bin(model, curves, index, shape, spacing, sigma_mm, also):
     fits at those curves and at the flat indices ``also``."""
     from scipy import sparse
 
-    fills = {"shape": np.inf, "mtt": np.nan, "delay": np.nan}
     blocks = _Blocks(shape, spacing)
     px, b, grid, block_of = blocks.px, blocks.size, blocks.grid, blocks.of
     block = block_of(index)
@@ -390,7 +392,7 @@ def _pooled_bin(model, curves, index, shape, spacing, sigma_mm, also):
     # A quarter of the neighbourhood's voxels in this bin at least.
     keep = weight >= 0.25 * b[0] * b[1]
     if not keep.any():
-        return tuple({k: np.full(m, v) for k, v in fills.items()} for m in (n, len(also)))
+        return tuple({k: np.full(m, v) for k, v in _NO_FIT.items()} for m in (n, len(also)))
     pooled = _blur_every(sums, sig, stride)[keep] / weight[keep][:, None]
     fitted = np.zeros(grid, bool)
     fitted[::stride, ::stride] = keep
@@ -402,7 +404,7 @@ def _pooled_bin(model, curves, index, shape, spacing, sigma_mm, also):
         ~fitted, sampling=far, return_distances=False, return_indices=True
     )
     own, others = {}, {}
-    for key, fill in fills.items():
+    for key, fill in _NO_FIT.items():
         values = np.full(grid, fill)
         values[fitted] = fit[key]
         values = values[tuple(nearest)].ravel()
@@ -467,7 +469,6 @@ def borrow_mtt(model, y: np.ndarray, out: dict, pooled: dict, lo, hi) -> None:
     if sel.size == 0:
         return
     dof = max(y.shape[1] - 3, 1)
-    table = model._table(y.dtype)
     best = {"sse": np.full(sel.size, np.inf), "shape": np.full(sel.size, np.inf)}
     best |= {k: np.zeros(sel.size) for k in ("cbf", "delay", "mtt")}
 
@@ -480,14 +481,7 @@ def borrow_mtt(model, y: np.ndarray, out: dict, pooled: dict, lo, hi) -> None:
                 continue
             for step in BORROW_DELAYS:
                 delay = np.clip(pooled["bin_delay"][j, sl][has] + step, lo[0], hi[0])
-                g = np.empty((has.size, y.shape[1]), dtype=y.dtype)
-                for k in np.unique(shape[has]):
-                    one = shape[has] == k
-                    m, d = mtt[has][one], delay[one]
-                    if np.isinf(k):
-                        g[one] = table.box(d, d + m)[0]
-                    else:
-                        g[one] = table_ramp_curves(table, d, m, gamma_ramps(float(k)))
+                g = model.curves(np.ones(has.size), mtt[has], delay, y.dtype, shape[has])
                 f, _, _, sse = profile(ys[has], g, model.nonnegative)
                 better = (sse < part["sse"][has]) & (f > 0)
                 w = has[better]

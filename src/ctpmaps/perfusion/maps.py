@@ -39,7 +39,7 @@ from .concentration import (
     noise_sd,
     rebaseline,
 )
-from .methods import METHODS, MODEL_METHODS, method_info
+from .methods import MODEL_METHODS, method_info
 
 __all__ = ["MapsResult", "compute_maps"]
 
@@ -185,7 +185,7 @@ def compute_maps(
         maps = fit.maps()
         maps.method = method
         if info.tmax_from is not None:  # the Tmax of another method's residue
-            other = METHODS[info.tmax_from].model(
+            other = method_info(info.tmax_from).model(
                 aif.curve, study.times, hematocrit_factor=hematocrit_factor, density=density
             )
             maps.tmax = other.fit(enh, mask=brain).tmax
