@@ -148,25 +148,7 @@ def ramp_curves(times, knots, mtt, delay, ramps: Ramps) -> np.ndarray:
 
 def _table_sums(table: ShiftTable, d: np.ndarray, m: np.ndarray, ramps: Ramps):
     """Weighted sums over the nodes of ``Ā̄``, ``Ā``, ``c Ā`` and ``{1, c, c²} a`` (n, t)."""
-    sums = None
-    for c, w in zip(ramps.coefs, ramps.weights, strict=True):
-        second, big, value = table.ramp(d + c * m)
-        second *= w
-        big *= w
-        value *= value.dtype.type(w)
-        if sums is None:
-            sums = [second, big, c * big, value, c * value, c * c * value]
-            continue
-        sums[0] += second
-        sums[1] += big
-        big *= c
-        sums[2] += big
-        sums[3] += value
-        value *= value.dtype.type(c)
-        sums[4] += value
-        value *= value.dtype.type(c)
-        sums[5] += value
-    return sums
+    return table.ramp_sums(d, m, np.asarray(ramps.coefs), np.asarray(ramps.weights))
 
 
 def table_ramp_curves(table: ShiftTable, d, m, ramps: Ramps) -> np.ndarray:
@@ -413,11 +395,26 @@ def _pooled_bin(model, curves, index, shape, spacing, sigma_mm, also):
 
 
 def _blur_every(a: np.ndarray, sigma: tuple[float, float], stride: int) -> np.ndarray:
-    """In-plane Gaussian blur (``sigma`` in blocks along axes 0 and 1) of ``a``, at every
-    ``stride``-th block along both: each axis is blurred, then subsampled, so the second
-    pass works on ``1 / stride`` of the grid (the same values as blurring all of it)."""
-    a = ndimage.gaussian_filter1d(a, sigma[0], axis=0, truncate=3.0)[::stride]
-    return ndimage.gaussian_filter1d(a, sigma[1], axis=1, truncate=3.0)[:, ::stride]
+    """In-plane Gaussian blur (``sigma`` in blocks along axes 0 and 1, truncated at 3
+    sigma, edges reflected) of ``a``, at every ``stride``-th block along both.
+
+    Each axis's blur is a matrix (`_blur_matrix`: only the rows kept) applied by one
+    matrix product over the other axes, which keeps the trailing time axis contiguous:
+    ``ndimage.gaussian_filter1d`` across it took 2 of the 3.8 s of `pooled_fits` at 512.
+    """
+    lead = _blur_matrix(a.shape[0], sigma[0], stride)
+    a = (lead @ a.reshape(a.shape[0], -1)).reshape((lead.shape[0],) + a.shape[1:])
+    cross = _blur_matrix(a.shape[1], sigma[1], stride)
+    return np.matmul(cross, a.reshape(a.shape[0], a.shape[1], -1)).reshape(
+        (a.shape[0], cross.shape[0]) + a.shape[2:]
+    )
+
+
+def _blur_matrix(n: int, sigma: float, stride: int) -> np.ndarray:
+    """Rows ``::stride`` of the (n, n) operator of ``ndimage.gaussian_filter1d`` (sigma,
+    truncate 3, reflected edges), float32: its response to each unit impulse."""
+    eye = np.eye(n, dtype=np.float64)
+    return ndimage.gaussian_filter1d(eye, sigma, axis=0, truncate=3.0)[::stride].astype(np.float32)
 
 
 def fit_hinted_shapes(model, y: np.ndarray, out: dict, hint: np.ndarray, lo, hi, kw) -> None:
