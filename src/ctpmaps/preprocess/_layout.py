@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+
+from ._threads import n_threads
 
 __all__ = ["c_order_copy"]
 
@@ -11,14 +15,17 @@ __all__ = ["c_order_copy"]
 _BLOCK_X = 32
 
 
-def c_order_copy(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def c_order_copy(
+    frames: np.ndarray, out: np.ndarray | None = None, *, threads: int | None = None
+) -> np.ndarray:
     """Copy ``frames`` (x, y, z, t) into a C-ordered float32 array, in cache-sized blocks.
 
     NIfTI data reads Fortran-ordered (x fastest) while the preprocessing and the fits want
     each voxel's curve contiguous (t fastest). ``out[...] = frames`` between the two layouts
     reads one value per cache line; copying 32 x-rows of one y at a time keeps both sides in
     the cache and was several times faster on a 512 x 512 x 8 x 89 study (a blocked
-    transpose: numpy has none).
+    transpose: numpy has none). numpy copies without the GIL, so ``threads`` threads
+    share the y rows: 2 took half the time of 1 there (0.53 against 1.03 s).
 
     Parameters
     ----------
@@ -26,6 +33,8 @@ def c_order_copy(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
         Any layout and real dtype.
     out : ndarray, shape (x, y, z, t), float32, C-contiguous, optional
         Destination (default a new array); must not overlap ``frames``.
+    threads : int, optional
+        Threads (default: the CPUs this process may run on).
 
     Returns
     -------
@@ -36,7 +45,14 @@ def c_order_copy(frames: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
     if frames.flags.c_contiguous or frames.ndim != 4:
         out[...] = frames
         return out
-    for j in range(frames.shape[1]):
-        for i in range(0, frames.shape[0], _BLOCK_X):
-            out[i : i + _BLOCK_X, j] = frames[i : i + _BLOCK_X, j]
+
+    def copy_rows(rows: np.ndarray) -> None:
+        for j in rows:
+            for i in range(0, frames.shape[0], _BLOCK_X):
+                out[i : i + _BLOCK_X, j] = frames[i : i + _BLOCK_X, j]
+
+    workers = min(n_threads(threads), frames.shape[1])
+    parts = np.array_split(np.arange(frames.shape[1]), 4 * workers)
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(copy_rows, parts))
     return out
