@@ -9,7 +9,9 @@ from scipy.optimize import minimize
 
 from ctpmaps.errors import InputError
 from ctpmaps.perfusion import BoxNLRModel
+from ctpmaps.perfusion._aifspline import aif_second_integral
 from ctpmaps.perfusion._boxsolve import ShiftTable
+from ctpmaps.perfusion._residues import gamma_ramps
 from ctpmaps.perfusion.boxnlr import aif_integral, aif_knots, box_curves, box_sse
 from ctpmaps.physics import residue, tissue_scale
 
@@ -48,6 +50,33 @@ def test_shift_table_matches_the_exact_integral(times) -> None:
     tol = 1e-12 if times is T else 1e-3  # exact on uniform frames, O(h^2) otherwise
     np.testing.assert_allclose(integral, 2.0 * ref_i, atol=tol * np.abs(ref_i).max() * 2)
     np.testing.assert_allclose(value, 2.0 * ref_v, atol=tol * 20 * np.abs(ref_v).max())
+
+
+@pytest.mark.parametrize(
+    "times", [T, np.concatenate([np.arange(0, 20.0, 1.0), np.arange(20, 50, 3.0)])]
+)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_ramp_sums_match_the_exact_integrals(times, dtype) -> None:
+    """The compiled sums over a ramp residue's nodes equal the same sums of the AIF's exact
+    integrals (`_aifspline`) at every node's shift."""
+    knots = aif_knots(times, gamma_aif(times))
+    table = ShiftTable(times, knots, -2.0, 30.0, 2.0, dtype)
+    rng = np.random.default_rng(1)
+    d, m = rng.uniform(-2.0, 8.0, 50), rng.uniform(0.5, 6.0, 50)
+    ramps = gamma_ramps(2.0)
+    assert np.all(d + max(ramps.coefs) * m < 30.0)  # inside the table
+    got = table.ramp_sums(d, m, np.array(ramps.coefs), np.array(ramps.weights))
+    want = [np.zeros((d.size, times.size)) for _ in range(6)]
+    for c, w in zip(ramps.coefs, ramps.weights, strict=True):
+        shift = times[None] - (d + c * m)[:, None]
+        big, value = aif_integral(shift, *knots)
+        second = aif_second_integral(shift, *knots)
+        for k, v in enumerate((second, big, c * big, value, c * value, c * c * value)):
+            want[k] += 2.0 * w * v
+    assert [g.dtype for g in got] == [np.float64] * 3 + [np.dtype(dtype)] * 3
+    tol = (1e-9 if times is T else 2e-3) * (1e3 if dtype is np.float32 else 1)
+    for g, v in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, v, atol=tol * np.abs(v).max())
 
 
 @pytest.mark.parametrize("delay", [0.0, 1.7, 6.0])
