@@ -112,15 +112,9 @@ class ShiftTable:
         Between table nodes ``Ā̄(u - δ) = Ā̄ - δ Ā + δ² a / 2 + δ³ a' / 6`` and
         ``Ā(u - δ) = Ā - δ a - δ² a' / 2`` (exact for ``a`` linear in between). One
         compiled loop (`_ramp_sums_loop`, numba) instead of numpy's 28 passes over
-        (n, t) arrays per node: the NLR's hot spot, 7 times faster on 16384 curves.
+        (n, t) arrays per node: 7 times faster on 16384 curves.
         """
-        if self.AA is None:
-            # Built on first use by whichever worker thread gets here first: AA is set last,
-            # so another thread that sees it set finds the other tables too.
-            times, knots, nodes, scale = self._second
-            self._a64 = self.a.astype(np.float64)
-            self._da64 = self.da.astype(np.float64) / self.h
-            self.AA = scale * aif_second_integral(times[None, :] - nodes[:, None], *knots)
+        tables = self._ramp_tables()
         d = np.ascontiguousarray(d, dtype=np.float64)
         m = np.ascontiguousarray(m, dtype=np.float64)
         shape = (d.size, self.A.shape[1])
@@ -128,9 +122,50 @@ class ShiftTable:
         out += tuple(np.empty(shape, self.dtype) for _ in range(3))
         coefs = np.asarray(coefs, dtype=np.float64)
         weights = np.asarray(weights, dtype=np.float64)
-        tables = (self.AA, self.A, self._a64, self._da64)
-        _compiled_ramp_sums()(*tables, self.x0, self.h, d, m, coefs, weights, *out)
+        _compiled(_ramp_sums_loop)(*tables, self.x0, self.h, d, m, coefs, weights, *out)
         return out
+
+    def ramp_state(
+        self,
+        y: np.ndarray,
+        d: np.ndarray,
+        m: np.ndarray,
+        coefs: np.ndarray,
+        weights: np.ndarray,
+        nonnegative: bool,
+    ) -> np.ndarray:
+        """Per curve ``y`` (n, t), the scalars of a ramp residue's profiled fit and Newton
+        system at onset ``d`` and MTT ``m`` (n,), as `_residues.evaluate_ramps` defines
+        them: columns ``f, 1/<g,g>, SSE, <g,g_d>, <g,g_M>, <r,g_d>, <r,g_M>, <g_d,g_d>,
+        <g_d,g_M>, <g_M,g_M>, <r,g_dd>, <r,g_dM>, <r,g_MM>`` (n, 13) float64. One compiled
+        loop (`_ramp_state_loop`): the curves ``g`` and their derivatives are never stored.
+        """
+        tables = self._ramp_tables()
+        out = np.empty((y.shape[0], 13))
+        _compiled(_ramp_state_loop)(
+            *tables,
+            self.x0,
+            self.h,
+            np.ascontiguousarray(y),
+            np.ascontiguousarray(d, dtype=np.float64),
+            np.ascontiguousarray(m, dtype=np.float64),
+            np.asarray(coefs, dtype=np.float64),
+            np.asarray(weights, dtype=np.float64),
+            bool(nonnegative),
+            out,
+        )
+        return out
+
+    def _ramp_tables(self) -> tuple[np.ndarray, ...]:
+        """``s Ā̄``, ``s Ā``, ``s a`` and its slope ``d(s a)/dx`` at the nodes, float64."""
+        if self.AA is None:
+            # Built on first use by whichever worker thread gets here first: AA is set last,
+            # so another thread that sees it set finds the other tables too.
+            times, knots, nodes, scale = self._second
+            self._a64 = self.a.astype(np.float64)
+            self._da64 = self.da.astype(np.float64) / self.h
+            self.AA = scale * aif_second_integral(times[None, :] - nodes[:, None], *knots)
+        return self.AA, self.A, self._a64, self._da64
 
     def box(self, x1: np.ndarray, x2: np.ndarray) -> tuple[np.ndarray, ...]:
         """``g = s (Ā(t - x1) - Ā(t - x2))`` and ``s a``, ``da`` at both edges."""
@@ -141,31 +176,13 @@ class ShiftTable:
 
 
 def _ramp_sums_loop(AA, A, a, slope, x0, h, d, m, coefs, weights, s0, s1, s2, s3, s4, s5):
-    """`ShiftTable.ramp_sums` as loops (compiled by `_compiled_ramp_sums`): per curve and
-    node, one pass over the frames (contiguous rows, vectorised) into float64 sums."""
-    n_t = A.shape[1]
+    """`ShiftTable.ramp_sums` as loops (compiled by `_compiled`): per curve and node, one
+    pass over the frames (contiguous rows, vectorised) into float64 sums."""
     last = A.shape[0] - 2
-    acc = np.empty((6, n_t))
+    acc = np.empty((6, A.shape[1]))
     for i in range(d.size):
-        acc[:] = 0.0
-        for e in range(coefs.size):
-            c, w = coefs[e], weights[e]
-            jf = (d[i] + c * m[i] - x0) / h
-            j = min(max(int(np.floor(jf)), 0), last)
-            x = (jf - j) * h
-            wc, wcc = w * c, w * c * c
-            for t in range(n_t):
-                a_j, s_j, big = a[j, t], slope[j, t], A[j, t]
-                second = AA[j, t] + x * (x * (s_j * (x / 6.0) + 0.5 * a_j) - big)
-                first = big - x * (a_j + s_j * (0.5 * x))
-                value = a_j + s_j * x
-                acc[0, t] += w * second
-                acc[1, t] += w * first
-                acc[2, t] += wc * first
-                acc[3, t] += w * value
-                acc[4, t] += wc * value
-                acc[5, t] += wcc * value
-        for t in range(n_t):
+        _node_sums(AA, A, a, slope, x0, h, d[i], m[i], coefs, weights, last, acc)
+        for t in range(A.shape[1]):
             s0[i, t] = acc[0, t]
             s1[i, t] = acc[1, t]
             s2[i, t] = acc[2, t]
@@ -174,15 +191,94 @@ def _ramp_sums_loop(AA, A, a, slope, x0, h, d, m, coefs, weights, s0, s1, s2, s3
             s5[i, t] = acc[5, t]
 
 
+def _ramp_state_loop(AA, A, a, slope, x0, h, y, d, m, coefs, weights, nonnegative, out):
+    """`ShiftTable.ramp_state` as loops (compiled by `_compiled`): per curve, the node sums
+    as `_ramp_sums_loop`, then ``g = A(t - d) - S_Ā̄ / M``, ``g_d = S_Ā / M - a(t - d)``,
+    ``g_M = S_Ā̄ / M² + S_cĀ / M``, the profiled CBF and the dot products over the frames."""
+    n_t = A.shape[1]
+    last = A.shape[0] - 2
+    acc = np.empty((6, n_t))
+    g = np.empty(n_t)
+    g_d = np.empty(n_t)
+    g_m = np.empty(n_t)
+    step = np.empty(n_t)
+    for i in range(d.size):
+        _node_sums(AA, A, a, slope, x0, h, d[i], m[i], coefs, weights, last, acc)
+        jf = (d[i] - x0) / h
+        j = min(max(int(np.floor(jf)), 0), last)
+        x = (jf - j) * h
+        inv = 1.0 / m[i]
+        gg = 0.0
+        yg = 0.0
+        for t in range(n_t):
+            value = a[j, t] + slope[j, t] * x
+            onset = A[j, t] - x * (a[j, t] + slope[j, t] * (0.5 * x))
+            g[t] = onset - inv * acc[0, t]
+            g_d[t] = inv * acc[1, t] - value
+            g_m[t] = inv * inv * acc[0, t] + inv * acc[2, t]
+            step[t] = slope[j, t]
+            gg += g[t] * g[t]
+            yg += y[i, t] * g[t]
+        f = yg / gg if gg > 0.0 and (yg > 0.0 or not nonnegative) else 0.0
+        sums = np.zeros(16)
+        for t in range(n_t):
+            r = y[i, t] - f * g[t]
+            sums[0] += r * r
+            sums[1] += g[t] * g_d[t]
+            sums[2] += g[t] * g_m[t]
+            sums[3] += r * g_d[t]
+            sums[4] += r * g_m[t]
+            sums[5] += g_d[t] * g_d[t]
+            sums[6] += g_d[t] * g_m[t]
+            sums[7] += g_m[t] * g_m[t]
+            sums[8] += r * step[t]
+            for k in range(6):
+                sums[9 + k] += r * acc[k, t]
+        out[i, 0] = f
+        out[i, 1] = 1.0 / gg if gg > 0.0 else 0.0
+        for k in range(8):
+            out[i, 2 + k] = sums[k]
+        raa, ra, rca, rv, rcv, rccv = sums[9], sums[10], sums[11], sums[12], sums[13], sums[14]
+        out[i, 10] = -sums[8] - inv * rv
+        out[i, 11] = -inv * inv * ra - inv * rcv
+        out[i, 12] = -2.0 * inv**3 * raa - 2.0 * inv * inv * rca - inv * rccv
+
+
+def _node_sums(AA, A, a, slope, x0, h, d, m, coefs, weights, last, acc):
+    """The six node sums of one curve (``acc``, (6, t)): see `ShiftTable.ramp_sums`."""
+    acc[:] = 0.0
+    for e in range(coefs.size):
+        c, w = coefs[e], weights[e]
+        jf = (d + c * m - x0) / h
+        j = min(max(int(np.floor(jf)), 0), last)
+        x = (jf - j) * h
+        wc, wcc = w * c, w * c * c
+        for t in range(A.shape[1]):
+            a_j, s_j, big = a[j, t], slope[j, t], A[j, t]
+            second = AA[j, t] + x * (x * (s_j * (x / 6.0) + 0.5 * a_j) - big)
+            first = big - x * (a_j + s_j * (0.5 * x))
+            value = a_j + s_j * x
+            acc[0, t] += w * second
+            acc[1, t] += w * first
+            acc[2, t] += wc * first
+            acc[3, t] += w * value
+            acc[4, t] += wc * value
+            acc[5, t] += wcc * value
+
+
 @functools.cache
-def _compiled_ramp_sums():
-    """`_ramp_sums_loop` compiled by numba (imported here, on first use: the command line
-    starts without it), releasing the GIL for the fits' worker threads and cached on disk.
-    Written by hand because the batched fit needs exactly these sums and no library
-    evaluates them without numpy's temporaries (see `ShiftTable.ramp_sums`)."""
+def _compiled(loop):
+    """``loop`` compiled by numba (imported here, on first use: the command line starts
+    without it), releasing the GIL for the fits' worker threads and cached on disk; its
+    helper `_node_sums` too. Written by hand because the batched fit needs exactly these
+    sums and no library evaluates them without numpy's temporaries (28 passes over
+    (n, t) arrays per node: 7 times slower on 16384 curves)."""
     import numba
 
-    return numba.njit(nogil=True, cache=True)(_ramp_sums_loop)
+    global _node_sums
+    if not hasattr(_node_sums, "py_func"):
+        _node_sums = numba.njit(nogil=True, cache=True)(_node_sums)
+    return numba.njit(nogil=True, cache=True)(loop)
 
 
 @dataclass

@@ -35,7 +35,7 @@ from scipy import ndimage
 from scipy.special import gammainc, gammaincinv
 
 from ._aifspline import aif_integral, aif_second_integral
-from ._boxsolve import ShiftTable, _dot, newton_state, profile, solve
+from ._boxsolve import ShiftTable, newton_state, profile, solve
 from .base import map_chunks
 
 __all__ = [
@@ -148,7 +148,7 @@ def ramp_curves(times, knots, mtt, delay, ramps: Ramps) -> np.ndarray:
 
 def _table_sums(table: ShiftTable, d: np.ndarray, m: np.ndarray, ramps: Ramps):
     """Weighted sums over the nodes of ``Ā̄``, ``Ā``, ``c Ā`` and ``{1, c, c²} a`` (n, t)."""
-    return table.ramp_sums(d, m, np.asarray(ramps.coefs), np.asarray(ramps.weights))
+    return table.ramp_sums(d, m, *_nodes(ramps))
 
 
 def table_ramp_curves(table: ShiftTable, d, m, ramps: Ramps) -> np.ndarray:
@@ -164,28 +164,18 @@ def evaluate_ramps(table: ShiftTable, y, theta, nonnegative: bool, ramps: Ramps)
 
     With ``A' = -a``, ``Ā̄' = -Ā`` (derivatives in the shift) and ``S_X = sum_e w_e X_e``:
     ``g = A_0 - S_Ā̄ / M``, ``g_d = -a_0 + S_Ā / M``, ``g_M = S_Ā̄ / M² + S_cĀ / M``;
-    the second derivatives enter only through their products with the residual.
+    the second derivatives enter only through their products with the residual
+    (`ShiftTable.ramp_state` computes every product in one pass).
     """
-    d, m = theta[:, 0], theta[:, 1]
-    inv = (1.0 / m)[:, None]
-    onset, v0, step0 = table(d)
-    s_aa, s_a, s_ca, s_v, s_cv, s_ccv = _table_sums(table, d, m, ramps)
-    g = (onset - inv * s_aa).astype(table.dtype, copy=False)
-    f, inv_gg, r, sse = profile(y, g, nonnegative)
-    g_d = (inv * s_a).astype(table.dtype) - v0
-    g_m = (inv * inv * s_aa + inv * s_ca).astype(table.dtype)
-    i1, i2, i3 = inv[:, 0], inv[:, 0] ** 2, inv[:, 0] ** 3
-    rv, rcv, rccv = _dot(r, s_v), _dot(r, s_cv), _dot(r, s_ccv)
-    ra, rca, raa = _dot(r, s_a), _dot(r, s_ca), _dot(r, s_aa)
-    q = (
-        -_dot(r, step0) / table.h - i1 * rv,
-        -i2 * ra - i1 * rcv,
-        -2 * i3 * raa - 2 * i2 * rca - i1 * rccv,
-    )
-    p = (_dot(g, g_d), _dot(g, g_m))
-    rr = (_dot(r, g_d), _dot(r, g_m))
-    gram = (_dot(g_d, g_d), _dot(g_d, g_m), _dot(g_m, g_m))
-    return newton_state(theta, f, sse, inv_gg, p, rr, gram, q)
+    s = table.ramp_state(y, theta[:, 0], theta[:, 1], *_nodes(ramps), nonnegative)
+    p, rr, gram, q = (s[:, 3], s[:, 4]), (s[:, 5], s[:, 6]), s[:, 7:10].T, s[:, 10:13].T
+    return newton_state(theta, s[:, 0], s[:, 2], s[:, 1], p, rr, gram, q)
+
+
+@lru_cache(maxsize=32)
+def _nodes(ramps: Ramps) -> tuple[np.ndarray, np.ndarray]:
+    """A ramp residue's node positions and weights as arrays."""
+    return np.array(ramps.coefs), np.array(ramps.weights)
 
 
 def select_shapes(model, y: np.ndarray, out: dict, lo, hi, kw: dict) -> None:
