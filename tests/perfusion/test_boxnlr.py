@@ -79,6 +79,44 @@ def test_ramp_sums_match_the_exact_integrals(times, dtype) -> None:
         np.testing.assert_allclose(g, v, atol=tol * np.abs(v).max())
 
 
+def test_ramp_state_is_the_profiled_fit_and_its_derivatives() -> None:
+    """The compiled Newton system of a ramp residue equals its definition evaluated with
+    numpy from the node sums, and its products with the derivative curves match central
+    differences of the model curve in onset and MTT; a curve that correlates negatively
+    with the model gets no flow."""
+    knots = aif_knots(T, gamma_aif(T))
+    table = ShiftTable(T, knots, -2.0, 30.0, 2.0, np.float64)
+    ramps = gamma_ramps(1.5)
+    coefs, weights = np.array(ramps.coefs), np.array(ramps.weights)
+    rng = np.random.default_rng(2)
+    d, m = rng.uniform(0.0, 6.0, 20), rng.uniform(2.0, 5.0, 20)
+
+    def curves(d, m):
+        s_aa = table.ramp_sums(d, m, coefs, weights)[0]
+        return table(d)[0] - s_aa / m[:, None]
+
+    g = curves(d, m)
+    y = 30.0 * g + rng.normal(0.0, 2.0, g.shape)
+    y[0] = -y[0]
+    state = table.ramp_state(y, d, m, coefs, weights, True)
+    gg, yg = np.einsum("ij,ij->i", g, g), np.einsum("ij,ij->i", y, g)
+    f = np.where(yg > 0, yg / gg, 0.0)
+    r = y - f[:, None] * g
+    np.testing.assert_allclose(state[:, 0], f, rtol=1e-9)
+    assert state[0, 0] == 0.0
+    np.testing.assert_allclose(state[:, 1], 1 / gg, rtol=1e-9)
+    np.testing.assert_allclose(state[:, 2], np.einsum("ij,ij->i", r, r), rtol=1e-9)
+    eps = 1e-4
+    for col, (dd, dm) in ((3, (eps, 0.0)), (4, (0.0, eps))):
+        up, down = curves(d + dd, m + dm), curves(d - dd, m - dm)
+        g_i = (up - down) / (2 * eps)
+        # Central differences are good to about 1e-5 of the curves' scale here (the AIF's
+        # slope jumps at its knots): compare each product on the scale of its factors.
+        for k, u in ((col, g), (col + 2, r)):
+            scale = np.sqrt(np.einsum("ij,ij->i", u, u) * np.einsum("ij,ij->i", g_i, g_i))
+            assert np.all(np.abs(state[:, k] - np.einsum("ij,ij->i", u, g_i)) < 1e-5 * scale)
+
+
 @pytest.mark.parametrize("delay", [0.0, 1.7, 6.0])
 def test_noise_free_box_truth_within_two_percent(delay: float) -> None:
     cbf = np.array([60.0, 25.0, 20.0, 10.0, 45.0])
