@@ -50,7 +50,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from ..errors import InputError
 from ._result import Result
@@ -130,6 +129,8 @@ def pearson(a, b) -> Correlation:
     a, b = _paired(a, b)
     if a.size < 3:
         return Correlation(a.size, _NAN, _NAN)
+    from scipy import stats  # here: importing scipy.stats costs every command 0.25 s
+
     with _quiet():
         res = stats.pearsonr(a, b)
     return Correlation(a.size, float(res.statistic), float(res.pvalue))
@@ -350,6 +351,8 @@ def friedman(values) -> GroupTest:
     test = "friedman" if k >= 3 else "wilcoxon"
     if n < 2:
         return GroupTest(test, n, k, _NAN, _NAN)
+    from scipy import stats  # here, as in `pearson`
+
     with _quiet():
         if k >= 3:
             res = stats.friedmanchisquare(*v.T)

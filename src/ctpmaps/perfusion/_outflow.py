@@ -19,7 +19,7 @@ and all densities are one matrix product.
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
+from scipy.special import gammainc
 
 __all__ = ["TransitFit", "fit_transit"]
 
@@ -56,8 +56,9 @@ def _predictions(aif: np.ndarray, times: np.ndarray) -> tuple[np.ndarray, np.nda
     mean, cv = (g.ravel() for g in np.meshgrid(MEANS_S, CVS, indexing="ij"))
     shape = 1.0 / cv**2
     edges = np.arange(fine.size + 1) * dt
-    # mass of each density per fine cell (exact, however narrow the density)
-    cdf = stats.gamma.cdf(edges[None, :], shape[:, None], scale=(mean * cv**2)[:, None])
+    # mass of each density per fine cell (exact, however narrow the density): the gamma
+    # CDF (scipy.special, not scipy.stats, whose import costs every run 0.25 s)
+    cdf = gammainc(shape[:, None], edges[None, :] / (mean * cv**2)[:, None])
     mass = np.diff(cdf, axis=1)
     size = 1 << int(np.ceil(np.log2(2 * fine.size)))
     conv = np.fft.irfft(np.fft.rfft(mass, size) * np.fft.rfft(a, size), size)[:, : fine.size]
