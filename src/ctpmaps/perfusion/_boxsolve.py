@@ -21,12 +21,12 @@ curve is formed.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from .._jit import jit
 from ._aifspline import aif_integral, aif_second_integral
 from .timing import is_uniform
 
@@ -244,7 +244,7 @@ def _ramp_state_loop(AA, A, a, slope, x0, h, y, d, m, coefs, weights, nonnegativ
         out[i, 12] = -2.0 * inv**3 * raa - 2.0 * inv * inv * rca - inv * rccv
 
 
-def _node_sums(AA, A, a, slope, x0, h, d, m, coefs, weights, last, acc):
+def _node_sums_loop(AA, A, a, slope, x0, h, d, m, coefs, weights, last, acc):
     """The six node sums of one curve (``acc``, (6, t)): see `ShiftTable.ramp_sums`."""
     acc[:] = 0.0
     for e in range(coefs.size):
@@ -266,19 +266,18 @@ def _node_sums(AA, A, a, slope, x0, h, d, m, coefs, weights, last, acc):
             acc[5, t] += wcc * value
 
 
-@functools.cache
-def _compiled(loop):
-    """``loop`` compiled by numba (imported here, on first use: the command line starts
-    without it), releasing the GIL for the fits' worker threads and cached on disk; its
-    helper `_node_sums` too. Written by hand because the batched fit needs exactly these
-    sums and no library evaluates them without numpy's temporaries (28 passes over
-    (n, t) arrays per node: 7 times slower on 16384 curves)."""
-    import numba
+#: What the loops call: `_node_sums_loop`, compiled by `_compiled` before them.
+_node_sums = _node_sums_loop
 
+
+def _compiled(loop):
+    """``loop`` compiled (`ctpmaps._jit.jit`), after the helper it calls, `_node_sums`.
+    Written by hand because the batched fit needs exactly these sums and no library
+    evaluates them without numpy's temporaries (28 passes over (n, t) arrays per node:
+    7 times slower on 16384 curves)."""
     global _node_sums
-    if not hasattr(_node_sums, "py_func"):
-        _node_sums = numba.njit(nogil=True, cache=True)(_node_sums)
-    return numba.njit(nogil=True, cache=True)(loop)
+    _node_sums = jit(_node_sums_loop)
+    return jit(loop)
 
 
 @dataclass
