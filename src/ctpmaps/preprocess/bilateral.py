@@ -66,6 +66,7 @@ import numpy as np
 import scipy.sparse as sps
 from scipy import ndimage
 
+from .._jit import jit
 from ..errors import InputError
 from ._threads import n_threads as _n_threads
 
@@ -455,7 +456,6 @@ def _blur_matrices(vertex_keys, dims, sigma_grid, radius):
             )
         targets[a - 1] = np.flatnonzero(occupied).astype(vertex_keys.dtype)
     del occupied
-    lut = np.full(int(np.prod(dims)), -1, np.int32)
     sources = vertex_keys
     blurs = []
     for a in range(3):
@@ -463,38 +463,47 @@ def _blur_matrices(vertex_keys, dims, sigma_grid, radius):
         taps = np.exp(-0.5 * (offsets / sigma_grid[a]) ** 2).astype(np.float32)
         offsets = offsets * strides[a]
         if a == 0:  # scatter from the sources: row = target of (source + offset)
-            lut[targets[a]] = np.arange(targets[a].size, dtype=np.int32)
-            blur = _pass_matrix(lut, sources, offsets, taps, sps.csc_matrix, targets[a].size)
-            lut[targets[a]] = -1
+            blur = _pass_matrix(targets[a], sources, offsets, taps, sps.csc_matrix)
         else:  # gather into the targets: column = source at (target - offset)
-            lut[sources] = np.arange(sources.size, dtype=np.int32)
-            blur = _pass_matrix(lut, targets[a], -offsets, taps, sps.csr_matrix, sources.size)
-            lut[sources] = -1
+            blur = _pass_matrix(sources, targets[a], -offsets, taps, sps.csr_matrix)
         blurs.append(blur)
         sources = targets[a]
-    del lut  # before the conversion below, which briefly holds the x pass twice
     blurs[0] = blurs[0].tocsr()  # products with CSR are about twice as fast as with CSC
     blurs[0].eliminate_zeros()  # in place: the missing neighbours all went to row 0
     return blurs
 
 
-def _pass_matrix(lut, keys, offsets, taps, kind, n_other, chunk=1 << 20):
+def _pass_matrix(found_in, keys, offsets, taps, kind):
     """One 1D blur as a sparse matrix laid out along ``keys`` (CSR rows or CSC columns).
 
-    Entry (key, lut[key + offset]) holds the tap of ``offset``. Every key keeps one entry
-    per tap, so the arrays are allocated once at their final size; a missing neighbour (a few
-    per cent of entries, at the edges of the occupied set) becomes an explicit zero.
+    Entry (key, position of ``key + offset`` in ``found_in``) holds the tap of ``offset``.
+    Every key keeps one entry per tap, so the arrays are allocated once at their final
+    size; a missing neighbour (a few per cent of entries, at the edges of the occupied
+    set) becomes an explicit zero. Both key sets are sorted, so the positions come from
+    one merge per offset (`_merge_positions`, compiled): a table over the whole padded
+    grid (436 MB at 512 x 512 x 8) and its random reads took 1.4 s of the 4 s build.
     """
-    n_taps = offsets.size
-    indices = np.empty((keys.size, n_taps), np.int32)
-    data = np.empty((keys.size, n_taps), np.float32)
-    for s in range(0, keys.size, chunk):
-        found = indices[s : s + chunk]
-        np.take(lut, keys[s : s + chunk, None] + offsets[None, :], out=found)
-        missing = found < 0
-        data[s : s + chunk] = np.where(missing, np.float32(0.0), taps[None, :])
-        found[missing] = 0
+    indices = np.empty((keys.size, offsets.size), np.int32)
+    jit(_merge_positions)(found_in, keys, offsets.astype(keys.dtype), indices)
+    missing = indices < 0
+    data = np.where(missing, np.float32(0.0), taps[None, :])
+    indices[missing] = 0
     index_dtype = np.int32 if indices.size < 2**31 - 1 else np.int64
-    indptr = np.arange(0, indices.size + 1, n_taps, dtype=index_dtype)
+    indptr = np.arange(0, indices.size + 1, offsets.size, dtype=index_dtype)
+    n_other = found_in.size
     shape = (keys.size, n_other) if kind is sps.csr_matrix else (n_other, keys.size)
     return kind((data.ravel(), indices.ravel(), indptr), shape=shape, copy=False)
+
+
+def _merge_positions(found_in, keys, offsets, out):
+    """``out[i, k]``: where ``keys[i] + offsets[k]`` lies in ``found_in``, -1 if absent
+    (both sorted, increasing): for each offset the sought keys increase, so one pointer
+    walks ``found_in`` once."""
+    n = found_in.size
+    for k in range(offsets.size):
+        p = 0
+        for i in range(keys.size):
+            q = keys[i] + offsets[k]
+            while p < n and found_in[p] < q:
+                p += 1
+            out[i, k] = p if p < n and found_in[p] == q else -1
