@@ -13,7 +13,6 @@ the two base classes), and a new method reads it top to bottom.
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._threads import n_threads
 from ..errors import FitError, InputError
 from ..physics import BRAIN_DENSITY, FLOW_UNIT, HEMATOCRIT_FACTOR, MAP_UNITS, tissue_scale
 from .timing import time_to_peak, trapezoid_weights
@@ -229,10 +229,7 @@ def chunks(n: int, size: int):
 
 def default_workers() -> int:
     """Threads to use: the CPUs this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    return n_threads(None)
 
 
 def map_chunks(func, n: int, size: int, workers: int) -> None:

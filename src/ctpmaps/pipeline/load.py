@@ -8,9 +8,9 @@ from typing import Any
 
 from ..clock import Stopwatch
 from ..errors import InputError
+from ..io._layout import c_order_copy
 from ..io.load import load_study
 from ..io.study import Study
-from ..preprocess._layout import c_order_copy
 
 __all__ = ["check_inputs", "load", "study_summary"]
 

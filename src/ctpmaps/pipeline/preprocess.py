@@ -18,9 +18,9 @@ import numpy as np
 
 from ..clock import Progress, Stopwatch
 from ..errors import InputError
+from ..io._layout import c_order_copy
 from ..io.atomic import atomic_dir
 from ..io.study import Study
-from ..preprocess._layout import c_order_copy
 from ..preprocess.bilateral import SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
 from .load import check_inputs, load, study_summary
 from .outputs import write_preprocessed

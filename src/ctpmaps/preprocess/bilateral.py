@@ -67,8 +67,8 @@ import scipy.sparse as sps
 from scipy import ndimage
 
 from .._jit import jit
+from .._threads import n_threads as _n_threads
 from ..errors import InputError
-from ._threads import n_threads as _n_threads
 
 if TYPE_CHECKING:
     from ..io.study import Study

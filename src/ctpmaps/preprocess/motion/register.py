@@ -46,9 +46,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..._threads import n_threads as _n_threads
 from ...errors import InputError
-from .._layout import c_order_copy
-from .._threads import n_threads as _n_threads
+from ...io._layout import c_order_copy
 from . import elastix, gauss_newton  # gauss_newton imports torch only when it runs
 from .geometry import params_of_matrix, resample_frames
 from .result import MotionResult

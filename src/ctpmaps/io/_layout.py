@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from ._threads import n_threads
+from .._threads import n_threads
 
 __all__ = ["c_order_copy"]
 

@@ -1,10 +1,11 @@
-"""Thread count of the preprocessing steps."""
+"""Thread count of the parallel steps (private): what a `threads` or `workers` argument
+left unset means."""
 
 from __future__ import annotations
 
 import os
 
-from ..errors import InputError
+from .errors import InputError
 
 
 def n_threads(threads: int | None) -> int:

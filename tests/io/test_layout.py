@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ctpmaps.preprocess._layout import c_order_copy
+from ctpmaps.io._layout import c_order_copy
 
 
 @pytest.mark.parametrize("shape", [(70, 33, 3, 5), (32, 1, 2, 1), (5, 4, 3, 2)])
