@@ -46,6 +46,23 @@ def test_times_from_header_without_sidecar(tmp_path):
     assert "header" in s.metadata["times_from"]
 
 
+@pytest.mark.parametrize("name", ["x.nii", "x.nii.gz"])
+def test_scaled_int16_frames_read_as_nibabel_scales_them(tmp_path, name):
+    """Stored int16 with scl_slope and scl_inter: the frames (converted while reordered to
+    C order) equal nibabel's own scaled float32 array."""
+    data = np.random.default_rng(3).integers(-300, 3000, (9, 7, 3, 5)).astype(np.int16)
+    img = nib.Nifti1Image(data, np.eye(4))
+    img.header.set_slope_inter(0.5, -1024.0)
+    img.header.set_xyzt_units("mm", "sec")
+    img.header.set_zooms((1, 1, 1, 1.5))
+    nib.save(img, tmp_path / name)
+    s = read_nifti_study(tmp_path / name)
+    reference = np.asarray(nib.load(tmp_path / name).dataobj, dtype=np.float32)
+    assert s.frames.flags.c_contiguous and s.frames.dtype == np.float32
+    np.testing.assert_array_equal(s.frames, reference)
+    np.testing.assert_array_equal(s.frames, data * np.float32(0.5) - np.float32(1024.0))
+
+
 def _save(tmp_path, data, zooms=(1, 1, 1, 0)):
     img = nib.Nifti1Image(data, np.eye(4))
     img.header.set_zooms(zooms[: data.ndim])

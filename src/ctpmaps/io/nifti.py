@@ -13,6 +13,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import InputError
+from ._layout import c_order_copy
 from .atomic import atomic_path
 from .study import Study, check_affine, is_identifying
 
@@ -172,8 +173,24 @@ def _check_size(path: Path, img: Any, gz: bool) -> None:
         )
 
 
+def _scaled_c_order(proxy) -> np.ndarray:
+    """A NIfTI image's data as float32 in C order (each voxel's curve contiguous): the
+    stored values (Fortran order, often int16) converted during the reordering copy
+    (`_layout.c_order_copy`), then scaled by ``scl_slope`` and ``scl_inter`` in place.
+    nibabel's float32 array, then a C-ordered copy of it, took one more pass over the
+    study and one more copy of it (1 GB at 512 x 512 x 8 x 89)."""
+    data = c_order_copy(np.asarray(proxy.get_unscaled()))
+    slope, inter = float(proxy.slope), float(proxy.inter)
+    if slope != 1.0:
+        data *= np.float32(slope)
+    if inter != 0.0:
+        data += np.float32(inter)
+    return data
+
+
 def _load(path: Path) -> tuple[Any, np.ndarray]:
-    """(image, data float32), a gzip stream read to its end so that its CRC is checked.
+    """(image, data float32 in C order), a gzip stream read to its end so that its CRC is
+    checked.
 
     nibabel reads only the bytes the data need, and Python's gzip checks a stream's CRC-32
     and length only at its end: a corrupted .nii.gz would load as silent garbage. Here the
@@ -187,7 +204,7 @@ def _load(path: Path) -> tuple[Any, np.ndarray]:
             holder = nib.fileholders.FileHolder(fileobj=fp)
             img = cls.from_file_map({"header": holder, "image": holder})
             _check_size(path, img, gz)
-            data = np.asarray(img.dataobj, dtype=np.float32)
+            data = _scaled_c_order(img.dataobj)
             while gz and fp.read(1 << 20):  # to the end: gzip checks the CRC and length there
                 pass
     except InputError:
