@@ -213,7 +213,8 @@ def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh, 
     """Numbers that say whether the maps can be trusted (`ctpmaps.pipeline.quality`)."""
     n = max(int(brain.sum()), 1)
     mtt = maps.mtt[brain]
-    noise = noise_sd(study.frames[brain], n_base)
+    # noise_sd reads the first n_base frames only: copying just those is 3-8 times cheaper
+    noise = noise_sd(study.frames[..., : max(2, n_base)][brain], n_base)
     peak = float(enh[brain].mean(axis=0, dtype=np.float64).max())
     out = {
         "noise_hu": noise,
@@ -247,7 +248,10 @@ def _input_functions(src, study, brain, aif_mask, aif_csv, vof_mask, n_given):
     window that ends at the AIF's own arrival (`rebaseline`).
     """
     times = src.times
-    n_brain = bolus_arrival_frame(study.frames[brain], times) + 1
+    brain_curves = study.frames[brain]  # (n_vox, t): copied once for both uses
+    n_brain = bolus_arrival_frame(brain_curves, times) + 1
+    brain_mean = brain_curves.mean(axis=0)
+    del brain_curves
     n0 = n_given or n_brain
     enh = enhancement(src.frames, times, n_baseline=n0)
     region = None
@@ -260,7 +264,7 @@ def _input_functions(src, study, brain, aif_mask, aif_csv, vof_mask, n_given):
             aif = curve_from_mask(enh, times, m, kind="aif", source=name)
         else:
             # Where the mean brain curve peaks (the baseline does not move it).
-            tissue_ttp = float(times[np.argmax(study.frames[brain].mean(axis=0))])
+            tissue_ttp = float(times[np.argmax(brain_mean)])
             unenh = unenhanced(src.frames, n0)
             region = intracranial_mask(unenh, study.spacing)
             n_vox = default_aif_voxels(src.spacing)
