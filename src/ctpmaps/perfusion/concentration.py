@@ -261,15 +261,18 @@ def _n_baseline(
     return check_baseline_frames(n_baseline, n_t, name="n_baseline")
 
 
-def noise_sd(curves: np.ndarray, n_baseline: int) -> float:
+def noise_sd(curves: np.ndarray, n_baseline: int, *, mask: np.ndarray | None = None) -> float:
     """Noise of the frames in HU: a robust SD of frame-to-frame differences before the bolus.
 
     Parameters
     ----------
-    curves : ndarray, shape (n_vox, t)
-        HU curves (e.g. the brain's voxels).
+    curves : ndarray, shape (n_vox, t) or (x, y, z, t)
+        HU curves (e.g. the brain's voxels), or frames with ``mask``.
     n_baseline : int
         Pre-bolus frames (at least the first two are used).
+    mask : ndarray of bool, shape (x, y, z), optional
+        The voxels of ``curves`` (x, y, z, t) to use; only their pre-bolus frames are
+        copied (a fifth or less of the study).
 
     Returns
     -------
@@ -280,6 +283,8 @@ def noise_sd(curves: np.ndarray, n_baseline: int) -> float:
     """
     curves = np.asarray(curves)
     n = max(2, min(int(n_baseline), curves.shape[-1]))
+    if mask is not None:
+        curves = curves[..., :n][np.asarray(mask, dtype=bool)]
     d = np.diff(curves[:, :n].astype(np.float64), axis=1).ravel()
     if d.size == 0:
         return float("nan")

@@ -213,8 +213,7 @@ def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh, 
     """Numbers that say whether the maps can be trusted (`ctpmaps.pipeline.quality`)."""
     n = max(int(brain.sum()), 1)
     mtt = maps.mtt[brain]
-    # noise_sd reads the first n_base frames only: copying just those is 3-8 times cheaper
-    noise = noise_sd(study.frames[..., : max(2, n_base)][brain], n_base)
+    noise = noise_sd(study.frames, n_base, mask=brain)
     peak = float(enh[brain].mean(axis=0, dtype=np.float64).max())
     out = {
         "noise_hu": noise,
@@ -248,10 +247,10 @@ def _input_functions(src, study, brain, aif_mask, aif_csv, vof_mask, n_given):
     window that ends at the AIF's own arrival (`rebaseline`).
     """
     times = src.times
-    brain_curves = study.frames[brain]  # (n_vox, t): copied once for both uses
-    n_brain = bolus_arrival_frame(brain_curves, times) + 1
-    brain_mean = brain_curves.mean(axis=0)
-    del brain_curves
+    # The brain's mean curve, once: bolus_arrival_frame would average a float64 copy of
+    # every brain curve (380 MB at 512) to the same values.
+    brain_mean = study.frames[brain].mean(axis=0, dtype=np.float64)
+    n_brain = bolus_arrival_frame(brain_mean, times) + 1
     n0 = n_given or n_brain
     enh = enhancement(src.frames, times, n_baseline=n0)
     region = None
