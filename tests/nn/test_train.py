@@ -210,3 +210,20 @@ def test_run_folder_read_as_the_evaluation_tables(run, tmp_path):
     assert learning_curves_figure(tables["learning_curves"])[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(InputError, match="ctpmaps train run folder"):
         training_tables([tmp_path])
+
+
+def test_masked_loss_selects_epochs_and_fold_inside_the_brain(tiny_cohort, cache, tmp_path):
+    """With the loss inside the brain, the best epoch of each fold (of its last stage, the
+    full-size one) and the best fold are those of the lowest validation MSE inside the
+    brain, not over the slice."""
+    cfg = _cfg(masked_loss=True, folds=2, epochs_pre=1, epochs_fine=3)
+    assert cfg.selection_metric == "val_mse_brain" and _cfg().selection_metric == "val_mse"
+    result = train(tiny_cohort, tmp_path / "cbv", cfg, cache_dir=cache)
+    for i, best in enumerate(result["folds"]):
+        rows = list(csv.DictReader(open(tmp_path / "cbv" / f"fold-{i}" / "history.csv")))
+        rows = [r for r in rows if r["stage"] == "fine"]
+        brain = [float(r["val_mse_brain"]) for r in rows]
+        assert best["epoch"] == int(rows[brain.index(min(brain))]["epoch"])
+        assert best["val_mse_brain"] == pytest.approx(min(brain))
+    by_brain = [r["val_mse_brain"] for r in result["folds"]]
+    assert result["best_fold"] == by_brain.index(min(by_brain))

@@ -92,7 +92,9 @@ def train_command(
         ),
     ] = 15 / 115,
     seed: Annotated[int, typer.Option(help="Seed of split, initialisation and shuffling.")] = 0,
-    masked_loss: Annotated[bool, typer.Option(help="MSE inside the brain mask only.")] = False,
+    masked_loss: Annotated[
+        bool, typer.Option(help="MSE inside the brain mask only (and the best epoch by it).")
+    ] = False,
     patience: Annotated[int, typer.Option(help="Plateau epochs before the LR halves.")] = 10,
     weights_dtype: Annotated[str, typer.Option(help="float32 or float16 weights.")] = "float32",
     cache_dir: Annotated[

@@ -43,7 +43,9 @@ class TrainConfig:
     seed : int
         Seed of the split, initialisation and shuffling.
     masked_loss : bool
-        MSE inside the brain mask only (default: over the whole slice, as the seed).
+        MSE inside the brain mask only (default: over the whole slice, as the seed); the
+        best epoch and fold and the learning-rate schedule then follow the validation MSE
+        inside the brain too (`selection_metric`).
     plateau_patience, plateau_factor : int, float
         ReduceLROnPlateau on the validation MSE.
     weights_dtype : str
@@ -118,6 +120,12 @@ class TrainConfig:
     def filter_sigmas(self) -> tuple[float, float]:
         """(spatial mm, range HU) of the training frames' filter."""
         return float(self.sigma_spatial_mm), float(self.sigma_range_hu)
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric that picks the best epoch and fold and drives the learning
+        rate: the one the loss minimises (inside the brain with ``masked_loss``)."""
+        return "val_mse_brain" if self.masked_loss else "val_mse"
 
     @property
     def widths(self) -> tuple[int, ...]:

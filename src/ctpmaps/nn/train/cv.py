@@ -145,7 +145,7 @@ def _run(cfg: TrainConfig, cohort_dir: Path, out: Path, cache_dir: Path, env: Di
     for i, fold in enumerate(split["folds"]):
         fold_data = FoldData([data[p] for p in fold["train"]], [data[p] for p in fold["val"]])
         results.append(train_fold(cfg, i, fold_data, out / f"fold-{i}", env, frames, say))
-    best_fold = int(np.argmin([r["val_mse"] for r in results]))
+    best_fold = int(np.argmin([r[cfg.selection_metric] for r in results]))
     summary = {"folds": results, "best_fold": best_fold, "test": None, "model": None}
     if env.main:
         summary.update(

@@ -163,10 +163,11 @@ class _Fold:
         if resumed and self.state.get("scheduler"):
             sched.load_state_dict(self.state["scheduler"])
         best = self.state["best"] if resumed else None
+        key = self.cfg.selection_metric
         for epoch in range(first, last + 1):
             row = self._epoch(epoch, stage, train_ds, val_ds)
-            sched.step(row["val_mse"])
-            if best is None or row["val_mse"] < best["val_mse"]:
+            sched.step(row[key])
+            if best is None or row[key] < best[key]:
                 best = {k: row[k] for k in BEST_FIELDS}
                 if self.env.main:
                     extra = {"fold": self.fold, "best_epoch": best}
