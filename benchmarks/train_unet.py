@@ -12,8 +12,8 @@ quarter of an hour per map on a 30-patient 128 x 128 cohort.
 
     python benchmarks/train_unet.py COHORT OUT [--target-source nlr|truth] [--maps cbv cbf ttp]
         [--features 8,16,32,64,128] [--frames 22] [--epochs-pre 40] [--epochs-fine 10]
-        [--pre-size 64] [--lr 1e-3] [--folds 3] [--masked-loss] [--test-cohort DIR]
-        [--threads N]
+        [--pre-size 64] [--lr 1e-3] [--folds 3] [--masked-loss] [--augment]
+        [--test-cohort DIR] [--threads N]
 
 Run it once per target source to put the two side by side.
 """
@@ -56,6 +56,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--masked-loss", action="store_true", help="MSE inside the brain only (and selection)"
     )
+    p.add_argument("--augment", action="store_true", help="random flips of training slices")
     p.add_argument("--test-cohort", type=Path, default=None, help="held-out patients instead")
     p.add_argument("--cache-dir", type=Path, default=None, help="default OUT/cache")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")
@@ -81,6 +82,7 @@ def train_maps(args: argparse.Namespace, cache: Path) -> dict[str, Path]:
             folds=args.folds,
             seed=args.seed,
             masked_loss=args.masked_loss,
+            augment=args.augment,
             command="python benchmarks/train_unet.py " + shlex.join(sys.argv[1:]),
         )
         t0 = time.perf_counter()

@@ -227,3 +227,40 @@ def test_masked_loss_selects_epochs_and_fold_inside_the_brain(tiny_cohort, cache
         assert best["val_mse_brain"] == pytest.approx(min(brain))
     by_brain = [r["val_mse_brain"] for r in result["folds"]]
     assert result["best_fold"] == by_brain.index(min(by_brain))
+
+
+def test_flips_move_frames_target_and_mask_together_inside_the_slice():
+    """`augment`: a slice's frames, target and mask are flipped alike, only in the corner
+    that holds the slice (the padding stays at the end), about half the time per axis, and
+    the same generator seed gives the same flips."""
+    h, w, pad = 5, 6, 8
+    base = torch.arange(h * w, dtype=torch.float32).reshape(h, w)
+    x = torch.full((64, 3, pad, pad), -1.0)
+    x[..., :h, :w] = base
+    y, m = x[:, :1].clone(), x[:, :1] > 10
+    xs, ys, ms = loop_mod._flip(
+        x.clone(), y.clone(), m.clone(), (h, w), torch.Generator().manual_seed(1)
+    )
+    seen = set()
+    for i in range(64):
+        sl = xs[i, 0, :h, :w]
+        for dims in ([], [-2], [-1], [-2, -1]):
+            if torch.equal(sl, base.flip(dims) if dims else base):
+                seen.add(tuple(dims))
+                break
+        else:
+            raise AssertionError(f"slice {i} is not a flip of the input")
+        assert torch.equal(xs[i], xs[i, :1].expand_as(xs[i]))  # every frame alike
+        assert torch.equal(ys[i, 0], xs[i, 0]) and torch.equal(ms[i, 0], xs[i, 0] > 10)
+        assert (xs[i, :, h:, :] == -1).all() and (xs[i, :, :, w:] == -1).all()
+    assert len(seen) == 4
+    again = loop_mod._flip(
+        x.clone(), y.clone(), m.clone(), (h, w), torch.Generator().manual_seed(1)
+    )
+    assert torch.equal(again[0], xs)
+
+
+def test_augmented_training_runs_and_is_recorded(tiny_cohort, cache, tmp_path):
+    result = train(tiny_cohort, tmp_path / "cbv", _cfg(augment=True, folds=1), cache_dir=cache)
+    meta = read_metadata(result["model"])
+    assert meta["training"]["augment"] is True

@@ -95,6 +95,9 @@ def train_command(
     masked_loss: Annotated[
         bool, typer.Option(help="MSE inside the brain mask only (and the best epoch by it).")
     ] = False,
+    augment: Annotated[
+        bool, typer.Option(help="Flip training slices at random (left-right, front-back).")
+    ] = False,
     patience: Annotated[int, typer.Option(help="Plateau epochs before the LR halves.")] = 10,
     weights_dtype: Annotated[str, typer.Option(help="float32 or float16 weights.")] = "float32",
     cache_dir: Annotated[
@@ -130,6 +133,7 @@ def train_command(
         test_fraction=test_fraction,
         seed=seed,
         masked_loss=masked_loss,
+        augment=augment,
         plateau_patience=patience,
         weights_dtype=weights_dtype,
         command="ctpmaps " + shlex.join(sys.argv[1:]),

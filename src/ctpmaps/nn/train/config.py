@@ -46,6 +46,11 @@ class TrainConfig:
         MSE inside the brain mask only (default: over the whole slice, as the seed); the
         best epoch and fold and the learning-rate schedule then follow the validation MSE
         inside the brain too (`selection_metric`).
+    augment : bool
+        Flip each training slice at random left-right and front-back (frames, target and
+        mask together). The maps are local functions of the tissue and arterial curves, so
+        a flipped slice is a valid example; it adds anatomy the network has not seen and
+        narrows the gap between training and validation error on small cohorts.
     plateau_patience, plateau_factor : int, float
         ReduceLROnPlateau on the validation MSE.
     weights_dtype : str
@@ -76,6 +81,7 @@ class TrainConfig:
     test_fraction: float = TEST_FRACTION
     seed: int = 0
     masked_loss: bool = False
+    augment: bool = False
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     weights_dtype: str = "float32"

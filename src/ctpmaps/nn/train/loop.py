@@ -52,13 +52,32 @@ def _loss(pred: torch.Tensor, y: torch.Tensor, m: torch.Tensor, hw, masked: bool
     return err.mean()
 
 
-def _train_epoch(net, loader, optimizer, scaler, env: Dist, hw, masked: bool) -> dict:
+def _flip(x, y, m, hw, gen: torch.Generator):
+    """Each slice of a batch flipped along each in-plane axis with probability 1/2 (the
+    same for its frames, target and mask); only the ``hw`` corner that holds the slice is
+    flipped, so that the padding stays where the metrics expect it."""
+    h, w = hw
+    flips = torch.rand((x.shape[0], 2), generator=gen) < 0.5
+    for i, (flip_h, flip_w) in enumerate(flips.tolist()):
+        dims = [d for d, on in ((-2, flip_h), (-1, flip_w)) if on]
+        if dims:
+            for t in (x, y, m):
+                t[i, ..., :h, :w] = t[i, ..., :h, :w].flip(dims)
+    return x, y, m
+
+
+def _train_epoch(
+    net, loader, optimizer, scaler, env: Dist, hw, masked: bool, flip_gen=None
+) -> dict:
     """One pass over the training slices; the errors of the predictions made on the way
-    (`MapErrors.result`, summed over the processes)."""
+    (`MapErrors.result`, summed over the processes). With ``flip_gen`` (a seeded
+    generator) the slices are flipped at random (`_flip`)."""
     net.train()
     h, w = hw
     sums = MapErrors()
     for x, y, m in loader:
+        if flip_gen is not None:
+            x, y, m = _flip(x.clone(), y.clone(), m.clone(), hw, flip_gen)
         x, y, m = x.to(env.device), y.to(env.device), m.to(env.device)
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(env.device.type, dtype=torch.float16, enabled=env.amp):
@@ -186,9 +205,14 @@ class _Fold:
         cfg, env = self.cfg, self.env
         t0 = time.perf_counter()
         loader = _loader(train_ds, cfg, env, self.fold, epoch)
+        flip_gen = None
+        if cfg.augment:  # seeded per fold, epoch and process: reproducible, resumable
+            seed = (cfg.seed * 1_000_003 + self.fold * 10_007 + epoch) * 31 + env.rank
+            flip_gen = torch.Generator().manual_seed(seed)
         train = _train_epoch(
-            self.ddp, loader, self.optimizer, self.scaler, env, train_ds.hw, cfg.masked_loss
-        )
+            self.ddp, loader, self.optimizer, self.scaler, env, train_ds.hw, cfg.masked_loss,
+            flip_gen,
+        )  # fmt: skip
         val = evaluate(self.net, val_ds, device=env.device, batch=cfg.batch)
         row = {
             "epoch": epoch,
