@@ -76,6 +76,22 @@ def test_mask_sets_nan_outside(tmp_path, study):
         predict_maps(study, tmp_path, mask=mask[:-1])
 
 
+def test_model_trained_inside_the_brain_warns_without_a_mask(tmp_path, study, caplog):
+    torch.manual_seed(0)
+    idx = subsample_frames(20, 5)
+    save_model(
+        tmp_path / "cbv", UNet(5, features=FEATS).eval(), target="cbv",
+        frame_indices=idx.tolist(), frame_times_s=(idx * 2.0).tolist(),
+        extra={"training": {"masked_loss": True}},
+    )  # fmt: skip
+    with caplog.at_level("WARNING", logger="ctpmaps.nn.predict"):
+        predict_maps(study, tmp_path, device="cpu", mask=np.ones(study.shape, bool))
+    assert "inside the brain only" not in caplog.text
+    with caplog.at_level("WARNING", logger="ctpmaps.nn.predict"):
+        predict_maps(study, tmp_path, device="cpu")
+    assert "the cbv model(s) were trained inside the brain only" in caplog.text
+
+
 def test_too_few_frames_and_duplicate_models(tmp_path, study):
     _model(tmp_path / "a", "cbv", n_frames=5)
     few = Study(study.frames[..., :4], study.affine, study.times[:4])

@@ -309,7 +309,9 @@ def predict_maps(
         Model files (``cbv.safetensors`` or ``cbv.json``) or folders of them, one model per
         map; by default ``$CTPMAPS_WEIGHTS`` or the package's demo weights.
     mask : ndarray of bool, shape (x, y, z), optional
-        Brain mask; maps are NaN outside it. None keeps every voxel.
+        Brain mask; maps are NaN outside it. None keeps every voxel: a model trained with
+        its loss inside the brain only (``training.masked_loss``, e.g. the demo weights)
+        says nothing outside it, and a warning says so.
     device : str or torch.device, optional
         CUDA when available by default.
     batch : int, optional
@@ -343,6 +345,13 @@ def predict_maps(
         else load_models(weights, device=device)
     )
     maps = {name: np.full(study.shape, np.nan, dtype=np.float32) for name in MAP_NAMES}
+    inside_only = [m.target for m in models if m.meta.get("training", {}).get("masked_loss")]
+    if mask is None and inside_only:
+        log.warning(
+            "the %s model(s) were trained inside the brain only: without a brain mask their "
+            "values outside it are not estimates of anything",
+            ", ".join(inside_only),
+        )
     for model in models:
         t0 = time.perf_counter()
         values = predict_map(study, model, mask=mask, device=device, batch=batch, resample=resample)

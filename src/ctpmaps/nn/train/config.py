@@ -49,8 +49,7 @@ class TrainConfig:
     augment : bool
         Flip each training slice at random left-right and front-back (frames, target and
         mask together). The maps are local functions of the tissue and arterial curves, so
-        a flipped slice is a valid example; it adds anatomy the network has not seen and
-        narrows the gap between training and validation error on small cohorts.
+        a flipped slice is a valid example of anatomy the network has not seen.
     plateau_patience, plateau_factor : int, float
         ReduceLROnPlateau on the validation MSE.
     weights_dtype : str
