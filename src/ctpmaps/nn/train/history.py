@@ -66,7 +66,9 @@ def write_history(path: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def plot_learning_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Training and validation MSE per epoch (the paper's Figure 4), log scale."""
+    """Training and validation MSE per epoch (the paper's Figure 4), log scale: over the
+    slice (thin) and inside the brain (thick), with the validation's constant predictor
+    inside the brain (dotted), the line a network must stay under to carry information."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,8 +78,17 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: Path, title: str) -> N
         return
     epochs = [int(r["epoch"]) for r in rows]
     fig, ax = plt.subplots(figsize=(5.5, 3.6), dpi=110)
-    ax.plot(epochs, [r["train_mse"] for r in rows], label="train")
-    ax.plot(epochs, [r["val_mse"] for r in rows], label="validation")
+
+    def curve(key: str, **style) -> None:
+        values = [float(r.get(key, float("nan"))) for r in rows]
+        if any(np.isfinite(values)):
+            ax.plot(epochs, values, **style)
+
+    curve("train_mse", color="C0", lw=0.8, alpha=0.6, label="train, slice")
+    curve("val_mse", color="C1", lw=0.8, alpha=0.6, label="validation, slice")
+    curve("train_mse_brain", color="C0", lw=1.8, label="train, brain")
+    curve("val_mse_brain", color="C1", lw=1.8, label="validation, brain")
+    curve("val_const_mse_brain", color="k", lw=1.0, ls=":", label="constant, brain")
     switch = [
         e
         for e, r, p in zip(epochs[1:], rows[1:], rows[:-1], strict=True)
@@ -90,7 +101,7 @@ def plot_learning_curve(rows: list[dict[str, Any]], path: Path, title: str) -> N
     ax.set_xlabel("epoch")
     ax.set_ylabel("MSE (normalised map)")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
