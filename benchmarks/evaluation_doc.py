@@ -87,6 +87,9 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
     t, s = ev["tables"], ev["settings"]
     command = "ctpmaps " + shlex.join(record["command"][1:])
     seconds = record.get("timings_s", {}).get("total", math.nan)
+    args = record["command"]
+    workers = args[args.index("--workers") + 1] if "--workers" in args[:-1] else "1"
+    where = "one dask worker" if workers == "1" else f"{workers} dask workers"
     n_failed = len(t.get("failures", []))
     maps_cols = [("map", "map", 0), ("source", "source", 0), ("n", "n_patients", 0),
                  ("MSE slice", "mse_slice_mean", 4), ("const. slice", "constant_mse_slice", 4),
@@ -130,7 +133,7 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
         f"- Cohort made by {phantom}.",
         f"- Command: `{command}`",
         f"- This page: `python {page}`",
-        f"- Wall time of that command: {seconds / 60:.1f} min on one dask worker (2 CPU cores "
+        f"- Wall time of that command: {seconds / 60:.1f} min on {where} (2 CPU cores "
         "shared with other jobs; an upper bound).",
         "",
         "### Maps (the seed's Table 1)",

@@ -62,13 +62,15 @@ def test_caveat_only_for_models_not_validated_on_patients():
     assert "cannot support a clinical decision" in text
 
 
-def test_shipped_weights_are_old_files_read_with_the_seed_s_values(monkeypatch, caplog):
+def test_shipped_weights_record_their_grid_filter_and_validation(monkeypatch, caplog):
+    # the demo weights are written with every field (files without them are read with the
+    # seed's values: test_filter_of_models_recorded_old_and_disagreeing, test_grid.py)
     monkeypatch.delenv("CTPMAPS_WEIGHTS", raising=False)
     with caplog.at_level(logging.INFO, logger="ctpmaps.nn"):
         models = load_models()
         assert filter_sigmas_of(models) == (3.0, 20.0)
         for m in models:
             assert m.pixel_mm == pytest.approx((250 / 128, 250 / 128))  # 128 x 128 cohort
-            assert m.validation.on == "phantom" and not m.validation.recorded
-    assert "assuming 1.953 mm" in caplog.text
+            assert m.validation.on == "phantom" and m.validation.recorded
+    assert "assuming" not in caplog.text
     assert "cannot support a clinical decision" in validation_caveat(models)
