@@ -15,6 +15,8 @@ CBF and TTP do not (docs/unet.md, docs/evaluation.md).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -29,8 +31,6 @@ from ctpmaps.preprocess import filter_study
 
 @pytest.fixture(scope="module")
 def models():
-    import os
-
     if os.environ.get(WEIGHTS_ENV):
         pytest.skip(f"${WEIGHTS_ENV} points at other weights than the shipped ones")
     return load_models(device="cpu")
