@@ -227,11 +227,6 @@ def chunks(n: int, size: int):
         yield slice(start, min(start + size, n))
 
 
-def default_workers() -> int:
-    """Threads to use: the CPUs this process may run on."""
-    return n_threads(None)
-
-
 def map_chunks(func, n: int, size: int, workers: int) -> None:
     """Call ``func(slice)`` for each chunk of ``range(n)``, on ``workers`` threads.
 
@@ -405,7 +400,7 @@ class PerfusionModel:
         if int(chunk_size) < 1:
             raise InputError("chunk_size", f"expected a positive integer, got {chunk_size!r}")
         self.chunk_size = int(chunk_size)
-        self.workers = default_workers() if workers is None else max(1, int(workers))
+        self.workers = n_threads(None) if workers is None else max(1, int(workers))
         #: ``rho / kappa / 6000``: C_tissue = scale * CBF * (C_a ⊛ R), time in s.
         self.scale = tissue_scale(hematocrit_factor=self.hematocrit_factor, density=self.density)
 
