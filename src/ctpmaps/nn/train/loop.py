@@ -91,8 +91,13 @@ def _train_epoch(
     return MapErrors.from_list(env.sum(sums.as_list())).result()
 
 
+def _epoch_seed(cfg: TrainConfig, fold: int, epoch: int) -> int:
+    """Seed of one fold's epoch (shuffling, flips): runs resume and repeat exactly."""
+    return cfg.seed * 1_000_003 + fold * 10_007 + epoch
+
+
 def _loader(ds: SliceDataset, cfg: TrainConfig, env: Dist, fold: int, epoch: int) -> DataLoader:
-    seed = cfg.seed * 1_000_003 + fold * 10_007 + epoch
+    seed = _epoch_seed(cfg, fold, epoch)
     if env.world > 1:
         sampler = DistributedSampler(ds, env.world, env.rank, shuffle=True, seed=cfg.seed + fold)
         sampler.set_epoch(epoch)
@@ -207,7 +212,7 @@ class _Fold:
         loader = _loader(train_ds, cfg, env, self.fold, epoch)
         flip_gen = None
         if cfg.augment:  # seeded per fold, epoch and process: reproducible, resumable
-            seed = (cfg.seed * 1_000_003 + self.fold * 10_007 + epoch) * 31 + env.rank
+            seed = _epoch_seed(cfg, self.fold, epoch) * 31 + env.rank
             flip_gen = torch.Generator().manual_seed(seed)
         train = _train_epoch(
             self.ddp, loader, self.optimizer, self.scaler, env, train_ds.hw, cfg.masked_loss,
