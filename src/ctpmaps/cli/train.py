@@ -98,6 +98,12 @@ def train_command(
     augment: Annotated[
         bool, typer.Option(help="Flip training slices at random (left-right, front-back).")
     ] = False,
+    time_shift: Annotated[
+        bool,
+        typer.Option(
+            help="Start training slices' frames up to a stride later at random (TTP moves)."
+        ),
+    ] = False,
     patience: Annotated[int, typer.Option(help="Plateau epochs before the LR halves.")] = 10,
     weights_dtype: Annotated[str, typer.Option(help="float32 or float16 weights.")] = "float32",
     cache_dir: Annotated[
@@ -134,6 +140,7 @@ def train_command(
         seed=seed,
         masked_loss=masked_loss,
         augment=augment,
+        time_shift=time_shift,
         plateau_patience=patience,
         weights_dtype=weights_dtype,
         command="ctpmaps " + shlex.join(sys.argv[1:]),

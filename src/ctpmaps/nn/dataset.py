@@ -122,6 +122,13 @@ class PatientSlices:
         Pixel size ``(x, y)`` in mm (``W``, ``H``).
     filter_sigmas : (float, float)
         Guided bilateral filter of the frames: spatial sigma (mm), range sigma (HU).
+    shifted : tuple of ndarray
+        With ``time_shift`` (`load_patient`): the T frames starting 1, 2, ... stride - 1
+        acquisition frames later, each shaped as ``inputs``; empty otherwise.
+    shift_step : float
+        Change of the normalised target per acquisition frame of shift (minus the frame
+        interval over the range for TTP, 0 for the maps that do not depend on when the
+        acquisition starts).
     """
 
     patient: str
@@ -130,6 +137,8 @@ class PatientSlices:
     mask: np.ndarray
     spacing_mm: tuple[float, float] = (1.0, 1.0)
     filter_sigmas: tuple[float, float] = UNITOBRAIN_SIGMAS
+    shifted: tuple[np.ndarray, ...] = ()
+    shift_step: float = 0.0
 
 
 def _read_frames(cohort: Cohort, pid: str, sigmas: tuple[float, float]) -> Study:
@@ -247,6 +256,7 @@ def load_patient(
     n_frames: int | None = None,
     cache_dir: str | Path | None = None,
     filter_sigmas: tuple[float, float] = UNITOBRAIN_SIGMAS,
+    time_shift: bool = False,
 ) -> PatientSlices:
     """Slices of one patient: normalised preprocessed frames, target on [0, 1], brain mask.
 
@@ -268,10 +278,19 @@ def load_patient(
         Guided bilateral filter (spatial sigma mm, range sigma HU) of a phantom cohort's
         frames (and of the frames its NLR targets are fitted on); the seed's 3 mm / 20 HU by
         default, the only setting of UniToBrain's filtered frames.
+    time_shift : bool
+        Also keep the T frames that start 1 to stride - 1 acquisition frames later
+        (`PatientSlices.shifted`, for `ctpmaps.nn.train.TrainConfig.time_shift`).
 
     Returns
     -------
     PatientSlices
+
+    Raises
+    ------
+    InputError
+        Unknown target or source, a patient not in the cohort, a map on another grid than
+        the frames, or ``time_shift`` on frames that are not equally spaced.
     """
     if target not in TARGET_RANGES:
         raise InputError("target", f"expected one of {list(TARGET_RANGES)}, got {target!r}")
@@ -294,7 +313,30 @@ def load_patient(
         )
     spacing = tuple(float(v) for v in arrays["spacing"])
     mask = arrays["mask"].astype(bool)
-    return PatientSlices(patient, inputs, target_slices, mask, spacing, state["sigmas"])
+    shifted, step = (), 0.0
+    if time_shift:
+        shifted, step = _shifted_frames(arrays, idx, target, patient)
+    return PatientSlices(
+        patient, inputs, target_slices, mask, spacing, state["sigmas"], shifted, step
+    )
+
+
+def _shifted_frames(arrays: dict, idx: np.ndarray, target: str, patient: str):
+    """The kept frames moved 1 .. stride - 1 acquisition frames later, and the change of
+    the normalised target per frame of shift (`PatientSlices.shifted`, ``shift_step``)."""
+    times = arrays["times"]
+    steps = np.diff(times)
+    if steps.size and not np.allclose(steps, steps[0], rtol=1e-3, atol=1e-3):
+        raise InputError(
+            f"{patient} frames",
+            "a time shift needs equally spaced frames, got intervals "
+            f"{steps.min():g} to {steps.max():g} s",
+        )
+    stride = times.size // idx.size  # as subsample_frames
+    shifted = tuple(np.ascontiguousarray(arrays["inputs"][:, idx + k]) for k in range(1, stride))
+    low, high = TARGET_RANGES[target]
+    step = -float(steps[0]) / (high - low) if target == "ttp" and steps.size else 0.0
+    return shifted, step
 
 
 def pad_slices(x: torch.Tensor, value: float, divisor: int = DIVISOR) -> torch.Tensor:
@@ -330,6 +372,10 @@ class SliceDataset(torch.utils.data.Dataset):
     size : int or None
         Longer side after area down-sampling (the seed's 128 x 128 pre-training); None
         keeps the full resolution. Slices are then padded to multiples of 16.
+    time_shift : bool
+        Keep the patients' time-shifted frames (`PatientSlices.shifted`): after
+        `draw_shifts`, each item starts its frames that many acquisition frames later and
+        its target moves accordingly. Without it, or before a draw, items start at frame 0.
 
     Items are ``(x (T, H, W) float32, y (1, H, W) float32 in [0, 1], m (1, H, W) bool)``.
 
@@ -342,26 +388,32 @@ class SliceDataset(torch.utils.data.Dataset):
         patients): the grid a network trained on them learns.
     """
 
-    def __init__(self, patients, size: int | None = None) -> None:
+    def __init__(self, patients, size: int | None = None, *, time_shift: bool = False) -> None:
         if not patients:
             raise InputError("patients", "expected at least one patient")
+        phases = {len(p.shifted) for p in patients} if time_shift else {0}
+        if len(phases) != 1:
+            raise InputError("patients", f"time-shifted frames differ in number: {phases}")
         xs, ys, ms, xs_hw, pixels = [], [], [], [], []
+        shifted: list[list[torch.Tensor]] = [[] for _ in range(phases.pop())]
+        steps = []
         for p in patients:
             full_hw = p.inputs.shape[-2:]
-            x = torch.from_numpy(p.inputs)
             y = torch.from_numpy(p.target)[:, None]
             m = torch.from_numpy(p.mask)[:, None]
+            x, *others = (
+                _fit(torch.from_numpy(a), size) for a in (p.inputs, *p.shifted[: len(shifted)])
+            )
             if size is not None:
-                x, y, m = (
-                    resize_slices(x, size),
-                    resize_slices(y, size),
-                    resize_slices(m, size, is_mask=True),
-                )
+                y, m = resize_slices(y, size), resize_slices(m, size, is_mask=True)
             xs_hw.append(x.shape[-2:])
             pixels.append([p.spacing_mm[i] * full_hw[1 - i] / x.shape[-1 - i] for i in (0, 1)])
-            xs.append(pad_slices(x, AIR))
+            xs.append(x)
+            for store, a in zip(shifted, others, strict=True):
+                store.append(a)
             ys.append(pad_slices(y, 0.0))
             ms.append(pad_slices(m, False))
+            steps += [p.shift_step] * x.shape[0]
         shapes = {tuple(x.shape[1:]) for x in xs}
         if len(shapes) != 1:
             raise InputError("patients", f"slices differ in (T, H, W) between patients: {shapes}")
@@ -372,9 +424,28 @@ class SliceDataset(torch.utils.data.Dataset):
         self.targets = torch.cat(ys)
         self.masks = torch.cat(ms)
         self.patients = [p.patient for p in patients for _ in range(p.inputs.shape[0])]
+        #: Inputs starting 1, 2, ... acquisition frames later (``time_shift``).
+        self.shifted = [torch.cat(store) for store in shifted]
+        self._steps = torch.tensor(steps, dtype=torch.float32)
+        self._shifts: torch.Tensor | None = None
+
+    def draw_shifts(self, generator: torch.Generator) -> None:
+        """Draw each item's time shift (0 to stride - 1 acquisition frames, uniform)."""
+        n = len(self.shifted) + 1
+        self._shifts = torch.randint(0, n, (len(self),), generator=generator)
 
     def __len__(self) -> int:
         return int(self.inputs.shape[0])
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return self.inputs[i].float(), self.targets[i], self.masks[i]
+        k = 0 if self._shifts is None else int(self._shifts[i])
+        if k == 0:
+            return self.inputs[i].float(), self.targets[i], self.masks[i]
+        y = self.targets[i]
+        y = torch.where(y > 0, (y + k * self._steps[i]).clamp(0.0, 1.0), y)
+        return self.shifted[k - 1][i].float(), y, self.masks[i]
+
+
+def _fit(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Frames (N, T, H, W) down-sampled to ``size`` (`resize_slices`) and padded with air."""
+    return pad_slices(resize_slices(x, size) if size is not None else x, AIR)

@@ -50,6 +50,14 @@ class TrainConfig:
         Flip each training slice at random left-right and front-back (frames, target and
         mask together). The maps are local functions of the tissue and arterial curves, so
         a flipped slice is a valid example of anatomy the network has not seen.
+    time_shift : bool
+        Start each training slice's T frames at a random acquisition frame between frame 0
+        and the stride (`subsample_frames`) less one, and shift a TTP target by the same
+        time (TTP counts from the first frame; the other maps do not move): each epoch the
+        bolus arrives at another time, so that the network reads TTP from the curves
+        rather than from the cohort's usual bolus timing. Needs equally spaced frames;
+        no effect when all frames are kept. The training slices then hold every frame
+        (stride x the memory).
     plateau_patience, plateau_factor : int, float
         ReduceLROnPlateau on the validation MSE.
     weights_dtype : str
@@ -81,6 +89,7 @@ class TrainConfig:
     seed: int = 0
     masked_loss: bool = False
     augment: bool = False
+    time_shift: bool = False
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     weights_dtype: str = "float32"

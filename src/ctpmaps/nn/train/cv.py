@@ -121,6 +121,7 @@ def _load_all(cohort, patients, cfg: TrainConfig, cache_dir: Path, env: Dist, sa
                 n_frames=cfg.n_frames,
                 cache_dir=cache_dir,
                 filter_sigmas=cfg.filter_sigmas,
+                time_shift=cfg.time_shift,
             )
 
     if env.main:

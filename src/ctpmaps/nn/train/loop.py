@@ -175,7 +175,7 @@ class _Fold:
         return self.state["best"]
 
     def _stage(self, stage: str, size: int | None, first: int, last: int) -> None:
-        train_ds = SliceDataset(self.data.train, size)
+        train_ds = SliceDataset(self.data.train, size, time_shift=self.cfg.time_shift)
         val_ds = SliceDataset(self.data.val, size)
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             self.optimizer,
@@ -211,9 +211,11 @@ class _Fold:
         t0 = time.perf_counter()
         loader = _loader(train_ds, cfg, env, self.fold, epoch)
         flip_gen = None
+        seed = _epoch_seed(cfg, self.fold, epoch) * 31 + env.rank
         if cfg.augment:  # seeded per fold, epoch and process: reproducible, resumable
-            seed = _epoch_seed(cfg, self.fold, epoch) * 31 + env.rank
             flip_gen = torch.Generator().manual_seed(seed)
+        if cfg.time_shift:
+            train_ds.draw_shifts(torch.Generator().manual_seed(seed + 1))
         train = _train_epoch(
             self.ddp, loader, self.optimizer, self.scaler, env, train_ds.hw, cfg.masked_loss,
             flip_gen,
