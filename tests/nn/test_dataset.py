@@ -138,3 +138,45 @@ def test_dataset_pixel_size_follows_down_sampling(tiny_cohort):
     pats = [load_patient(cohort, pid, target="cbv", n_frames=4) for pid in cohort.patients[:2]]
     assert SliceDataset(pats).pixel_mm == pytest.approx((250 / 64, 250 / 64))
     assert SliceDataset(pats, size=16).pixel_mm == pytest.approx((250 / 16, 250 / 16))
+
+
+def test_time_shift_keeps_the_frames_between_and_moves_ttp_by_the_shift(tiny_cohort, tmp_path):
+    """`time_shift`: the T frames starting k acquisition frames later, and TTP (counted from
+    the first frame the network sees) earlier by k frame intervals; CBV does not move."""
+    cohort = find_cohort(tiny_cohort)
+    every = load_patient(cohort, "MOL-001", target="ttp", cache_dir=tmp_path)  # 20 frames, 2 s
+    p = load_patient(cohort, "MOL-001", target="ttp", n_frames=5, cache_dir=tmp_path,
+                     time_shift=True)  # fmt: skip
+    assert len(p.shifted) == 3  # stride 4
+    for k, frames in enumerate(p.shifted, start=1):
+        np.testing.assert_array_equal(frames, every.inputs[:, k::4][:, :5])
+    assert p.shift_step == pytest.approx(-2.0 / 50.0)
+    cbv = load_patient(cohort, "MOL-001", target="cbv", n_frames=5, cache_dir=tmp_path,
+                       time_shift=True)  # fmt: skip
+    assert cbv.shift_step == 0.0
+    assert load_patient(cohort, "MOL-001", target="ttp", time_shift=True).shifted == ()
+
+    ds = SliceDataset([p], time_shift=True)
+    plain = SliceDataset([p])
+    assert torch.equal(ds[2][0], plain[2][0])  # before a draw: frame 0
+    ds.draw_shifts(torch.Generator().manual_seed(0))
+    shifts = ds._shifts.tolist()
+    assert set(shifts) <= {0, 1, 2, 3}
+    for i, k in enumerate(shifts):
+        x, y, m = ds[i]
+        x0, y0, _ = plain[i]
+        inside = y0 > 0
+        if k:
+            assert torch.equal(x, torch.from_numpy(p.shifted[k - 1][i]).float())
+        # the phantom's TTP is seconds after the first frame: k frames later, 2k s less
+        np.testing.assert_allclose((y0 - y)[inside] * 50.0, 2.0 * k, atol=1e-4)
+        assert torch.equal(y[~inside], y0[~inside])
+    assert len(plain.shifted) == 0  # validation slices hold frame 0 only
+
+
+def test_time_shift_refuses_unequal_frame_intervals():
+    from ctpmaps.nn.dataset import _shifted_frames
+
+    arrays = {"inputs": np.zeros((1, 6, 2, 2)), "times": np.array([0, 1, 2, 3, 5, 7.0])}
+    with pytest.raises(InputError, match="equally spaced"):
+        _shifted_frames(arrays, np.array([0, 2, 4]), "ttp", "MOL-009")

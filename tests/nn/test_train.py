@@ -264,3 +264,11 @@ def test_augmented_training_runs_and_is_recorded(tiny_cohort, cache, tmp_path):
     result = train(tiny_cohort, tmp_path / "cbv", _cfg(augment=True, folds=1), cache_dir=cache)
     meta = read_metadata(result["model"])
     assert meta["training"]["augment"] is True
+
+
+def test_time_shifted_training_runs_and_is_recorded(tiny_cohort, cache, tmp_path):
+    cfg = _cfg(target="ttp", time_shift=True, folds=1)
+    result = train(tiny_cohort, tmp_path / "ttp", cfg, cache_dir=cache)
+    meta = read_metadata(result["model"])
+    assert meta["training"]["time_shift"] is True
+    assert meta["frame_indices"] == [0, 5, 10, 15]  # inference still starts at frame 0
