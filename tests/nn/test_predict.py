@@ -21,7 +21,7 @@ from ctpmaps.nn.predict import (
     predict_maps,
 )
 from ctpmaps.nn.unet import UNet
-from ctpmaps.nn.weights import save_model
+from ctpmaps.nn.weights import read_metadata, save_model
 from ctpmaps.perfusion.base import MAP_NAMES
 
 FEATS = (4, 4, 8, 8, 8)
@@ -252,3 +252,16 @@ def _at(n: int, model, *, resample: bool):
     mask = brain[:, :, None]
     maps = predict_maps(study, [model], mask=mask, resample=resample)
     return maps.ttp[:, :, 0], brain, r_lesion
+
+
+def test_cli_train_passes_the_training_options(tiny_cohort, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", str(tiny_cohort), str(out), "--target", "ttp", "--target-source", "truth",
+            "--features", "4,4,8,8,8", "--frames", "4", "--epochs-pre", "1", "--epochs-fine",
+            "0", "--pre-size", "32", "--folds", "2", "--masked-loss", "--augment",
+            "--time-shift", "--weights-dtype", "float16", "--threads", "1"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    config = json.loads((out / "config.json").read_text())
+    assert config["masked_loss"] and config["augment"] and config["time_shift"]
+    assert read_metadata(out / "ttp")["weights_dtype"] == "float16"
