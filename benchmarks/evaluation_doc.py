@@ -148,6 +148,7 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
         "",
         *markdown(brain, phys_cols),
         "",
+        *by_bolus(ev),
         "### Dice (the seed's Table 2)",
         "",
         f"Patients left out of a lesion's Dice by the exclusion rule: {len(excluded)} "
@@ -162,6 +163,49 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
         "Across all sources:",
         "",
         *markdown([_ci(r) for r in t["across_sources"]], across_cols),
+        "",
+    ]
+
+
+def bolus_of(cohort: Path, patient: str) -> str | None:
+    """A phantom patient's injection (``boxcar``, ``slow``, ``split``), with ", late" when
+    its bolus arrives late, from its ``truth/truth.json``; None for other cohorts."""
+    path = cohort / patient / "truth" / "truth.json"
+    if not path.is_file():
+        return None
+    inp = json.loads(path.read_text()).get("input_function", {})
+    return f"{inp.get('injection', '?')}{', late' if inp.get('late') else ''}"
+
+
+def by_bolus(ev: dict[str, Any]) -> list[str]:
+    """Map errors inside the brain per injection of the phantom's bolus: the ratio of the
+    mean MSE to the mean constant predictor's (each patient's own brain mean) per group."""
+    cohort = Path(ev["settings"]["cohort"])
+    groups: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    for r in ev["tables"]["maps_per_patient"]:
+        bolus = bolus_of(cohort, r["patient"])
+        if bolus is None:
+            return []
+        key = (r["map"], r["source"], bolus)
+        groups.setdefault(key, []).append((r["mse_brain"], r["constant_mse_brain"]))
+    rows = [
+        {"map": m, "source": src, "bolus": b, "n": len(v),
+         "mse": sum(a for a, _ in v) / len(v), "const": sum(c for _, c in v) / len(v)}
+        for (m, src, b), v in sorted(groups.items())
+    ]  # fmt: skip
+    for r in rows:
+        r["ratio"] = r["mse"] / r["const"] if r["const"] > 0 else math.nan
+    cols = [("map", "map", 0), ("source", "source", 0), ("bolus", "bolus", 0), ("n", "n", 0),
+            ("MSE brain", "mse", 4), ("const. brain", "const", 4),
+            ("brain ÷ const.", "ratio", 2)]  # fmt: skip
+    return [
+        "Inside the brain per injection of the phantom's bolus (`input_function` in each "
+        "patient's `truth/truth.json`, `ctpmaps.phantom.inputs`: a boxcar of 7-12 s, a slow "
+        "injection with a 14-20 s plateau, a split injection with two peaks 2-4 s apart; "
+        "late: arriving 14-22 s after the first frame, so that tissue curves leave the "
+        "acquisition before they return to baseline):",
+        "",
+        *markdown(rows, cols),
         "",
     ]
 
