@@ -180,3 +180,20 @@ def test_time_shift_refuses_unequal_frame_intervals():
     arrays = {"inputs": np.zeros((1, 6, 2, 2)), "times": np.array([0, 1, 2, 3, 5, 7.0])}
     with pytest.raises(InputError, match="equally spaced"):
         _shifted_frames(arrays, np.array([0, 2, 4]), "ttp", "MOL-009")
+
+
+def test_slices_off_the_padding_grid_keep_their_size_and_pixel():
+    """A 40 x 40 slice is padded to 48 x 48 for the network; its size and pixel size are
+    the slice's own (the metrics leave the padding out)."""
+    from ctpmaps.nn.dataset import PatientSlices
+
+    rng = np.random.default_rng(0)
+    p = PatientSlices(
+        "P", rng.normal(0, 1, (2, 3, 40, 40)).astype(np.float16),
+        rng.uniform(0, 1, (2, 40, 40)).astype(np.float32), np.ones((2, 40, 40), bool),
+        spacing_mm=(2.0, 2.0), shifted=(rng.normal(0, 1, (2, 3, 40, 40)).astype(np.float16),),
+    )  # fmt: skip
+    ds = SliceDataset([p], time_shift=True)
+    assert ds.hw == (40, 40) and ds.pixel_mm == pytest.approx((2.0, 2.0))
+    assert ds.inputs.shape[-2:] == ds.shifted[0].shape[-2:] == (48, 48)
+    assert float(ds.shifted[0][0, 0, 45, 45]) == pytest.approx(AIR, abs=1e-3)

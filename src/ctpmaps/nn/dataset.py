@@ -401,16 +401,16 @@ class SliceDataset(torch.utils.data.Dataset):
             full_hw = p.inputs.shape[-2:]
             y = torch.from_numpy(p.target)[:, None]
             m = torch.from_numpy(p.mask)[:, None]
-            x, *others = (
-                _fit(torch.from_numpy(a), size) for a in (p.inputs, *p.shifted[: len(shifted)])
-            )
+            frames = [torch.from_numpy(a) for a in (p.inputs, *p.shifted[: len(shifted)])]
             if size is not None:
+                frames = [resize_slices(a, size) for a in frames]
                 y, m = resize_slices(y, size), resize_slices(m, size, is_mask=True)
+            x = frames[0]
             xs_hw.append(x.shape[-2:])
             pixels.append([p.spacing_mm[i] * full_hw[1 - i] / x.shape[-1 - i] for i in (0, 1)])
-            xs.append(x)
-            for store, a in zip(shifted, others, strict=True):
-                store.append(a)
+            xs.append(pad_slices(x, AIR))
+            for store, a in zip(shifted, frames[1:], strict=True):
+                store.append(pad_slices(a, AIR))
             ys.append(pad_slices(y, 0.0))
             ms.append(pad_slices(m, False))
             steps += [p.shift_step] * x.shape[0]
@@ -444,8 +444,3 @@ class SliceDataset(torch.utils.data.Dataset):
         y = self.targets[i]
         y = torch.where(y > 0, (y + k * self._steps[i]).clamp(0.0, 1.0), y)
         return self.shifted[k - 1][i].float(), y, self.masks[i]
-
-
-def _fit(x: torch.Tensor, size: int | None) -> torch.Tensor:
-    """Frames (N, T, H, W) down-sampled to ``size`` (`resize_slices`) and padded with air."""
-    return pad_slices(resize_slices(x, size) if size is not None else x, AIR)
