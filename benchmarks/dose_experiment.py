@@ -117,12 +117,21 @@ def timed(args, key: str, func, *fargs, **fkw) -> None:
     record(args, key, time.perf_counter() - t0)
 
 
+#: When this call last recorded a step (`record`): the wall clock counts from there.
+_LAST_RECORD: list[float] = []
+
+
 def record(args, key: str, seconds: float) -> None:
     """Add a step's seconds to ``OUT/timings.json`` (the doc counts each step once, even
-    over reruns that reuse earlier steps)."""
+    over reruns that reuse earlier steps), and the wall time since this call's previous
+    step to ``_wall``: an interrupted call keeps all but its unfinished steps' time."""
     path = args.out / "timings.json"
     done = json.loads(path.read_text()) if path.is_file() else {}
     done[key] = max(seconds, done.get(key, 0.0))  # a rerun that finds it done takes less
+    now = time.perf_counter()
+    if _LAST_RECORD:
+        done["_wall"] = done.get("_wall", 0.0) + now - _LAST_RECORD[-1]
+    _LAST_RECORD[:] = [now]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(done, indent=1))
     log.info("%s: %.0f s", key, seconds)
@@ -224,7 +233,7 @@ def weights_of(args, mas: float, t: int, source: str) -> list[Path]:
 
 def _evaluate(root: Path, out: Path, method: str, t: int, weights: list[Path], device) -> None:
     """``evaluate_sources`` of ``truth`` and one method; a refusal (no patient could be
-    evaluated, e.g. NLR on 5 frames) is logged and leaves no folder."""
+    evaluated, e.g. NLR on 5 frames) is logged and recorded (`refused_file`)."""
     from ctpmaps.errors import InputError
     from ctpmaps.pipeline.evaluate import evaluate_sources
 
@@ -238,6 +247,14 @@ def _evaluate(root: Path, out: Path, method: str, t: int, weights: list[Path], d
         )  # fmt: skip
     except InputError as exc:
         logging.getLogger("dose_experiment").warning("%s: %s", out.name, exc)
+        refused_file(out).parent.mkdir(parents=True, exist_ok=True)
+        refused_file(out).write_text(json.dumps({"refused": str(exc)}))
+
+
+def refused_file(out: Path) -> Path:
+    """Where `_evaluate` records a refusal, so that a rerun does not try again (the
+    evaluation's own folder is left empty by a refusal)."""
+    return out.parent / f"{out.name}.refused.json"
 
 
 def eval_folder(args, mas: float, t: int, method: str) -> Path:
@@ -255,7 +272,7 @@ def evaluate_all(args, roots: dict[float, Path]) -> None:
         methods.append(("nlr", weights[args.target_source[0]]))  # the same test patients
         for method, w in methods:
             out = eval_folder(args, mas, t, method)
-            if not (out / "evaluation.json").is_file():
+            if not (out / "evaluation.json").is_file() and not refused_file(out).is_file():
                 fargs = (roots[mas], out, method, t, w, args.device)
                 jobs.append((str(out.relative_to(args.out)), _evaluate, fargs, {}))
     pooled(args, jobs)
@@ -322,8 +339,9 @@ def answer(rows: list[dict[str, Any]], maps: list[str], top_frames: int) -> list
             continue
         if not nlr["n_patients"]:
             out.append(
-                f"- T = {r['frames']}: NLR gave no maps on any test patient (see its "
-                f"evaluation's failures); {r['method']} mapped {r['n_patients']}."
+                f"- T = {r['frames']}: NLR gave no maps on any test patient (the reason: "
+                f"`OUT/eval/{r['mas']:g}mAs-T{r['frames']}-nlr.refused.json`); "
+                f"{r['method']} mapped {r['n_patients']}."
             )
             continue
         wins = [m for m in maps if (r.get(f"{m}_mse") or math.inf) < (nlr.get(f"{m}_mse") or 0)]
@@ -406,7 +424,8 @@ def write_doc(args, rows, seconds: float, wall: float, header: str) -> None:
         f"{', random start within the frame stride' if args.time_shift else ''}; targets: "
         f"{', '.join(args.target_source)}. The seed trained 50 epochs at 512 x 512 on 100 "
         "patients; the shipped demo weights (docs/unet.md) 100 + 20 epochs with widths "
-        "16-256 on 52 patients: the numbers answer the question at this run's scale.",
+        "16-256 on 52 patients (34 for training, 18 for validation): the numbers answer the "
+        "question at this run's scale.",
         "",
         "## Table",
         "",
@@ -470,10 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     header = machine()
     print(header, flush=True)
     t0 = time.perf_counter()
-    path = args.out / "timings.json"
-    n_steps = (
-        len([k for k in json.loads(path.read_text()) if k != "_wall"]) if path.is_file() else 0
-    )
+    _LAST_RECORD[:] = [t0]
     roots = {mas: cohort(args, mas) for mas in sorted({m for m, _ in settings(args)})}
     train_all(args, roots)
     evaluate_all(args, roots)
@@ -485,12 +501,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(rows_of(evaluation(args, mas, t, "nlr"), mas, t, "nlr", "NLR"))
     rows.sort(key=lambda r: (-r["mas"], -r["frames"], r["method"]))
     timings = json.loads((args.out / "timings.json").read_text())
-    steps = {k: v for k, v in timings.items() if k != "_wall"}
-    wall = time.perf_counter() - t0
-    if len(steps) > n_steps:  # this call did work: its wall time counts
-        record(args, "_wall", timings.get("_wall", 0.0) + wall)
-    wall = json.loads((args.out / "timings.json").read_text()).get("_wall", wall)
-    seconds = sum(steps.values())
+    wall = timings.pop("_wall", 0.0)
+    seconds = sum(timings.values())
     log.info("wall time %.0f s (this call %.0f s); steps summed %.0f s", wall,
              time.perf_counter() - t0, seconds)  # fmt: skip
     print("\n".join(table(rows, args.maps)))
