@@ -178,12 +178,11 @@ def _load(cohort_dir: Path, pid: str, sources: list[str], cache: Path) -> None:
 def pooled(args, jobs: list[tuple[str, Any, tuple, dict]]) -> None:
     """Run ``(key, func, fargs, fkw)`` jobs, ``--jobs`` at a time in separate processes
     (in this one for ``--jobs 1``), adding each one's seconds to ``OUT/timings.json``."""
-    if not jobs:
-        return
-    threads = args.threads or (1 if args.jobs > 1 else 0) or None
     if args.jobs <= 1:
         for key, func, fargs, fkw in jobs:
             timed(args, key, func, *fargs, **fkw)
+        return
+    if not jobs:
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -191,7 +190,7 @@ def pooled(args, jobs: list[tuple[str, Any, tuple, dict]]) -> None:
     ctx = multiprocessing.get_context("spawn")  # torch and forked threads do not mix
     with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
         futures = {
-            pool.submit(_in_process, threads or 1, func, *fargs, **fkw): key
+            pool.submit(_in_process, args.threads or 1, func, *fargs, **fkw): key
             for key, func, fargs, fkw in jobs
         }
         for future in as_completed(futures):
@@ -246,7 +245,7 @@ def _evaluate(root: Path, out: Path, method: str, t: int, weights: list[Path], d
             training=[w.parent for w in weights] if cnn else (), overwrite=out.exists(),
         )  # fmt: skip
     except InputError as exc:
-        logging.getLogger("dose_experiment").warning("%s: %s", out.name, exc)
+        log.warning("%s: %s", out.name, exc)
         refused_file(out).parent.mkdir(parents=True, exist_ok=True)
         refused_file(out).write_text(json.dumps({"refused": str(exc)}))
 

@@ -181,12 +181,13 @@ def by_bolus(ev: dict[str, Any]) -> list[str]:
     """Map errors inside the brain per injection of the phantom's bolus: the ratio of the
     mean MSE to the mean constant predictor's (each patient's own brain mean) per group."""
     cohort = Path(ev["settings"]["cohort"])
+    per_patient = ev["tables"]["maps_per_patient"]
+    bolus = {pid: bolus_of(cohort, pid) for pid in {r["patient"] for r in per_patient}}
+    if None in bolus.values():
+        return []
     groups: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
-    for r in ev["tables"]["maps_per_patient"]:
-        bolus = bolus_of(cohort, r["patient"])
-        if bolus is None:
-            return []
-        key = (r["map"], r["source"], bolus)
+    for r in per_patient:
+        key = (r["map"], r["source"], bolus[r["patient"]])
         groups.setdefault(key, []).append((r["mse_brain"], r["constant_mse_brain"]))
     rows = [
         {"map": m, "source": src, "bolus": b, "n": len(v),

@@ -22,7 +22,7 @@ import pytest
 
 from ctpmaps.nn import MapErrors
 from ctpmaps.nn.model_info import filter_sigmas_of
-from ctpmaps.nn.normalise import TARGET_RANGES
+from ctpmaps.nn.normalise import normalise_target
 from ctpmaps.nn.predict import WEIGHTS_ENV, load_models, predict_maps
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 from ctpmaps.phantom.write import patient_id
@@ -62,9 +62,8 @@ def test_demo_weights_beat_a_quarter_of_a_constant_on_held_out_patients(models):
         study = filter_study(ph.study, sigma_spatial_mm=sigmas[0], sigma_range_hu=sigmas[1])
         maps = predict_maps(study, models, mask=brain, device="cpu")
         for m in models:
-            lo, hi = TARGET_RANGES[m.target]
-            truth = np.clip((ph.truth.maps[m.target][brain] - lo) / (hi - lo), 0, 1)
-            pred = np.clip((getattr(maps, m.target)[brain] - lo) / (hi - lo), 0, 1)
+            truth = normalise_target(ph.truth.maps[m.target][brain], m.target)
+            pred = normalise_target(getattr(maps, m.target)[brain], m.target)
             errors[m.target].add(pred, truth, np.ones(pred.shape, bool))
             per_patient[m.target].append(
                 (np.mean((pred - truth) ** 2), np.mean((truth - truth.mean()) ** 2))
