@@ -15,7 +15,17 @@ Albers et al. 2018):
   (`hypoperfusion_tmax_for`: each method reads Tmax its own way, calibrated as the core
   threshold; the clinical 6 s for maps of unknown origin);
 - severe hypoperfusion: Tmax above ``severe_tmax_s`` (10 s), for the hypoperfusion
-  intensity ratio.
+  intensity ratio;
+- both thresholds read Tmax and relative CBF after an in-plane median over a square of
+  about ``median_mm`` (3 mm; `median_in_brain`), where the voxel size is known (the
+  affine). One voxel's Tmax and CBF carry the noise of one voxel's curve (at 512 x 512,
+  0.49 mm pixels, the 2 mm bilateral filter leaves 3 HU), while the decision is made on
+  volumes of millilitres. Measured on the calibration cohort (seeds 3000-3009, matrix 512,
+  nlr, thresholds 5 s and 0.25): hypoperfusion Dice 0.852 -> 0.873, core 0.751 -> 0.787,
+  mean absolute core volume error 3.2 -> 2.9 mL. Larger squares kept raising the Dice on
+  the phantom (0.887 and 0.805 at 5 mm), whose lesions vary smoothly; 3 mm is kept so that a
+  real lesion's finer border is not rounded off. At 128 x 128 (1.95 mm pixels) the square
+  is one voxel: no smoothing.
 
 ``"cbv"`` (maps without Tmax, e.g. the seed's NLR maps of CBV, CBF, TTP, MTT; the seed
 segmented the core on CBV and the hypoperfused tissue on CBF and TTP by hand):
@@ -68,6 +78,7 @@ __all__ = [
     "segment_lesions",
     "remove_small_clusters",
     "mirror_reference",
+    "median_in_brain",
     "relative_cbf",
 ]
 
@@ -153,6 +164,10 @@ class LesionCriteria:
         ``"cbv"``: healthy reference tissue has a TTP delay below this, s.
     mirror_fwhm_mm : float
         Smoothing of the mirrored reference maps, mm.
+    median_mm : float
+        ``"tmax"``: Tmax and relative CBF are median-filtered in-plane over a square of
+        about this side, mm, before their thresholds (`median_in_brain`; 0 or a pixel
+        larger than it: none). Needs the affine (voxel size).
     min_cluster_ml : float
         Connected clusters smaller than this are dropped, mL.
     """
@@ -172,6 +187,7 @@ class LesionCriteria:
     core_cbv_ml: float | None = None
     healthy_ttp_delay_s: float = 2.0
     mirror_fwhm_mm: float = 8.0
+    median_mm: float = 3.0
     min_cluster_ml: float = 0.5
 
     def __post_init__(self) -> None:
@@ -311,6 +327,40 @@ def mirror_reference(
     with np.errstate(invalid="ignore", divide="ignore"):
         ref = np.where(m_den > 0.2, m_num / m_den, np.nan)
     return ref.reshape(shape).astype(np.float32)
+
+
+def median_in_brain(
+    values: np.ndarray, inside: np.ndarray, spacing: tuple[float, ...], size_mm: float
+) -> tuple[np.ndarray, int]:
+    """``values`` (x, y, z) median-filtered in each slice over a square of about
+    ``size_mm`` (the odd number of pixels nearest to it), reading only voxels ``inside``.
+
+    Voxels outside ``inside`` (no tissue, NaN) first take the value of the nearest voxel
+    inside in their slice, so that the brain's edge is not pulled towards the background;
+    the result is NaN outside ``inside``. scipy has no median that skips masked voxels
+    (``generic_filter`` with ``nanmedian`` is a Python call per voxel: minutes at 512), hence
+    the nearest-value fill.
+
+    Returns
+    -------
+    filtered : ndarray (x, y, z) float32
+    width : int
+        Side of the square in pixels (1: unchanged).
+    """
+    inside = np.asarray(inside, bool) & np.isfinite(values)
+    half = np.floor((size_mm / float(spacing[0]) - 1.0) / 2.0 + 0.5) if size_mm > 0 else 0
+    width = 2 * max(int(half), 0) + 1
+    out = np.where(inside, values, np.nan).astype(np.float32)
+    if width <= 1:
+        return out, 1
+    for z in range(values.shape[2]):
+        sl = inside[..., z]
+        if not sl.any():
+            continue
+        near = ndimage.distance_transform_edt(~sl, return_distances=False, return_indices=True)
+        filled = values[..., z][tuple(near)]
+        out[..., z] = np.where(sl, ndimage.median_filter(filled, size=width), np.nan)
+    return out, width
 
 
 def _maps_dict(maps: Any) -> dict[str, np.ndarray]:
@@ -470,6 +520,16 @@ def relative_cbf(
 def _tmax_rule(m, brain, hemis, crit, midline, affine):
     rcbf, valid, record = relative_cbf(m, brain, hemis, crit, midline=midline, affine=affine)
     tmax = m["tmax"]
+    if affine is None:
+        record["median"] = "none (no voxel size given)"
+    else:
+        spacing = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
+        tmax, width = median_in_brain(tmax, valid, spacing, crit.median_mm)
+        rcbf, _ = median_in_brain(rcbf, valid, spacing, crit.median_mm)
+        record["median"] = (
+            f"Tmax and relative CBF: in-plane median over {width} x {width} pixels "
+            f"({width * spacing[0]:.1f} mm)" if width > 1 else "none (pixels too large)"
+        )  # fmt: skip
     with np.errstate(invalid="ignore"):
         core = valid & (rcbf < crit.core_rcbf)
         hypo = valid & (tmax > crit.hypoperfusion_tmax_s)

@@ -166,6 +166,7 @@ def _rule_rows(lesions) -> list[tuple[str, str]]:
                 f"contralateral tissue (Tmax < {c.healthy_tmax_s:g} s)",
             ),  # fmt: skip
             ("reference CBF (mL/100 g/min)", refs),
+            ("smoothing before the thresholds", ref.get("median", "none")),
             ("smallest cluster kept", f"{c.min_cluster_ml:g} mL"),
         ]
     hypo = (
