@@ -59,7 +59,10 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             r = run_study(ph.study, Path(tmp) / "out", method=method, dicom=False, report=False)
         les = r.lesions
-        found = sweep(r.maps.maps, r.brain, les.hemispheres, les.voxel_ml, les.criteria, truth)
+        found = sweep(
+            r.maps.maps, r.brain, les.hemispheres, les.voxel_ml, les.criteria, truth,
+            ph.study.affine,
+        )  # fmt: skip
         for key, value in found.items():
             row[(method, *key)] = value
     return row
@@ -96,8 +99,9 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> di
         f"Calibration cohort: {len(rows)} phantom stroke patients, seeds 3000-"
         f"{2999 + len(rows)} (the evaluation cohort of `docs/accuracy_lesion.md` uses seeds "
         f"1000 and up), matrix {args.matrix}; the whole chain with default options, then the "
-        "Tmax rule for every pair of thresholds (core inside the hypoperfusion, clusters under "
-        "0.5 mL dropped). Hypoperfusion threshold: best mean hypoperfusion Dice; core "
+        "Tmax rule for every pair of thresholds (Tmax and relative CBF median-filtered over "
+        "3 mm in-plane, core inside the hypoperfusion, clusters under 0.5 mL dropped). "
+        "Hypoperfusion threshold: best mean hypoperfusion Dice; core "
         "threshold: best mean core Dice at that hypoperfusion threshold.",
         "",
         "## Chosen",

@@ -39,14 +39,17 @@ TMAX_THRESHOLDS = tuple(round(x, 2) for x in np.arange(2.0, 10.01, 0.5))
 CORE_THRESHOLDS = tuple(round(x, 3) for x in np.arange(0.10, 0.701, 0.025))
 
 
-def sweep(maps, brain, hemis, voxel_ml: float, criteria, truth) -> dict:
+def sweep(maps, brain, hemis, voxel_ml: float, criteria, truth, affine) -> dict:
     """Dice and volume error (mL) of hypoperfusion per Tmax threshold and of the core per
-    (Tmax, rCBF) pair, as `ctpmaps.lesion.segment_lesions` applies them."""
+    (Tmax, rCBF) pair, as `ctpmaps.lesion.segment_lesions` applies them (its median first,
+    with the study's ``affine``)."""
     from ctpmaps.evaluation import dice
-    from ctpmaps.lesion import relative_cbf, remove_small_clusters
+    from ctpmaps.lesion import relative_cbf, remove_small_clusters, smoothed_for_thresholds
 
     rcbf, valid, _ = relative_cbf(maps, brain, hemis, criteria)
-    tmax = np.asarray(maps.tmax)
+    tmax, rcbf, _ = smoothed_for_thresholds(
+        np.asarray(maps.tmax), rcbf, valid, affine, criteria.median_mm
+    )
 
     def clusters(mask):
         return remove_small_clusters(mask, voxel_ml, criteria.min_cluster_ml)
@@ -150,8 +153,9 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
         row |= {f"{method}/{k}": v for k, v in map_stats(r.maps.maps, r.brain, t).items()}
         les = r.lesions  # every threshold pair on the same maps (see `at_thresholds`)
         row[f"{method}/sweep"] = sweep(
-            r.maps.maps, r.brain, les.hemispheres, les.voxel_ml, les.criteria, t.masks
-        )
+            r.maps.maps, r.brain, les.hemispheres, les.voxel_ml, les.criteria, t.masks,
+            ph.study.affine,
+        )  # fmt: skip
     return row
 
 
@@ -319,8 +323,10 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> No
         "",
         "- *Tmax rule* (the chain's default, RAPID-like): hypoperfusion = Tmax above the "
         "method's threshold; core = CBF below a fraction of the median CBF of healthy tissue "
-        "(Tmax < 4 s) in the other hemisphere, inside the hypoperfusion; clusters under 0.5 mL "
-        "dropped. Both thresholds are the method's (`ctpmaps.perfusion.METHODS`: "
+        "(Tmax < 4 s) in the other hemisphere, inside the hypoperfusion; both read after an "
+        "in-plane median over 3 mm (`ctpmaps.lesion.median_in_brain`; none at 128 x 128, whose "
+        "pixels are larger); clusters under 0.5 mL dropped. Both thresholds are the method's "
+        "(`ctpmaps.perfusion.METHODS`: "
         + ", ".join(
             f"{m} Tmax > {METHODS[m].hypoperfusion_tmax_s:g} s, rCBF < {METHODS[m].core_rcbf:g}"
             for m in methods

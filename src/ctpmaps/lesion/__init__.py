@@ -26,6 +26,7 @@ from .segment import (
     remove_small_clusters,
     resolve_criteria,
     segment_lesions,
+    smoothed_for_thresholds,
 )
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "mirror_reference",
     "median_in_brain",
     "relative_cbf",
+    "smoothed_for_thresholds",
     "TargetMismatch",
     "DEFUSE3",
     "decision_numbers",

@@ -79,6 +79,7 @@ __all__ = [
     "remove_small_clusters",
     "mirror_reference",
     "median_in_brain",
+    "smoothed_for_thresholds",
     "relative_cbf",
 ]
 
@@ -363,6 +364,23 @@ def median_in_brain(
     return out, width
 
 
+def smoothed_for_thresholds(
+    tmax: np.ndarray, rcbf: np.ndarray, valid: np.ndarray, affine, median_mm: float
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """Tmax (s) and relative CBF as the ``"tmax"`` rule thresholds them: `median_in_brain`
+    over ``median_mm`` where the voxel size is known (``affine``), with a note for the
+    record."""
+    if affine is None:
+        return tmax, rcbf, "none (no voxel size given)"
+    spacing = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
+    tmax, width = median_in_brain(tmax, valid, spacing, median_mm)
+    rcbf, _ = median_in_brain(rcbf, valid, spacing, median_mm)
+    if width == 1:
+        return tmax, rcbf, "none (pixels larger than the median's size)"
+    note = f"Tmax and relative CBF: in-plane median over {width} x {width} pixels"
+    return tmax, rcbf, f"{note} ({width * spacing[0]:.1f} mm)"
+
+
 def _maps_dict(maps: Any) -> dict[str, np.ndarray]:
     if hasattr(maps, "as_dict"):
         return {k: np.asarray(v, np.float32) for k, v in maps.as_dict().items()}
@@ -519,17 +537,9 @@ def relative_cbf(
 
 def _tmax_rule(m, brain, hemis, crit, midline, affine):
     rcbf, valid, record = relative_cbf(m, brain, hemis, crit, midline=midline, affine=affine)
-    tmax = m["tmax"]
-    if affine is None:
-        record["median"] = "none (no voxel size given)"
-    else:
-        spacing = np.linalg.norm(np.asarray(affine, float)[:3, :3], axis=0)
-        tmax, width = median_in_brain(tmax, valid, spacing, crit.median_mm)
-        rcbf, _ = median_in_brain(rcbf, valid, spacing, crit.median_mm)
-        record["median"] = (
-            f"Tmax and relative CBF: in-plane median over {width} x {width} pixels "
-            f"({width * spacing[0]:.1f} mm)" if width > 1 else "none (pixels too large)"
-        )  # fmt: skip
+    tmax, rcbf, record["median"] = smoothed_for_thresholds(
+        m["tmax"], rcbf, valid, affine, crit.median_mm
+    )
     with np.errstate(invalid="ignore"):
         core = valid & (rcbf < crit.core_rcbf)
         hypo = valid & (tmax > crit.hypoperfusion_tmax_s)
