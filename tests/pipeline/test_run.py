@@ -153,9 +153,15 @@ def test_command_line(tmp_path, stroke):
     assert "motion" not in run_json["timings_s"] and "load" in run_json["timings_s"]
     res = runner.invoke(app, args)  # exists already
     assert res.exit_code == 2 and "already exists" in _text(res.output)
-    res = runner.invoke(app, [*args, "--overwrite", "--no-report", "--no-filter"])
+    assert run_json["parameters"]["criteria"]["median_mm"] == 3.0
+    assert "median" in run_json["parameters"]["lesion_reference"]
+    res = runner.invoke(
+        app, [*args, "--overwrite", "--no-report", "--no-filter", "--median-mm", "0"]
+    )
     assert res.exit_code == 0, res.output
     assert not (out / "report.html").exists()
+    run_json = json.loads((out / "run.json").read_text())
+    assert run_json["parameters"]["criteria"]["median_mm"] == 0.0
     bad = runner.invoke(app, ["run", str(tmp_path / "none.nii.gz"), str(tmp_path / "x")])
     assert bad.exit_code == 2 and not (tmp_path / "x").exists()
 

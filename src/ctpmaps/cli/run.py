@@ -149,6 +149,14 @@ def run_command(
     min_cluster_ml: Annotated[
         float, typer.Option(metavar="ML", help="Drop lesion clusters smaller than this, in mL.")
     ] = 0.5,
+    median_mm: Annotated[
+        float,
+        typer.Option(
+            metavar="MM",
+            help="tmax rule: median-filter Tmax and relative CBF in-plane over about this "
+            "size before the thresholds, in mm (0: none).",
+        ),
+    ] = 3.0,
     mask: o.Mask = None,
     aif_mask: o.AifMask = None,
     aif_csv: o.AifCsv = None,
@@ -174,6 +182,7 @@ def run_command(
             hypoperfusion_ttp_delay_s=ttp_delay,
             core_rcbv=core_rcbv,
             min_cluster_ml=min_cluster_ml,
+            median_mm=median_mm,
         )
     result, seconds = run_shown(
         study, out_dir, method=method.value, motion=motion, motion_method=motion_method.value,

@@ -173,6 +173,8 @@ def methods_markdown() -> str:
         "method reading Tmax on the clinical scale (healthy tissue near 0-2 s,",
         "`docs/accuracy.md`); both are calibrated per method by",
         "`benchmarks/calibrate_thresholds.py` on a cohort disjoint from the evaluation cohort.",
+        "Both maps are read after an in-plane median over 3 mm (`--median-mm`; none where",
+        "pixels are larger, as at 128 x 128), calibrated with it.",
         "",
     ]
     return "\n".join(lines)
