@@ -20,12 +20,13 @@ Albers et al. 2018):
   about ``median_mm`` (3 mm; `median_in_brain`), where the voxel size is known (the
   affine). One voxel's Tmax and CBF carry the noise of one voxel's curve (at 512 x 512,
   0.49 mm pixels, the 2 mm bilateral filter leaves 3 HU), while the decision is made on
-  volumes of millilitres. Measured on the calibration cohort (seeds 3000-3009, matrix 512,
-  nlr, thresholds 5 s and 0.25): hypoperfusion Dice 0.852 -> 0.873, core 0.751 -> 0.787,
-  mean absolute core volume error 3.2 -> 2.9 mL. Larger squares kept raising the Dice on
-  the phantom (0.887 and 0.805 at 5 mm), whose lesions vary smoothly; 3 mm is kept so that a
-  real lesion's finer border is not rounded off. At 128 x 128 (1.95 mm pixels) the square
-  is one voxel: no smoothing.
+  volumes of millilitres. Measured by ``benchmarks/calibrate_thresholds.py`` (calibration
+  seeds 3000-3009, matrix 512, ``docs/core_threshold.md`` before and after): nlr at its
+  thresholds (5 s, 0.25) went from hypoperfusion Dice 0.852 to 0.871 and core Dice 0.751
+  to 0.786 (mean absolute core volume error 3.2 -> 2.9 mL). Larger squares would smooth
+  more noise on the phantom, whose lesions vary smoothly, but round off a real lesion's
+  finer border; 3 mm is near the frames' own filter (2 mm). At 128 x 128 (1.95 mm
+  pixels) the square is one voxel: no smoothing.
 
 ``"cbv"`` (maps without Tmax, e.g. the seed's NLR maps of CBV, CBF, TTP, MTT; the seed
 segmented the core on CBV and the hypoperfused tissue on CBF and TTP by hand):
