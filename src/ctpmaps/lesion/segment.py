@@ -335,7 +335,8 @@ def median_in_brain(
     values: np.ndarray, inside: np.ndarray, spacing: tuple[float, ...], size_mm: float
 ) -> tuple[np.ndarray, int]:
     """``values`` (x, y, z) median-filtered in each slice over a square of about
-    ``size_mm`` (the odd number of pixels nearest to it), reading only voxels ``inside``.
+    ``size_mm`` (the odd number of pixels nearest to it, from the x spacing: CT's axial
+    pixels are square), reading only voxels ``inside``.
 
     Voxels outside ``inside`` (no tissue, NaN) first take the value of the nearest voxel
     inside in their slice, so that the brain's edge is not pulled towards the background;
