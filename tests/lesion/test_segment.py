@@ -59,8 +59,9 @@ def test_thresholds_are_configurable(dtype):
 
 @pytest.mark.parametrize("method", ["nlr", "bsvd", "cnn"])
 def test_default_core_threshold_follows_the_method(method):
-    """A voxel at 25 % of the healthy CBF is core for the SVD family (RAPID's 30 %), not for
-    the box NLR and the U-Net (calibrated 20 %); maps of unknown origin take RAPID's value."""
+    """A voxel at 25 % of the healthy CBF is core for bSVD (calibrated 50 %), not for the
+    box NLR (25 %: core below it) and the U-Net (20 %); each method's own value is used, and
+    maps of unknown origin take RAPID's 30 %."""
     from ctpmaps.perfusion import METHODS, PerfusionMaps
 
     maps, brain, hemis = _toy()
