@@ -57,12 +57,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
+from .._threads import n_threads
 from ..errors import InputError
 from ..perfusion.methods import METHODS
 from .midline import Midline
@@ -356,13 +358,24 @@ def median_in_brain(
     out = np.where(inside, values, np.nan).astype(np.float32)
     if width <= 1:
         return out, 1
-    for z in range(values.shape[2]):
-        sl = inside[..., z]
+    # Only the box around the tissue (and half a square beyond) can change: 0.12 s per
+    # 512 x 512 slice for the whole slice, in threads (scipy's filters release the GIL).
+    if not inside.any():
+        return out, width
+    where = np.argwhere(inside.any(axis=2))
+    lo, hi = np.maximum(where.min(axis=0) - width, 0), where.max(axis=0) + width + 1
+    box = (slice(lo[0], hi[0]), slice(lo[1], hi[1]))
+
+    def one(z: int) -> None:
+        sl = inside[box + (z,)]
         if not sl.any():
-            continue
+            return
         near = ndimage.distance_transform_edt(~sl, return_distances=False, return_indices=True)
-        filled = values[..., z][tuple(near)]
-        out[..., z] = np.where(sl, ndimage.median_filter(filled, size=width), np.nan)
+        filled = values[box + (z,)][tuple(near)]
+        out[box + (z,)] = np.where(sl, ndimage.median_filter(filled, size=width), np.nan)
+
+    with ThreadPoolExecutor(max_workers=min(n_threads(None), values.shape[2])) as pool:
+        list(pool.map(one, range(values.shape[2])))
     return out, width
 
 
