@@ -358,7 +358,7 @@ def median_in_brain(
     out = np.where(inside, values, np.nan).astype(np.float32)
     if width <= 1:
         return out, 1
-    # Only the box around the tissue (and half a square beyond) can change: 0.12 s per
+    # Only the box around the tissue (and a square's width beyond) can change: 0.12 s per
     # 512 x 512 slice for the whole slice, in threads (scipy's filters release the GIL).
     if not inside.any():
         return out, width
