@@ -46,7 +46,7 @@ DEFINITIONS = """## Definitions
   maximum (`docs/phantom.md`): an undispersed residue's Tmax is its delay.
   - *nlr*: sSVD's Tmax (below), computed beside the NLR on the same curves and AIF
     (`ctpmaps.perfusion.Method.tmax_from`). The NLR's own fitted impulse response (a box,
-    or gamma transit times of shape 8, 4, 3, 2, 1) is highest at its onset, so its own
+    or gamma transit times of `boxnlr.SHAPES`) is highest at its onset, so its own
     Tmax is the fitted onset (the delay map), which misses the dispersion the truth's first
     maximum includes (true Tmax 6-7 s read 4.8 s at 512).
   - *ssvd, bsvd, osvd*: the first time the deconvolved residue reaches 70 % of its maximum

@@ -15,7 +15,7 @@ METHODS = list(MODELS)
 #: shape. SVD CBV is the area ratio (with the curves' tails beyond the 44 s window
 #: extrapolated); SVD CBF is biased by the truncation (low for
 #: residues with a sharp start, high from ringing). The NLR fits the shape (box, gamma
-#: transit times with shape 8, 4, 3, 2 or 1): exact for the box and gamma, within 4 % for
+#: transit times of `boxnlr.SHAPES`, 3 among them): exact for the box and gamma, within 4 % for
 #: the exponential (its ramp approximation); a box alone read their CBF 25-45 % low.
 EXPECTED = {
     "ssvd": {"box": (0.20, 0.02), "gamma": (0.25, 0.02), "exponential": (0.35, 0.02)},

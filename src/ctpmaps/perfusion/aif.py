@@ -16,7 +16,9 @@ Partial-volume correction: small arteries never fill a voxel, so the AIF is
 scaled by the venous-to-arterial area ratio of that same transit model (a large sinus is
 not partial-volume affected, and all tracer that enters the brain leaves through the
 veins); the model is causal, so neither the bolus's shape nor an acquisition that ends
-before the curves return to baseline biases the ratio.
+before the curves return to baseline biases the ratio. Before that, the tissue that
+shares the arteries' voxels is removed from their mean curve (`tissue_spill`): scaling
+restores the AIF's area, not its shape.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ __all__ = [
     "curve_from_mask",
     "read_curve_csv",
     "partial_volume_scale",
+    "tissue_spill",
+    "Spill",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,6 +89,9 @@ class InputFunction:
         ``"automatic"``, ``"mask:<file>"`` or ``"csv:<file>"``.
     scale : float
         Factor applied to the averaged curve (partial-volume correction), 1 if none.
+    tissue_fraction : float
+        Share of the averaged voxels taken as tissue and removed before scaling
+        (`tissue_spill`), 0 if none.
     notes : list of str
         Rules of the automatic search that had to be relaxed (for the run's caveats).
     """
@@ -95,6 +102,7 @@ class InputFunction:
     kind: str = "aif"
     source: str = "automatic"
     scale: float = 1.0
+    tissue_fraction: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -321,6 +329,80 @@ def partial_volume_scale(aif: InputFunction, vof: InputFunction) -> float:
     acquisition that ends before the curves return to baseline are all allowed for.
     """
     return float(fit_transit(aif.curve, aif.times, vof.curve).scale[0])
+
+
+#: The tissue around the AIF's voxels (`tissue_spill`) is read within this in-plane
+#: distance (mm) of them.
+SPILL_RING_MM = 2.0
+#: Voxels of that ring peaking above this share of the AIF's own peak hold artery
+#: themselves (grey matter peaks near a tenth of it) and are left out.
+SPILL_ARTERIAL_PEAK = 0.25
+#: Fixed-point iterations of `tissue_spill` (each shrinks the error about tenfold).
+SPILL_ITERATIONS = 6
+
+
+@dataclass
+class Spill:
+    """Tissue in the AIF's voxels (`tissue_spill`): ``fraction`` of each voxel that is
+    tissue like its surroundings (0 when none is found), the surroundings' mean curve
+    (HU, at the frame times) and the number of voxels it was read from."""
+
+    fraction: float
+    tissue: np.ndarray
+    n_voxels: int
+
+
+def tissue_spill(
+    aif: InputFunction,
+    vof: InputFunction,
+    enhancement: np.ndarray,
+    region: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    ring_mm: float = SPILL_RING_MM,
+) -> Spill:
+    """How much of the AIF's voxels is tissue, and that tissue's curve.
+
+    An artery of a few millimetres never fills a voxel of a 5 mm slice: on the phantom at
+    512 the automatic AIF's voxels were 40-60 % artery and the rest mostly grey matter.
+    Scaling their mean curve ``m`` to the VOF's area restores the area but not the shape:
+    the tissue part, late and slow, keeps about a tenth of the area (noise-free, known
+    AIF) that belongs to the bolus, and a deconvolution against that AIF reads a
+    narrower, taller residue (CBF 8-10 % high, CBV unchanged). Here each AIF voxel is
+    taken as a fraction ``p`` artery and ``1 - p`` tissue like its surroundings (the mean
+    curve ``T`` of the ``region`` voxels within ``ring_mm`` in-plane, other than the AIF's
+    and those that peak above `SPILL_ARTERIAL_PEAK` of its peak): the arterial curve is
+    ``(m - (1 - p) T) / p``, and ``p`` is the fixed point of ``p = 1 / s``, ``s`` the
+    VOF's scale (`partial_volume_scale`) of the curve ``m - (1 - p) T``. Where the
+    remainder of the voxels is cerebrospinal fluid, ``T`` is low and so is the
+    correction; a fraction outside (0, 1) (an AIF at least as large as the VOF: no
+    partial volume to speak of) leaves the AIF as it is.
+    """
+    if aif.voxels.size == 0:
+        return Spill(0.0, np.zeros_like(aif.curve), 0)
+    shape = enhancement.shape[:3]
+    own = np.zeros(shape, bool)
+    own[tuple(aif.voxels.T)] = True
+    radius = np.maximum(1, np.round(ring_mm / np.asarray(spacing[:2], float))).astype(int)
+    yy, xx = np.ogrid[-radius[0] : radius[0] + 1, -radius[1] : radius[1] + 1]
+    disc = ((yy * spacing[0]) ** 2 + (xx * spacing[1]) ** 2 <= ring_mm**2)[..., None]
+    ring = ndimage.binary_dilation(own, structure=disc) & ~own & np.asarray(region, bool)
+    m = np.asarray(aif.curve, np.float64)
+    curves = enhancement[ring]
+    curves = curves[curves.max(axis=1) <= SPILL_ARTERIAL_PEAK * m.max()]
+    if len(curves) == 0:
+        return Spill(0.0, np.zeros_like(m), 0)
+    tissue = curves.mean(axis=0, dtype=np.float64)
+    n = len(curves)
+    p = 1.0 / partial_volume_scale(aif, vof)
+    for _ in range(SPILL_ITERATIONS):
+        if not 0.0 < p < 1.0:
+            return Spill(0.0, tissue, n)
+        trial = InputFunction(m - (1.0 - p) * tissue, aif.times)
+        p = 1.0 / partial_volume_scale(trial, vof)
+    if not 0.0 < p < 1.0:
+        return Spill(0.0, tissue, n)
+    return Spill(1.0 - p, tissue, n)
 
 
 def curve_from_mask(

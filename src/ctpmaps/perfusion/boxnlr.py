@@ -1,7 +1,7 @@
 """Nonlinear regression (NLR) of the residue: the seed study's box, and gamma shapes.
 
 The seed's model (Bennink 2016) is a box residue; this one also tries residues of
-gamma-distributed transit times (`SHAPES`: shape 8, 4, 3, 2 and 1, the exponential) and
+gamma-distributed transit times (`SHAPES`: shape 32, 12, 6, 3, 2, 1.4 and 1, the exponential) and
 keeps the one that fits, so that the CBF of dispersed tissue is not read through a box
 (see "Residue shapes" below). The tissue curve of the box is the AIF convolved with a box
 impulse response of height ``CBF``
@@ -68,9 +68,15 @@ every shape's rCBF (0.15, 0.35, 0.6) and healthy CBF within 3 % (box alone: expo
 alone 0.60-0.79); at 3 HU the shape of penumbral tissue (contrast-to-noise about 2)
 cannot be told and most of it keeps the box (0.35 reads 0.19-0.26; healthy grey matter
 0.71-0.83 of its CBF). Without the penalty, noise picks short-tailed shapes of
-high CBF (healthy grey matter 1.7 times its CBF at 3 HU). Gamma shapes between those
-tried read within 8 % (shape 1.5-10), 15 % (1.25, 20). A shape is kept only for residues
-at least `_residues.MIN_FRAMES` frame intervals long (see there: OSIPI's reference).
+high CBF (healthy grey matter 1.7 times its CBF at 3 HU). Where a shape is kept, the
+shapes next to it are tried too (`_residues.climb_shapes`): the start grids rank shapes
+by onsets half a second apart, and noise-free, gamma residues of shape 20 or 10 delayed
+0.7 s were fitted as the wrong shape and read their CBF 15-25 % high; with that step and
+the shapes of `SHAPES` (32 and 12 added for box-like tissue, whose shapes 15-40 fell
+between 8 and the box and read 8-19 % high), gamma residues of shapes 1.5-60, MTT 4 and
+8 s, onsets 0-0.7 s, read within 7 % (`tests/forward/test_methods.py`). A shape is kept
+only for residues at least `_residues.MIN_FRAMES` frame intervals long (see there:
+OSIPI's reference).
 
 Shapes chosen on the neighbourhood: where `fit` knows the voxel size (the maps step
 passes it), a voxel left with the box takes the shape chosen, with the same penalty, on
@@ -154,6 +160,7 @@ from ._boxgrid import StartGrid, subspace
 from ._boxsolve import ShiftTable, solve
 from ._residues import (
     borrow_mtt,
+    climb_shapes,
     fit_hinted_shapes,
     gamma_ramps,
     pooled_fits,
@@ -187,7 +194,7 @@ SHORT_BOX = 0.1
 #: Refinement: iterations at most; stop when the Newton decrement is below RTOL x SSE.
 MAX_ITER = 15
 #: Residue shapes tried besides the box: gamma transit-time shapes (1 is exponential).
-SHAPES = (8.0, 4.0, 3.0, 2.0, 1.0)
+SHAPES = (32.0, 12.0, 6.0, 3.0, 2.0, 1.4, 1.0)
 #: A shape other than the box is kept where it lowers the SSE by more than this many noise
 #: variances (the voxel's smaller SSE / (t - 3)); chosen by measurement (module docstring).
 SHAPE_PENALTY = 4.0
@@ -592,6 +599,8 @@ class BoxNLRModel(PerfusionModel):
 
         self._table(curves.dtype), self._subspace(curves.dtype)  # built once, before threads
         map_chunks(work, n, self.chunk_size, self.workers)
+        if self.shapes:
+            climb_shapes(self, curves, out, *self._limits(curves.dtype))
         return out
 
     def _fit_chunk(self, y: np.ndarray) -> dict[str, np.ndarray]:

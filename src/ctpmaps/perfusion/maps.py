@@ -30,6 +30,7 @@ from .aif import (
     find_vof,
     partial_volume_scale,
     read_curve_csv,
+    tissue_spill,
 )
 from .base import PerfusionMaps
 from .concentration import (
@@ -114,7 +115,8 @@ def compute_maps(
         A manual AIF (mask of arterial voxels, or ``time_s, hu`` CSV of enhancement); used
         as given unless ``vof_mask`` is given too. Automatic by default.
     vof_mask : optional
-        Manual VOF mask; the AIF is then scaled to its first-pass area.
+        Manual VOF mask; the AIF is then scaled to its area, once the tissue that shares
+        the AIF's voxels is removed (`ctpmaps.perfusion.aif.tissue_spill`).
     baseline_frames : int, optional
         Pre-bolus frames (1 to t) whose mean is every voxel's baseline. By default the
         frames before the earliest bolus arrival of the study: the AIF's own (found on its
@@ -201,6 +203,7 @@ def compute_maps(
         "baseline_source": base_source,
         "aif_source": aif.source,
         "aif_scale": aif.scale,
+        "aif_tissue_fraction": aif.tissue_fraction,
         "aif_voxels": len(aif.voxels),
         "vof_source": vof.source if vof else None,
         "input_function_notes": aif.notes + (vof.notes if vof else []),
@@ -288,6 +291,14 @@ def _input_functions(src, study, brain, aif_mask, aif_csv, vof_mask, n_given):
     else:
         vof = None  # a manual AIF is used as given
     if vof is not None:
+        if region is None:  # manual masks: the same region as the automatic search's
+            region = intracranial_mask(unenhanced(src.frames, n0), study.spacing)
+        spill = tissue_spill(aif, vof, enh, region, study.spacing)
+        if spill.fraction > 0:
+            aif.curve = (aif.curve - spill.fraction * spill.tissue).astype(aif.curve.dtype)
+            aif.tissue_fraction = spill.fraction
+            log.info("AIF: %.0f %% of its voxels is tissue (%d voxels around them)",
+                     100 * spill.fraction, spill.n_voxels)  # fmt: skip
         k = partial_volume_scale(aif, vof)
         if not 0.2 < k < 20:
             log.warning("AIF partial-volume scale %.2f is implausible; check the AIF and VOF", k)

@@ -132,6 +132,7 @@ def settings_rows(result: StudyResult) -> list[tuple[str, str]]:
         rows.append(("Tmax", f"from the {mp['tmax_method']} residue"))
     if made.aif is not None:
         rows.append(("AIF", f"{mp['aif_source']}, {mp['aif_voxels']} voxels, "
+                            f"{100 * mp.get('aif_tissue_fraction', 0.0):.0f} % tissue removed, "
                             f"partial-volume scale {mp['aif_scale']:.2f}"))  # fmt: skip
         rows.append(("VOF", str(mp["vof_source"] or "none (manual AIF used as given)")))
         rows.append(("hematocrit factor, density", f"{mp['hematocrit_factor']:.3f}, "
