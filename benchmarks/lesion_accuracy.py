@@ -108,9 +108,9 @@ def phantom_patient(seed: int, matrix: int, *, normal: bool, patient_id: str):
     """One phantom patient of the cohort benchmarks (evaluation seeds 1000 and up,
     calibration seeds 3000 and up): the one place that says which phantom is the judge.
 
-    Today the project's phantom at the seed protocol and default dose; once the harder,
-    independent phantom is merged, select it here (its truth masks ``core`` and
-    ``hypoperfusion`` come from the documented thresholds on its true maps).
+    The default phantom (the heterogeneous model, independent of the fitters) at the
+    seed protocol and default dose; its truth masks ``core`` and ``hypoperfusion`` come
+    from the documented thresholds on its true maps.
     """
     from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 
