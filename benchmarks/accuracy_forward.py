@@ -27,7 +27,17 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "forward"))
 
-from forward_model import AIFS, Region, add_noise, build_study, simulate  # noqa: E402
+from forward_model import (  # noqa: E402
+    AIFS,
+    FINE_DT,
+    Region,
+    add_noise,
+    build_study,
+    convolve,
+    exponential_kernel,
+    impulse_response,
+    simulate,
+)
 
 from ctpmaps.io.study import Study  # noqa: E402
 from ctpmaps.perfusion import METHODS, MODEL_METHODS, BoxNLRModel, compute_maps  # noqa: E402
@@ -259,6 +269,63 @@ def low_flow_section(side: int) -> list[str]:
     return lines + _patch_table(regions, labels, side, on_bound=True)
 
 
+def dispersion_section() -> list[str]:
+    """What an NLR can tell of dispersed tissue: exponential residues (CBF 21, MTT 8 s,
+    delay 3 s) behind exponential transport of 0-3 s, fitted by the NLR as it is and by
+    the NLR given the true transport (its AIF passed through the kernel); CBF against the
+    truth (the residue's height before transport) and against the effective impulse
+    response's maximum, and the two fits' SSE at 0 and 0.3 HU (a pooled neighbourhood's
+    noise, 1,000 curves)."""
+    taus = (0.0, 1.0, 2.0, 3.0)
+    regions = [Region(21.0, 8.0, 3.0, "exponential", tau) for tau in taus]
+    c = simulate(regions)
+    tf = np.arange(c.fine_aif.size) * FINE_DT
+    peak = np.array([impulse_response(tf, r).max() for r in regions])  # 1 / unit CBF
+    lines = [
+        "## Dispersed tissue: transport and residue shape cannot be told apart",
+        "",
+        "Exponential residues (CBF 21, MTT 8 s, delay 3 s) behind an exponential transport "
+        "of time constant tau. *NLR*: the fit as the maps step runs it (box or gamma shapes, "
+        "no transport); *NLR, true transport*: the same fit with the AIF passed through the "
+        "true kernel. CBF / truth (the residue's height before transport, the phantoms' "
+        "CBF) and CBF / the effective impulse response's maximum (what a deconvolution "
+        "sees); mean SSE per curve (HU²) noise-free and at 0.3 HU (1,000 curves, about a "
+        "pooled neighbourhood's noise at 3 HU per voxel).",
+        "",
+        "| tau s | effective max / CBF | NLR: CBF / truth | CBF / effective max | SSE 0 / 0.3 HU "
+        "| NLR, true transport: CBF / truth | SSE 0 / 0.3 HU |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i, tau in enumerate(taus):
+        aif_fine = convolve(c.fine_aif, exponential_kernel(tf, tau), FINE_DT)
+        aif_t = np.interp(c.times, tf, aif_fine)
+        noisy = add_noise(np.repeat(c.tissue[i : i + 1], 1000, axis=0), 0.3, seed=3)
+        cells = []
+        for aif in (c.aif, aif_t):
+            model = METHODS["nlr"].model(aif, c.times)
+            clean = model.fit(c.tissue[i : i + 1].astype(np.float32))
+            rough = model.fit(noisy.astype(np.float32))
+            sse = (float(clean.params["sse"][0]), float(np.mean(rough.params["sse"])))
+            cells.append((float(clean.cbf.ravel()[0]) / 21.0, sse))
+        (own, sse_own), (true, sse_true) = cells
+        lines.append(
+            f"| {tau:g} | {peak[i]:.2f} | {own:.2f} | {own / peak[i]:.2f} | "
+            f"{sse_own[0]:.2f} / {sse_own[1]:.2f} | {true:.2f} | "
+            f"{sse_true[0]:.2f} / {sse_true[1]:.2f} |"
+        )
+    lines += [
+        "",
+        "At 0.3 HU the true transport lowers the SSE by at most 0.25 HU² per curve, under "
+        "3 noise variances (0.09 HU²; the NLR's shape choice asks for 4): the tissue curve "
+        "hardly says how much of its shape is transport and how much residue, so the "
+        "residue's height before transport is not identified without a prior (e.g. "
+        "transport growing with delay); the NLR reads the effective response's maximum "
+        "(within 14 %).",
+        "",
+    ]
+    return lines
+
+
 def _patch_table(regions, labels, side: int, *, on_bound: bool) -> list[str]:
     """Rows per noise level of the NLR's median CBF over the truth per region (a patch of
     ``side`` x ``side`` voxels each), voxel by voxel and with the voxel size given."""
@@ -298,6 +365,7 @@ def main() -> int:
         + rcbf_section(args.voxels)
         + neighbourhood_section(24)
         + low_flow_section(24)
+        + dispersion_section()
     )
     head = [
         "# Accuracy on the minimal forward model of the tests",
