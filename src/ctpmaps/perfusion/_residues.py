@@ -268,12 +268,16 @@ def climb_shapes(model, y: np.ndarray, out: dict, lo, hi, kw) -> None:
     if shapes.size < 2:
         return
     ascending = np.sort(shapes)
-    rank = shapes.size - 1 - np.searchsorted(ascending, shapes)  # larger shapes before
+
+    def rank_of(k: np.ndarray) -> np.ndarray:  # shapes larger (more box-like) than k
+        return shapes.size - 1 - np.searchsorted(ascending, k)
+
+    rank = rank_of(shapes)
     kept = np.flatnonzero(np.isfinite(out["shape"]) & (out["cbf"] > 0))
     tried = np.zeros((shapes.size, kept.size), dtype=bool)
     table = model._table(y.dtype)
     for _ in range(CLIMB_ROUNDS):
-        at = shapes.size - 1 - np.searchsorted(ascending, out["shape"][kept])
+        at = rank_of(out["shape"][kept])
         tried[rank[:, None] == at[None, :]] = True  # its own shape
         improved = False
         for i, k in enumerate(shapes):

@@ -400,12 +400,10 @@ def tissue_spill(
     p = 1.0 / partial_volume_scale(aif, vof)
     for _ in range(SPILL_ITERATIONS):
         if not 0.0 < p < 1.0:
-            return Spill(0.0, tissue, n)
+            break
         trial = InputFunction(m - (1.0 - p) * tissue, aif.times)
         p = 1.0 / partial_volume_scale(trial, vof)
-    if not 0.0 < p < 1.0:
-        return Spill(0.0, tissue, n)
-    return Spill(1.0 - p, tissue, n)
+    return Spill(1.0 - p if 0.0 < p < 1.0 else 0.0, tissue, n)
 
 
 def curve_from_mask(
