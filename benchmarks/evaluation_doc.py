@@ -96,6 +96,8 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
                  ("MSE brain", "mse_brain_mean", 4), ("SD", "mse_brain_sd", 4),
                  ("const. brain", "constant_mse_brain", 4),
                  ("brain ÷ const.", "brain_mse_over_constant", 2),
+                 ("cohort const. brain", "cohort_constant_mse_brain", 4),
+                 ("brain ÷ cohort const.", "brain_mse_over_cohort_constant", 2),
                  ("PSNR brain (dB)", "psnr_brain_db", 1)]  # fmt: skip
     dice_cols = [("lesion", "lesion", 0), ("pair", "pair", 0), ("n", "n", 0),
                  ("Dice mean", "dice_mean", 3), ("SD", "dice_sd", 3)]  # fmt: skip
@@ -139,8 +141,11 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
         "### Maps (the seed's Table 1)",
         "",
         "MSE on the normalised [0, 1] scale against the maps' reference, mean over patients, "
-        "over the whole slices and inside the brain, the constant predictor (the reference's "
-        "mean over the same voxels) beside each.",
+        "over the whole slices and inside the brain, the constant predictor (each patient's "
+        "reference mean over the same voxels) beside each; inside the brain also the cohort's "
+        "constant (one value for every patient, the mean of their brain means: it also pays "
+        "for the patients' differences in level, e.g. bolus timing for TTP, which each "
+        "patient's own mean leaves out).",
         "",
         *markdown(t["maps"], maps_cols),
         "",

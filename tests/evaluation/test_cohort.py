@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.optimize import minimize_scalar
 from synthetic_cohort import CASES, CBF_RANGE, SHAPE, VOXEL_ML
 
 from ctpmaps.errors import InputError
@@ -124,6 +125,17 @@ def test_map_table_gives_the_known_mse(evaluation, patients):
     const = np.mean([np.var(p.sources["truth"].maps["cbf"][brain] / 150.0) for p in patients])
     assert nlr["constant_mse_brain"] == pytest.approx(const, rel=1e-4)
     assert nlr["brain_mse_over_constant"] == pytest.approx(0.01 / const, rel=1e-3)
+    # The cohort's constant: the best single value for every patient, found by brute force
+    refs = [p.sources["truth"].maps["cbf"][brain] / 150.0 for p in patients]
+    best = minimize_scalar(
+        lambda c: np.mean([np.mean((r - c) ** 2) for r in refs]),
+        bounds=(0.0, 1.0),
+        method="bounded",
+        options={"xatol": 1e-9},
+    ).fun
+    assert nlr["cohort_constant_mse_brain"] == pytest.approx(best, rel=1e-4)
+    assert nlr["cohort_constant_mse_brain"] > const  # the patients' levels differ
+    assert nlr["brain_mse_over_cohort_constant"] == pytest.approx(0.01 / best, rel=1e-3)
     cnn = _row(evaluation.tables["maps"], map="cbf", source="cnn")
     assert (
         cnn["mse_brain_mean"] == 0.0

@@ -24,7 +24,9 @@ CAPTIONS = {
     "maps": "Map errors on the normalised [0, 1] scale against the map reference: MSE (mean "
     "and SD over patients) and PSNR (of the mean MSE) over every voxel of the slices and "
     "inside the brain; the constant predictor (the reference's mean on the same voxels) beside "
-    "them, and the brain MSE as a fraction of the constant predictor's.",
+    "them, and the brain MSE as a fraction of the constant predictor's; inside the brain also "
+    "the cohort's constant (one value for every patient: the mean of the patients' brain "
+    "means) and the brain MSE as a fraction of its MSE.",
     "maps_per_patient": "Map errors per patient, normalised scale.",
     "physical": "Errors in physical units against the map reference: median over patients of "
     "each patient's median signed and absolute difference (map's unit) and relative error (%), "
@@ -256,6 +258,7 @@ def maps_summary(ctx: Context) -> list[Row]:
         brain_mean, brain_sd = _mean_sd([e.mse_brain for e in errs])
         const_slice = _mean_sd([e.constant_mse_slice for e in errs])[0]
         const_brain = _mean_sd([e.constant_mse_brain for e in errs])[0]
+        const_cohort = _cohort_constant_mse(errs)
         rows.append(
             {
                 "map": name,
@@ -270,9 +273,25 @@ def maps_summary(ctx: Context) -> list[Row]:
                 "psnr_brain_db": psnr_db(brain_mean),
                 "constant_mse_brain": const_brain,
                 "brain_mse_over_constant": brain_mean / const_brain if const_brain else math.nan,
+                "cohort_constant_mse_brain": const_cohort,
+                "brain_mse_over_cohort_constant": brain_mean / const_cohort
+                if const_cohort
+                else math.nan,
             }
         )
     return rows
+
+
+def _cohort_constant_mse(errs) -> float:
+    """Mean over patients of the MSE inside the brain of one value for all of them, the
+    mean of their brain means (the value that minimises that mean): each patient's
+    variance plus its mean's squared distance from it."""
+    means = np.array([e.reference_mean_brain for e in errs], dtype=np.float64)
+    var = np.array([e.constant_mse_brain for e in errs], dtype=np.float64)
+    ok = np.isfinite(means) & np.isfinite(var)
+    if not ok.any():
+        return math.nan
+    return float(np.mean(var[ok] + (means[ok] - means[ok].mean()) ** 2))
 
 
 def _median(values: list[float]) -> float:

@@ -11,7 +11,11 @@ Normalised scale (the seed's Table 1)
     a constant predictor on the same voxels: the reference's mean over those voxels (the
     brain mean inside the brain), the best constant in the least-squares sense, whose MSE is
     the reference's variance there. A map that does not beat it carries no spatial
-    information.
+    information. Over a cohort (`ctpmaps.evaluation.evaluate_cohort`) a second constant
+    sits beside it: one value for every patient (the mean of the patients' brain means),
+    whose MSE also holds the patients' differences in level (bolus timing for TTP, global
+    flow for CBF) that each patient's own mean leaves out; the training metric of
+    `ctpmaps.nn.train` uses such a value.
 
 Physical units
     Inside the brain (and per region: tissue class, residue-shape label ...), on voxels where
@@ -89,6 +93,9 @@ class MapError(Result):
         Inside the brain mask.
     constant_mse_slice, constant_mse_brain : float
         MSE of the constant predictor (the reference's mean on the same voxels).
+    reference_mean_brain : float
+        The reference's mean inside the brain (normalised scale), for the cohort's
+        constant.
     """
 
     n_slice: int
@@ -99,6 +106,7 @@ class MapError(Result):
     psnr_brain_db: float
     constant_mse_slice: float
     constant_mse_brain: float
+    reference_mean_brain: float
 
 
 def _check_same(estimate, reference, mask=None) -> tuple[np.ndarray, np.ndarray]:
@@ -157,6 +165,9 @@ def map_error(
         psnr_brain_db=psnr_db(mse_b),
         constant_mse_slice=_variance(ref),
         constant_mse_brain=_variance(ref[brain]),
+        reference_mean_brain=float(np.mean(ref[brain], dtype=np.float64))
+        if brain.any()
+        else float("nan"),
     )
 
 

@@ -85,7 +85,8 @@ def _finish(fig) -> bytes | None:
 # ----------------------------------------------------------------------------- figures
 def map_error_figure(maps: Rows) -> bytes | None:
     """Bars of MSE (normalised scale) per map and source, inside the brain and over the
-    slices, beside the constant predictor; None without rows."""
+    slices, beside the constant predictors (each patient's mean; inside the brain also the
+    cohort's one value); None without rows."""
     names = list(dict.fromkeys(r["map"] for r in maps))
     if not names:
         return None
@@ -93,6 +94,7 @@ def map_error_figure(maps: Rows) -> bytes | None:
     bars = (
         ("mse_brain_mean", "brain", "#1f77b4"),
         ("constant_mse_brain", "constant, brain", "#aec7e8"),
+        ("cohort_constant_mse_brain", "cohort constant, brain", "#c7c7c7"),
         ("mse_slice_mean", "slice", "#d62728"),
         ("constant_mse_slice", "constant, slice", "#ff9896"),
     )
@@ -101,7 +103,7 @@ def map_error_figure(maps: Rows) -> bytes | None:
         x = np.arange(len(rows))
         for j, (key, label, colour) in enumerate(bars):
             values = [r.get(key) if _finite(r.get(key)) else 0.0 for r in rows]
-            ax.bar(x + (j - 1.5) * 0.2, values, 0.2, label=label, color=colour)
+            ax.bar(x + (j - 2) * 0.16, values, 0.16, label=label, color=colour)
         ax.set_xticks(x, [str(r["source"]) for r in rows], fontsize=8)
         ax.set_title(name.upper(), fontsize=10)
         ax.set_ylabel("MSE (normalised [0, 1])", fontsize=8)
