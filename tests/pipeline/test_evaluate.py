@@ -168,10 +168,12 @@ def test_map_errors_match_the_in_memory_api(run, cohort):
         truth_dir=cohort / "MOL-003" / "truth", motion=False,
     )  # fmt: skip
     rows = {(r["patient"], r["map"], r["source"]): r for r in _table(run, "maps_per_patient")}
+    # The CLI's dask worker runs BLAS on one thread, this process on several: float32 sums
+    # in another order move the fits by about 1e-6 (relative), not more.
     for name in ("cbf", "cbv", "ttp", "tmax"):
         err = result.map_errors[name, "nlr"]
         row = rows["MOL-003", name, "nlr"]
-        assert float(row["mse_brain"]) == pytest.approx(err.mse_brain, rel=1e-6)
+        assert float(row["mse_brain"]) == pytest.approx(err.mse_brain, rel=1e-4)
         assert float(row["constant_mse_brain"]) == pytest.approx(err.constant_mse_brain)
     ttp = result.map_errors["ttp", "nlr"]
     assert ttp.mse_brain < ttp.constant_mse_brain  # NLR's TTP carries spatial information
