@@ -322,3 +322,15 @@ def test_stray_files_do_not_stop_a_folder(tmp_path):
     (folder / "viewer.db").write_bytes(b"\x00SQLite format 3\x00" + bytes(100))
     study = load_study(folder)
     assert len([p for p in study.problems if p.startswith("skipped")]) == 2
+
+
+def test_a_folder_holding_a_nifti_study_names_the_file_to_pass(tmp_path):
+    """The phantom's patient folder (MOL-XXX/ctp.nii.gz, no DICOM) given as the study."""
+    folder = tmp_path / "MOL-001"
+    folder.mkdir()
+    write_nifti_study(sample_study(), folder / "ctp.nii.gz")
+    with pytest.raises(InputError, match="no DICOM image file") as err:
+        load_study(folder)
+    assert err.value.source == str(folder)
+    assert str(folder / "ctp.nii.gz") in str(err.value)
+    assert load_study(folder / "ctp.nii.gz").frames.ndim == 4  # the file it names loads

@@ -45,4 +45,14 @@ def load_study(
         return read_unitobrain_study(path)
     from .dicom import read_dicom_study
 
-    return read_dicom_study(path, series_uid=series_uid, frame_interval=frame_interval)
+    try:
+        return read_dicom_study(path, series_uid=series_uid, frame_interval=frame_interval)
+    except InputError as err:
+        # A folder holding a NIfTI study (the phantom's MOL-XXX/ctp.nii.gz, a converted
+        # series) and no DICOM: say which file to pass instead.
+        niftis = sorted(p.name for p in path.iterdir() if p.is_file() and is_nifti(p))
+        if not niftis or err.source != str(path):
+            raise
+        raise InputError(
+            path, f"{err.problem}; the folder holds NIfTI: pass the file, e.g. {path / niftis[0]}"
+        ) from None
