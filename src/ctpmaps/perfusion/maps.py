@@ -291,14 +291,15 @@ def _input_functions(src, study, brain, aif_mask, aif_csv, vof_mask, n_given):
     else:
         vof = None  # a manual AIF is used as given
     if vof is not None:
-        if region is None:  # manual masks: the same region as the automatic search's
-            region = intracranial_mask(unenhanced(src.frames, n0), study.spacing)
-        spill = tissue_spill(aif, vof, enh, region, study.spacing)
-        if spill.fraction > 0:
-            aif.curve = (aif.curve - spill.fraction * spill.tissue).astype(aif.curve.dtype)
-            aif.tissue_fraction = spill.fraction
-            log.info("AIF: %.0f %% of its voxels is tissue (%d voxels around them)",
-                     100 * spill.fraction, spill.n_voxels)  # fmt: skip
+        if aif.voxels.size:  # a CSV's AIF has no voxels, hence no tissue in them
+            if region is None:  # manual masks: the same region as the automatic search's
+                region = intracranial_mask(unenhanced(src.frames, n0), study.spacing)
+            spill = tissue_spill(aif, vof, enh, region, study.spacing)
+            if spill.fraction > 0:
+                aif.curve = (aif.curve - spill.fraction * spill.tissue).astype(aif.curve.dtype)
+                aif.tissue_fraction = spill.fraction
+                log.info("AIF: %.0f %% of its voxels is tissue (%d voxels around them)",
+                         100 * spill.fraction, spill.n_voxels)  # fmt: skip
         k = partial_volume_scale(aif, vof)
         if not 0.2 < k < 20:
             log.warning("AIF partial-volume scale %.2f is implausible; check the AIF and VOF", k)
