@@ -433,8 +433,19 @@ class PerfusionModel:
         PerfusionFit
         """
         curves, layout = voxel_curves(concentration, mask, self.n_frames)
-        params = self._fit_curves(curves)
-        return self.fit_class(self, layout, **params)
+        return self.fit_gathered(curves, layout, spacing=spacing)
+
+    def fit_gathered(
+        self,
+        curves: np.ndarray,
+        layout: VoxelLayout,
+        *,
+        spacing: tuple[float, float, float] | None = None,
+    ) -> PerfusionFit:
+        """`fit` of curves already gathered by `voxel_curves` (``curves`` (n_fit, t) and
+        their ``layout``), so that two models fitted to the same voxels (the maps step's
+        NLR and the sSVD that gives its Tmax) gather them once."""
+        return self.fit_class(self, layout, **self._fit_curves(curves))
 
     def _fit_curves(self, curves: np.ndarray) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError

@@ -168,7 +168,7 @@ from ._residues import (
     select_shapes,
     table_ramp_curves,
 )
-from .base import PerfusionFit, PerfusionModel, VoxelLayout, map_chunks, voxel_curves
+from .base import PerfusionFit, PerfusionModel, VoxelLayout, map_chunks
 
 __all__ = ["BoxNLRModel", "BoxNLRFit", "aif_knots", "aif_integral", "box_curves", "box_sse"]
 
@@ -540,24 +540,22 @@ class BoxNLRModel(PerfusionModel):
         return np.asarray(cbf, dtype=np.float64).astype(dtype)[:, None] * g
 
     # -- fitting
-    def fit(
+    def fit_gathered(
         self,
-        concentration: np.ndarray,
+        curves: np.ndarray,
+        layout: VoxelLayout,
         *,
-        mask: np.ndarray | None = None,
         spacing: tuple[float, float, float] | None = None,
     ) -> BoxNLRFit:
-        """Fit every masked voxel (`PerfusionModel.fit`); given the voxel ``spacing`` (mm)
-        of an (x, y, z, t) input, each voxel's residue shape is chosen on the curves of
-        its neighbourhood (``shape_pool_mm``, `_residues.pooled_fits`) and fitted to its
-        own curve, instead of chosen on its own curve, and a voxel whose fit ends on the
-        lower MTT bound takes its neighbourhood's MTT and shape (`_residues.borrow_mtt`,
-        ``params["borrowed"]``)."""
-        conc = np.asarray(concentration)
+        """Fit the gathered curves (`PerfusionModel.fit`, `PerfusionModel.fit_gathered`);
+        given the voxel ``spacing`` (mm) of an (x, y, z, t) input, each voxel's residue
+        shape is chosen on the curves of its neighbourhood (``shape_pool_mm``,
+        `_residues.pooled_fits`) and fitted to its own curve, instead of chosen on its own
+        curve, and a voxel whose fit ends on the lower MTT bound takes its neighbourhood's
+        MTT and shape (`_residues.borrow_mtt`, ``params["borrowed"]``)."""
         pool = self.shapes and self.shape_pool_mm > 0 and spacing is not None
-        if not pool or conc.ndim != 4:
-            return super().fit(conc, mask=mask, spacing=spacing)
-        curves, layout = voxel_curves(conc, mask, self.n_frames)
+        if not pool or len(layout.shape) != 3:
+            return super().fit_gathered(curves, layout)
         out = self._fit_curves(curves)
         lo, hi, kw = self._limits(curves.dtype)
         short = np.flatnonzero((out["mtt"] <= lo[1] * (1 + 1e-6)) & (out["cbf"] > 0))

@@ -32,7 +32,7 @@ from .aif import (
     read_curve_csv,
     tissue_spill,
 )
-from .base import PerfusionMaps
+from .base import PerfusionMaps, voxel_curves
 from .concentration import (
     bolus_arrival_frame,
     check_baseline_frames,
@@ -183,14 +183,16 @@ def compute_maps(
         model = info.model(
             aif.curve, study.times, hematocrit_factor=hematocrit_factor, density=density
         )
-        fit = model.fit(enh, mask=brain, spacing=study.spacing)
+        curves, layout = voxel_curves(enh, brain, model.n_frames)
+        fit = model.fit_gathered(curves, layout, spacing=study.spacing)
         maps = fit.maps()
         maps.method = method
         if info.tmax_from is not None:  # the Tmax of another method's residue
             other = method_info(info.tmax_from).model(
                 aif.curve, study.times, hematocrit_factor=hematocrit_factor, density=density
             )
-            maps.tmax = other.fit(enh, mask=brain).tmax
+            maps.tmax = other.fit_gathered(curves, layout).tmax
+        del curves
     hits = fit.bound_hits() if hasattr(fit, "bound_hits") else {}
     flags = {"fit_at_bound": np.logical_or.reduce(list(hits.values()))} if hits else {}
     params = {
