@@ -175,6 +175,23 @@ def _load(cohort_dir: Path, pid: str, sources: list[str], cache: Path) -> None:
         load_patient(cohort, pid, target="cbv", source=source, cache_dir=cache)
 
 
+def _die_with_parent() -> None:
+    """Pool initializer: on Linux, the worker gets SIGTERM when this script dies, so that
+    killing the script (a plain ``kill``, which reaches only its own process) does not
+    leave training runs going at full CPU with no one to collect them."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import os
+    import signal
+
+    parent = os.getppid()
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the script died before the call
+        os._exit(1)
+
+
 def pooled(args, jobs: list[tuple[str, Any, tuple, dict]]) -> None:
     """Run ``(key, func, fargs, fkw)`` jobs, ``--jobs`` at a time in separate processes
     (in this one for ``--jobs 1``), adding each one's seconds to ``OUT/timings.json``."""
@@ -188,7 +205,7 @@ def pooled(args, jobs: list[tuple[str, Any, tuple, dict]]) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")  # torch and forked threads do not mix
-    with ProcessPoolExecutor(args.jobs, mp_context=ctx) as pool:
+    with ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_die_with_parent) as pool:
         futures = {
             pool.submit(_in_process, args.threads or 1, func, *fargs, **fkw): key
             for key, func, fargs, fkw in jobs
