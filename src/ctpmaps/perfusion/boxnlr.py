@@ -95,9 +95,9 @@ the delay of their surroundings (`_residues.POOL_DELAY_BLOCKS`), not by their ow
 binned by its own noisy onset, a curve was pooled with the curves whose noise moved their
 onset the same way, and healthy white matter at 3 HU read 36 % high (8 % now). A known
 limit: where MTT varies from voxel to voxel within the pool, the pooled curve looks more
-dispersed than any of its voxels and near-box tissue takes too dispersed a shape, its CBF
-read high (forward model at 1.2 HU, log-normal MTT: up to 7 % at a spread of 0.15, 15-24
-% at 0.3; ``docs/accuracy_forward.md``, "MTT varies").
+dispersed than any of its voxels, so near-box tissue takes too dispersed a shape and reads
+its CBF high (forward model at 1.2 HU, log-normal MTT: up to 7 % at a spread of 0.15,
+15-24 % at 0.3; ``docs/accuracy_forward.md``, "MTT varies").
 
 Low flow: a voxel whose fit ends on the lower MTT bound takes the MTT and shape of the
 neighbourhood (of any delay bin) that fits its curve best, its CBF and onset refitted
