@@ -430,7 +430,9 @@ def main() -> int:
         "gamma transit-time residues; an exponential transport kernel; kappa 0.55/0.75, rho "
         "1.05; convolution on a 0.02 s grid, sampled at 0.5 s frames; Tmax truth: the first "
         "time the impulse response reaches its maximum). A test checks it imports nothing of "
-        "ctpmaps. The same checks run as tests in `tests/forward/`.",
+        "ctpmaps. The grid, baseline, MTT bound, Tmax, relative CBF, neighbourhood and low-flow "
+        "checks also run as tests in `tests/forward/`; the sections on an MTT that varies "
+        "within a neighbourhood and on dispersed tissue measure known limits.",
         "",
     ]
     from ctpmaps.io.atomic import atomic_path
