@@ -20,8 +20,8 @@ loss with ``masked_loss``).
 
 Everything derived (filtered, normalised frames; NLR maps) is cached as safetensors under
 ``cache_dir``, keyed by the source file's size and time, the settings and a checksum of the
-code that made it (filter, brain mask, NLR fit), so a changed filter or fit is not served
-stale.
+code that made it (filter, brain mask, NLR fit; docstrings and comments left out), so a
+changed filter or fit is not served stale.
 """
 
 from __future__ import annotations
