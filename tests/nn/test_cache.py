@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ctpmaps.nn.cache import NLR_CODE, code_stamp, source_digest
+from ctpmaps.nn.cache import NLR_CODE, _memo_digest, code_stamp, source_digest
 
 CODE = '''"""Module doc."""
 
@@ -43,11 +43,16 @@ def test_code_changes_change_the_digest(tmp_path) -> None:
 
 
 def test_an_edited_file_is_read_again(tmp_path) -> None:
+    """`code_stamp` memoises each file's digest by its size and time."""
     path = tmp_path / "a.py"
+
+    def stamp() -> str:
+        st = path.stat()
+        return _memo_digest(str(path), st.st_size, st.st_mtime_ns)
+
     path.write_text(CODE)
-    st = path.stat()
-    first = source_digest(str(path), st.st_size, st.st_mtime_ns)
+    first = stamp()
     path.write_text(CODE.replace("2 * x", "20 * x"))
-    st = path.stat()
-    assert source_digest(str(path), st.st_size, st.st_mtime_ns) != first
+    assert stamp() != first
+    assert stamp() == source_digest(path)
     assert code_stamp(*NLR_CODE) == code_stamp(*NLR_CODE)

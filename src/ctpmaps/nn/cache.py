@@ -49,18 +49,22 @@ def code_stamp(*modules: str) -> str:
         files = sorted(path.glob("*.py")) if path.is_dir() else [path.with_suffix(".py")]
         for f in files:
             st = f.stat()
-            h.update(source_digest(str(f), st.st_size, st.st_mtime_ns).encode())
+            h.update(_memo_digest(str(f), st.st_size, st.st_mtime_ns).encode())
     return h.hexdigest()[:16]
 
 
 @lru_cache(maxsize=256)
-def source_digest(path: str, size: int = -1, mtime_ns: int = -1) -> str:
+def _memo_digest(path: str, size: int, mtime_ns: int) -> str:
+    """`source_digest`, read again when the file's size or time changes."""
+    return source_digest(path)
+
+
+def source_digest(path: str | Path) -> str:
     """SHA-256 of a Python file's syntax tree without its docstrings: the same for two
     versions that differ only in docstrings, comments or layout, which cannot change what
     the code computes (editing a docstring of the NLR rebuilt every cohort's NLR targets,
-    about ten minutes per 180 patients, in the middle of a training experiment). ``size``
-    and ``mtime_ns`` only key the memo (a file edited since is read again)."""
-    tree = ast.parse(Path(path).read_bytes(), filename=path)
+    about ten minutes per 180 patients, in the middle of a training experiment)."""
+    tree = ast.parse(Path(path).read_bytes(), filename=str(path))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (
