@@ -304,9 +304,10 @@ def heterogeneity_section(side: int) -> list[str]:
                 mtt = mtt0 * np.exp(cv * rng.standard_normal(side * side) - cv**2 / 2)
                 c = simulate([Region(cbf, float(m), 0.5, shape) for m in mtt])
                 frames = add_noise(c.tissue.reshape(side, side, 1, -1), noise, seed=7)
+                frames = frames.astype(np.float32)
                 model = METHODS["nlr"].model(c.aif, c.times)
                 ratios = [
-                    np.median(model.fit(frames.astype(np.float32), **kw).cbf) / cbf
+                    np.median(model.fit(frames, **kw).cbf) / cbf
                     for kw in ({}, {"spacing": (1.0, 1.0, 5.0)})
                 ]
                 cells.append(" / ".join(f"{v:.2f}" for v in ratios))
