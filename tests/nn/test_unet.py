@@ -71,8 +71,37 @@ def test_wrong_number_of_frames():
         {"in_channels": 2, "features": (4, 4, 0, 4, 4)},
         {"in_channels": 2, "features": "small"},
         {"in_channels": 2, "out_channels": 0},
+        {"in_channels": 2, "temporal": -1},
+        {"in_channels": 2, "temporal": 2.5},
     ],
 )
 def test_bad_arguments_fail_before_building(kwargs):
     with pytest.raises(InputError):
         UNet(**kwargs)
+
+
+def test_temporal_stem_is_two_per_pixel_layers_before_the_first_stage():
+    plain = UNet(22, features=(4, 8, 8, 16, 16))
+    stem = UNet(22, features=(4, 8, 8, 16, 16), temporal=32)
+    convs = [m for m in stem.stem.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.kernel_size for c in convs] == [(1, 1), (1, 1)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(22, 32), (32, 32)]
+    # the stem's weights and batch norms; the first 3x3 convolution reads 32 features, not 22
+    extra = 22 * 32 + 32 * 32 + 2 * 2 * 32 + (32 - 22) * 4 * 9
+    assert count_parameters(stem) - count_parameters(plain) == extra
+    # a pixel's features come from its own frames only: a change at one pixel moves the
+    # stem's output there and nowhere else
+    x = torch.randn(1, 22, 16, 16)
+    y = x.clone()
+    y[0, :, 5, 7] += 1.0
+    stem.stem.eval()
+    with torch.no_grad():
+        moved = (stem.stem(y) - stem.stem(x)).abs().sum(1)[0]
+    assert moved[5, 7] > 0 and float(moved.sum() - moved[5, 7]) == 0.0
+
+
+def test_config_names_the_stem_only_when_there_is_one():
+    assert "temporal" not in UNet(3, features=(4, 4, 4, 4, 4)).config()
+    net = UNet(3, features=(4, 4, 4, 4, 4), temporal=8)
+    assert net.config()["temporal"] == 8
+    assert UNet(**net.config()).config() == net.config()

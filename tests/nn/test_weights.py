@@ -49,6 +49,19 @@ def test_round_trip_same_outputs(tmp_path):
     assert load_model(tmp_path / "cbv.json")[1] == meta == load_model(tmp_path / "cbv")[1]
 
 
+def test_round_trip_with_a_temporal_stem(tmp_path):
+    torch.manual_seed(0)
+    net = UNet(3, features=FEATS, temporal=6).eval()
+    save_model(
+        tmp_path / "ttp", net, target="ttp", frame_indices=[0, 5, 10], frame_times_s=[0.0, 2.5, 5.0]
+    )
+    loaded, meta = load_model(tmp_path / "ttp.safetensors")
+    assert meta["architecture"]["temporal"] == 6 and loaded.temporal == 6
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net(x))
+
+
 def test_float16_storage_halves_the_file_and_loads_as_float32(tmp_path):
     _saved(tmp_path / "a")
     _saved(tmp_path / "b", dtype=torch.float16)

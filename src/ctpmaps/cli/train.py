@@ -74,6 +74,10 @@ def train_command(
     features: Annotated[
         str | None, typer.Option(help="Explicit widths, e.g. 8,16,32,64,128 (overrides --preset).")
     ] = None,
+    temporal: Annotated[
+        int,
+        typer.Option(help="Width of a per-pixel temporal stem before the U-Net (0: none).", min=0),
+    ] = 0,
     frames: Annotated[
         int | None, typer.Option(help="Frames T kept by uniform stride (default: all).", min=1)
     ] = None,
@@ -129,6 +133,7 @@ def train_command(
         target_source=target_source.value,
         preset=preset.value,
         features=_features(features),
+        temporal=temporal,
         n_frames=frames,
         epochs_pre=epochs_pre,
         epochs_fine=epochs_fine,

@@ -7,6 +7,12 @@ transposed convolution, concatenate the encoder's skip and apply the block; a 1x
 convolution and a sigmoid. With the paper's widths ``(64, 128, 256, 512, 1024)`` it has
 about 31 M parameters.
 
+Optionally (``temporal=F``, not in the seed) a *temporal stem* comes first: two 1x1
+convolutions (batch norm, ReLU) that turn each pixel's T frames into F features before the
+first 3x3 convolution. Without it the first convolution must squeeze every pixel's curve
+into the first stage's width (8-16 channels on a CPU) by one linear map; timing features
+such as the time to peak need more than that (docs/unet.md, "Temporal stem").
+
 The network is configured by its constructor arguments alone, checked before anything is
 built (MONAI's ``BasicUNet`` pattern); `PRESETS` names the widths of the paper and of a
 small CPU model.
@@ -49,6 +55,28 @@ class ConvBlock(nn.Sequential):
             nn.ReLU(inplace=True),
             nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True),
+        )
+
+
+class TemporalStem(nn.Sequential):
+    """Per-pixel 1x1 convolutions over the frames (batch norm, ReLU): T -> F -> F.
+
+    Parameters
+    ----------
+    in_channels : int
+        Frames T.
+    width : int
+        Features F per pixel.
+    """
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 1, bias=False),
+            nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
         )
 
@@ -109,11 +137,15 @@ class UNet(nn.Module):
         ``PRESETS["paper"]`` (default, ~31 M parameters) or ``PRESETS["small"]``.
     sigmoid : bool, optional
         End with a sigmoid (outputs in [0, 1], as the seed); False returns logits.
+    temporal : int, optional
+        Width F of a `TemporalStem` before the first stage (0, the default and the seed's
+        architecture: none).
 
     Raises
     ------
     InputError
-        A non-positive channel count or widths that are not 5 positive integers.
+        A non-positive channel count, widths that are not 5 positive integers or a
+        negative ``temporal``.
 
     Examples
     --------
@@ -130,16 +162,21 @@ class UNet(nn.Module):
         *,
         features: Sequence[int] = PRESETS["paper"],
         sigmoid: bool = True,
+        temporal: int = 0,
     ) -> None:
         in_channels = _check_positive("in_channels", in_channels)
         out_channels = _check_positive("out_channels", out_channels)
         feats = _check_features(features)
+        if temporal != 0:
+            temporal = _check_positive("temporal", temporal)
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.features = feats
         self.use_sigmoid = bool(sigmoid)
-        widths = (in_channels, *feats[:4])
+        self.temporal = temporal
+        self.stem = TemporalStem(in_channels, temporal) if temporal else nn.Identity()
+        widths = (temporal or in_channels, *feats[:4])
         self.encoders = nn.ModuleList(ConvBlock(widths[i], widths[i + 1]) for i in range(4))
         self.pool = nn.AvgPool2d(2)
         self.bottleneck = ConvBlock(feats[3], feats[4])
@@ -147,13 +184,18 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(feats[0], out_channels, 1)
 
     def config(self) -> dict[str, Any]:
-        """Constructor arguments: ``UNet(**net.config())`` rebuilds the architecture."""
-        return {
+        """Constructor arguments: ``UNet(**net.config())`` rebuilds the architecture
+        (``temporal`` only when there is a stem, so that the seed's architecture is
+        described as before)."""
+        config = {
             "in_channels": self.in_channels,
             "out_channels": self.out_channels,
             "features": list(self.features),
             "sigmoid": self.use_sigmoid,
         }
+        if self.temporal:
+            config["temporal"] = self.temporal
+        return config
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch of slices.
@@ -178,6 +220,7 @@ class UNet(nn.Module):
                 f"expected H and W divisible by {DIVISOR}, got {tuple(x.shape[2:])} "
                 "(pad the slice, as `predict_maps` does)",
             )
+        x = self.stem(x)
         skips = []
         for enc in self.encoders:
             x = enc(x)

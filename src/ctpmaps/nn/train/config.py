@@ -26,6 +26,9 @@ class TrainConfig:
         Widths from `PRESETS` (``small`` or ``paper``), unless ``features`` is given.
     features : list of 5 int or None
         Explicit widths.
+    temporal : int
+        Width of the network's per-pixel temporal stem (`ctpmaps.nn.unet.TemporalStem`);
+        0 (default, the seed's architecture): none.
     n_frames : int or None
         Frames T (uniform stride from frame 0); all by default.
     epochs_pre, epochs_fine : int
@@ -78,6 +81,7 @@ class TrainConfig:
     target_source: str = "nlr"
     preset: str = "small"
     features: list[int] | None = None
+    temporal: int = 0
     n_frames: int | None = None
     epochs_pre: int = 250
     epochs_fine: int = 50
@@ -106,7 +110,7 @@ class TrainConfig:
             )
         if self.features is None and self.preset not in PRESETS:
             raise InputError("preset", f"expected one of {list(PRESETS)}, got {self.preset!r}")
-        for name in ("epochs_pre", "epochs_fine"):
+        for name in ("epochs_pre", "epochs_fine", "temporal"):
             if int(getattr(self, name)) < 0:
                 raise InputError(name, f"expected >= 0, got {getattr(self, name)}")
         if self.epochs_pre + self.epochs_fine < 1:

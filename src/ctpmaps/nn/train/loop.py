@@ -112,7 +112,7 @@ def _build(cfg: TrainConfig, n_frames: int, fold: int, env: Dist, prior: float):
     training target (``prior``): the sigmoid then starts near the mostly-zero background
     instead of 0.5, which Adam would need thousands of steps to unlearn."""
     torch.manual_seed(cfg.seed * 7919 + fold)
-    net = UNet(n_frames, features=cfg.widths)
+    net = UNet(n_frames, features=cfg.widths, temporal=cfg.temporal)
     if cfg.init_weights:
         net = _initial_model(cfg.init_weights, net.config())
     else:
