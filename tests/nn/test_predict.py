@@ -259,9 +259,12 @@ def test_cli_train_passes_the_training_options(tiny_cohort, tmp_path):
     args = ["train", str(tiny_cohort), str(out), "--target", "ttp", "--target-source", "truth",
             "--features", "4,4,8,8,8", "--frames", "4", "--epochs-pre", "1", "--epochs-fine",
             "0", "--pre-size", "32", "--folds", "2", "--masked-loss", "--augment",
-            "--time-shift", "--weights-dtype", "float16", "--threads", "1"]  # fmt: skip
+            "--time-shift", "--weights-dtype", "float16", "--threads", "1",
+            "--temporal", "6"]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     config = json.loads((out / "config.json").read_text())
     assert config["masked_loss"] and config["augment"] and config["time_shift"]
-    assert read_metadata(out / "ttp")["weights_dtype"] == "float16"
+    assert config["temporal"] == 6
+    meta = read_metadata(out / "ttp")
+    assert meta["weights_dtype"] == "float16" and meta["architecture"]["temporal"] == 6
