@@ -64,6 +64,31 @@ def test_tmax_of_undispersed_box_is_its_delay():
     assert np.all(t.maps["tmax"][dispersed] > t.maps["delay"][dispersed])
 
 
+def test_response_peak_is_the_height_of_transport_times_residue():
+    """The effective impulse response's height against closed forms written here: a box
+    of width M through an exponential kernel of time constant tau peaks at
+    1 - exp(-M / tau); an exponential residue of MTT M at (M / (M - tau)) (exp(-t / M) -
+    exp(-t / tau)) taken at its maximum t* = M tau ln(M / tau) / (M - tau)."""
+    cfg = PhantomConfig(acquisition=acquisition_preset("seed", matrix=64))
+    for shape in ("box", "exponential"):
+        t = simulate_patient(cfg, seed=4, normal=False, residue_shape=shape, noise=False).truth
+        b = t.masks["brain"]
+        m, tau, peak = t.maps["mtt"][b], t.dispersion[b].astype(float), t.response_peak[b]
+        d = tau > 0.5
+        assert d.sum() > 20 and (~d).sum() > 50
+        expected = np.ones_like(m)
+        on = tau > 0
+        m, tau = m[on], tau[on]
+        if shape == "box":
+            expected[on] = 1.0 - np.exp(-m / tau)
+        else:
+            ts = m * tau * np.log(m / tau) / (m - tau)
+            expected[on] = m / (m - tau) * (np.exp(-ts / m) - np.exp(-ts / tau))
+        # the fine grid's 0.05 s cells: within 1 %
+        np.testing.assert_allclose(peak, expected, rtol=0.01, err_msg=shape)
+    assert np.median(peak[d]) < 0.9  # exponential, dispersed by more than 0.5 s
+
+
 def test_truth_masks_follow_the_documented_rule(stroke_128):
     """Recompute reference and masks from the true maps: Tmax > 6 s, CBF < 0.30 x the
     median of healthy (Tmax < 4 s) brain in the other hemisphere, oligaemia delay > 2 s."""

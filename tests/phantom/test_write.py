@@ -55,7 +55,7 @@ def test_truth_files(small, tmp_path):
     for name in ("core", "penumbra", "hypoperfusion", "severe", "oligaemia", "brain"):
         mask = nib.load(truth / f"{name}_mask.nii.gz").get_fdata().astype(bool)
         np.testing.assert_array_equal(mask, t.masks[name], err_msg=name)
-    for name in ("dispersion", "residue_k", "noise_sd"):
+    for name in ("dispersion", "residue_k", "noise_sd", "response_peak"):
         img = nib.load(truth / f"{name}.nii.gz")
         np.testing.assert_array_equal(img.get_fdata(dtype=np.float32), getattr(t, name))
     assert b"[s]" in nib.load(truth / "dispersion.nii.gz").header["descrip"].tobytes()

@@ -107,10 +107,13 @@ def quantise(
 class ResponseTable:
     """Shared responses: ``curves`` (m, n_fine + 1) float32, ``(a_tau ⊛ R)`` per unit rate
     on the fine grid with a zero last column (read by negative indices, i.e. before the
-    bolus); ``peak_s`` (m,) the time after the delay at which ``transport ⊛ R`` peaks."""
+    bolus); ``peak_s`` (m,) the time after the delay at which ``transport ⊛ R`` peaks;
+    ``peak_height`` (m,) its maximum (1 for an undispersed residue, lower with a transport
+    kernel: see `ctpmaps.phantom.truth.Truth.response_peak`)."""
 
     curves: np.ndarray
     peak_s: np.ndarray
+    peak_height: np.ndarray
 
 
 def response_table(
@@ -134,6 +137,7 @@ def response_table(
     n_fine = len(aif_fine)
     curves = np.zeros((len(mtt_s), n_fine + 1), np.float32)
     peak = np.zeros(len(mtt_s))
+    height = np.zeros(len(mtt_s))
     order = np.lexsort((mtt_s, dispersion_s))
     for tau in np.unique(dispersion_s):
         rows = order[dispersion_s[order] == tau]
@@ -144,8 +148,9 @@ def response_table(
             r = cell_residues(mtt_s[block], k[block], n_long, dt)
             h = transport(r, float(tau), dt)
             peak[block] = first_peak_index(h) * dt
+            height[block] = h.max(axis=-1)
             curves[block, :n_fine] = tissue_convolve(a_tau, r[:, :n_fine], dt)
-    return ResponseTable(curves, peak)
+    return ResponseTable(curves, peak, height)
 
 
 def sample_tissue(

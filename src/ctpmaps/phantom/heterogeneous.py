@@ -57,7 +57,7 @@ def simulate_heterogeneous(
     brain = head.anat.brain_mask()
     fields, noise_rel, hemisphere = _spatial(cfg, head, rng, brain, is_normal)
     scale = cfg.density / cfg.hematocrit_factor / FLOW_UNIT
-    frames, maps, dispersion, k = _tissue(head, fields, tissue, aif_fine, times, scale, shape)
+    frames, maps, dispersion, k, peak = _tissue(head, fields, tissue, aif_fine, times, scale, shape)
     collateral = {
         "delay_s": float(rng.uniform(1.0, 4.0)),
         "dispersion_s": float(rng.uniform(1.0, 3.0)),
@@ -85,6 +85,7 @@ def simulate_heterogeneous(
         lesions=lesion_masks(maps, brain, reference),
         dispersion=dispersion,
         residue_k=k,
+        response_peak=peak,
         hemisphere=hemisphere,
         reference_cbf=reference,
         aif=np.interp(times, t_fine, aif_fine).astype(np.float32),
@@ -137,7 +138,8 @@ def _partial_volume_sinus(head: Head, rng: np.random.Generator, fill_range) -> f
 
 
 def _tissue(head, fields, tissue, aif_fine, times, scale, residue_shape):
-    """Tissue enhancement (x, y, z, t) float32, the true maps, dispersion and shape k."""
+    """Tissue enhancement (x, y, z, t) float32, the true maps, dispersion, shape k and the
+    height of the effective impulse response (`Truth.response_peak`)."""
     anat, shape = head.anat, head.shape
     present = (anat.gm + anat.wm) > TISSUE_THRESHOLD
     idx = np.flatnonzero(present)
@@ -173,6 +175,7 @@ def _tissue(head, fields, tissue, aif_fine, times, scale, residue_shape):
         "delay": q.delay_s,
         "dispersion": q.dispersion_s,
         "k": q.k,
+        "response_peak": table.peak_height[q.combo],
     }
     out = {}
     for name, v in values.items():
@@ -181,7 +184,8 @@ def _tissue(head, fields, tissue, aif_fine, times, scale, residue_shape):
         out[name] = full
     k = out.pop("k")
     dispersion = out.pop("dispersion")
-    return enhancement, out, dispersion, k
+    peak = out.pop("response_peak")
+    return enhancement, out, dispersion, k, peak
 
 
 def _shifted(curve_fine: np.ndarray, t_fine: np.ndarray, delay_s: float) -> np.ndarray:

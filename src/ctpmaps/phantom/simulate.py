@@ -147,6 +147,7 @@ def _truth(
         dispersion=out.dispersion,
         residue_k=out.residue_k,
         residue_label=residue_labels(out.residue_k),
+        response_peak=out.response_peak,
         hemisphere=out.hemisphere,
         noise_sd=noise_sd.astype(np.float32),
         reference_cbf=out.reference_cbf,

@@ -108,6 +108,15 @@ class Truth:
         0 where there is no tissue.
     residue_label : ndarray (x, y, z) uint8
         `RESIDUE_LABELS`: box-like (k >= 8), intermediate, exponential-like (k <= 1.5).
+    response_peak : ndarray (x, y, z) float32 or None
+        Height of the voxel's effective impulse response relative to its CBF, the maximum
+        of ``transport kernel ⊛ residue`` (1 without dispersion, lower with it; 0 where
+        there is no tissue; None for the classic preset). The transport before the tissue
+        and the residue cannot be told apart from the curves, so a deconvolution against
+        the true AIF, however exact, reads the response's height: ``cbf x response_peak``
+        is the most of the true CBF any deconvolution can recover (Calamante et al. 2000:
+        the dispersion error). Error budgets use it to separate a method's own error from
+        this one.
     hemisphere : ndarray (x, y, z) uint8
         1 = left, 2 = right of the phantom's mid-sagittal plane (MNI x = 0).
     noise_sd : ndarray (x, y, z) float32
@@ -131,6 +140,7 @@ class Truth:
     dispersion: np.ndarray | None = None
     residue_k: np.ndarray | None = None
     residue_label: np.ndarray | None = None
+    response_peak: np.ndarray | None = None
     hemisphere: np.ndarray | None = None
     noise_sd: np.ndarray | None = None
     reference_cbf: float | None = None
@@ -156,10 +166,11 @@ class ModelOutput:
     acquisition (noise, motion) is applied.
 
     ``frames`` (x, y, z, t) float32 HU: unenhanced image plus enhancement; ``maps``,
-    ``dispersion``, ``residue_k``, ``hemisphere``, ``reference_cbf``, ``aif``, ``vof`` and
-    ``vof_aif_area_ratio`` as in `Truth`; ``lesions`` the core, penumbra, hypoperfusion,
-    severe and oligaemia masks; ``noise_relative_sd`` the local noise level relative to
-    the configured one (None: uniform); ``params`` the model's own parameters (JSON-ready).
+    ``dispersion``, ``residue_k``, ``hemisphere``, ``reference_cbf``, ``aif``, ``vof``,
+    ``vof_aif_area_ratio`` and ``response_peak`` (None: not known) as in `Truth`;
+    ``lesions`` the core, penumbra, hypoperfusion, severe and oligaemia masks;
+    ``noise_relative_sd`` the local noise level relative to the configured one (None:
+    uniform); ``params`` the model's own parameters (JSON-ready).
     """
 
     frames: np.ndarray
@@ -174,6 +185,7 @@ class ModelOutput:
     vof_aif_area_ratio: float
     noise_relative_sd: np.ndarray | None
     params: dict[str, Any]
+    response_peak: np.ndarray | None = None
 
 
 def reference_cbf(

@@ -7,6 +7,7 @@ Layout of ``OUT`` (one folder per patient, written atomically)::
     OUT/MOL-001/dicom/                 scanner-like CT series (with ``dicom`` format)
     OUT/MOL-001/truth/                 cbf, cbv, mtt, ttp, tmax, delay (.nii.gz, units in
                                        the header), dispersion, residue_k, residue_label,
+                                       response_peak,
                                        hemisphere, noise_sd, tissue and *_mask.nii.gz,
                                        aif.csv, vof.csv, truth.json
     OUT/unitobrain/MOL-001*/           the UniToBrain layout (with ``unitobrain`` format)
@@ -61,6 +62,7 @@ _EXTRA_TRUTH = {
     "dispersion": ("s", "transport-kernel time constant"),
     "residue_k": ("", "residue shape k (1 exponential, inf box)"),
     "residue_label": ("", "residue class: 1 box-like, 2 intermediate, 3 exp-like"),
+    "response_peak": ("", "height of transport x residue over CBF"),
     "hemisphere": ("", "hemisphere: 1 left, 2 right"),
     "noise_sd": ("HU", "SD of the added noise"),
 }
