@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 from ...errors import InputError
@@ -111,13 +112,11 @@ class TrainConfig:
         if self.features is None and self.preset not in PRESETS:
             raise InputError("preset", f"expected one of {list(PRESETS)}, got {self.preset!r}")
         for name in ("epochs_pre", "epochs_fine", "temporal"):
-            if int(getattr(self, name)) < 0:
-                raise InputError(name, f"expected >= 0, got {getattr(self, name)}")
+            _whole(name, getattr(self, name), 0)
         if self.epochs_pre + self.epochs_fine < 1:
             raise InputError("epochs", "expected at least one epoch in all")
         for name in ("pre_size", "batch", "plateau_patience"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(name, f"expected a positive integer, got {getattr(self, name)}")
+            _whole(name, getattr(self, name), 1)
         if self.pre_size % 16:
             raise InputError("pre_size", f"expected a multiple of 16, got {self.pre_size}")
         if not (self.lr > 0 and 0 < self.plateau_factor < 1):
@@ -153,3 +152,10 @@ class TrainConfig:
     def stages(self) -> list[tuple[str, int, int | None]]:
         """``(name, epochs, size)`` of pre-training and fine-tuning (None: full size)."""
         return [("pre", self.epochs_pre, self.pre_size), ("fine", self.epochs_fine, None)]
+
+
+def _whole(name: str, value: object, low: int) -> None:
+    """An integer setting at least ``low`` (a float such as 2.5 is refused here, not where
+    the network is built)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise InputError(name, f"expected an integer >= {low}, got {value!r}")
