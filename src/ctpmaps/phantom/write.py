@@ -7,9 +7,8 @@ Layout of ``OUT`` (one folder per patient, written atomically)::
     OUT/MOL-001/dicom/                 scanner-like CT series (with ``dicom`` format)
     OUT/MOL-001/truth/                 cbf, cbv, mtt, ttp, tmax, delay (.nii.gz, units in
                                        the header), dispersion, residue_k, residue_label,
-                                       response_peak,
-                                       hemisphere, noise_sd, tissue and *_mask.nii.gz,
-                                       aif.csv, vof.csv, truth.json
+                                       response_peak, hemisphere, noise_sd, tissue and
+                                       *_mask.nii.gz, aif.csv, vof.csv, truth.json
     OUT/unitobrain/MOL-001*/           the UniToBrain layout (with ``unitobrain`` format)
 
 The UniToBrain layout holds registered *and filtered* frames; the phantom does not filter
