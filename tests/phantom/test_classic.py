@@ -38,7 +38,10 @@ def test_same_volumes_as_before(matrix, seed, core, penumbra, olig, cbf_sum, sha
     assert (v["core"], v["penumbra"], v["oligaemia"]) == (core, penumbra, olig)
     assert ph.truth.params["residue_shape"] == shape
     assert ph.truth.params["model"] == "classic"
-    assert float(ph.truth.maps["cbf"].astype(np.float64).sum()) == pytest.approx(cbf_sum, rel=1e-9)
+    # The map is float32 and numpy's float32 exp and log take the CPU's SIMD path: the sum
+    # moved by 8e-8 (relative) from the machine that recorded it to another one; any
+    # change to the phantom itself moves it by far more.
+    assert float(ph.truth.maps["cbf"].astype(np.float64).sum()) == pytest.approx(cbf_sum, rel=1e-6)
 
 
 def test_area_ratio_gives_cbv():
