@@ -11,7 +11,7 @@ defaults (widths 8-128, 22 frames, 40 + 10 epochs at 64 and full size) take abou
 quarter of an hour per map on a 30-patient 128 x 128 cohort.
 
     python benchmarks/train_unet.py COHORT OUT [--target-source nlr|truth] [--maps cbv cbf ttp]
-        [--features 8,16,32,64,128] [--temporal F] [--frames 22] [--epochs-pre 40]
+        [--features 8,16,32,64,128] [--temporal F] [--time-head] [--frames 22] [--epochs-pre 40]
         [--epochs-fine 10] [--pre-size 64] [--lr 1e-3] [--folds 3] [--masked-loss] [--augment]
         [--time-shift] [--weights-dtype float16]
         [--test-cohort DIR] [--threads N]
@@ -46,6 +46,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--maps", nargs="+", default=["cbv", "cbf", "ttp"])
     p.add_argument("--features", default="8,16,32,64,128")
     p.add_argument("--temporal", type=int, default=0, help="temporal stem width (0: none)")
+    p.add_argument("--time-head", action="store_true", help="TTP: soft argmax over frames")
     p.add_argument("--frames", type=int, default=22)
     p.add_argument("--epochs-pre", type=int, default=40)
     p.add_argument("--epochs-fine", type=int, default=10)
@@ -77,6 +78,7 @@ def train_maps(args: argparse.Namespace, cache: Path) -> dict[str, Path]:
             target_source=args.target_source,
             features=[int(v) for v in args.features.split(",")],
             temporal=args.temporal,
+            time_head=args.time_head and target == "ttp",
             n_frames=args.frames,
             epochs_pre=args.epochs_pre,
             epochs_fine=args.epochs_fine,

@@ -260,7 +260,7 @@ def test_cli_train_passes_the_training_options(tiny_cohort, tmp_path):
             "--features", "4,4,8,8,8", "--frames", "4", "--epochs-pre", "1", "--epochs-fine",
             "0", "--pre-size", "32", "--folds", "2", "--masked-loss", "--augment",
             "--time-shift", "--weights-dtype", "float16", "--threads", "1",
-            "--temporal", "6"]  # fmt: skip
+            "--temporal", "6", "--time-head"]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     config = json.loads((out / "config.json").read_text())
@@ -268,3 +268,6 @@ def test_cli_train_passes_the_training_options(tiny_cohort, tmp_path):
     assert config["temporal"] == 6
     meta = read_metadata(out / "ttp")
     assert meta["weights_dtype"] == "float16" and meta["architecture"]["temporal"] == 6
+    # the time head's times: the 4 frames' times after the first on TTP's 0-50 s scale
+    t = np.asarray(meta["frame_times_s"])
+    np.testing.assert_allclose(meta["architecture"]["time_head"], (t - t[0]) / 50, atol=1e-6)

@@ -173,6 +173,7 @@ def test_other_settings_in_the_same_folder_are_refused(run, tiny_cohort, cache):
         {"plateau_patience": True},
         {"lr": 0.0},
         {"weights_dtype": "int8"},
+        {"target": "cbv", "time_head": True},
     ],
 )
 def test_bad_settings(kw):

@@ -73,6 +73,10 @@ def test_wrong_number_of_frames():
         {"in_channels": 2, "out_channels": 0},
         {"in_channels": 2, "temporal": -1},
         {"in_channels": 2, "temporal": 2.5},
+        {"in_channels": 2, "time_head": [0.0]},
+        {"in_channels": 2, "time_head": [0.0, 1.5]},
+        {"in_channels": 2, "time_head": "ab"},
+        {"in_channels": 2, "out_channels": 2, "time_head": [0.0, 0.5]},
     ],
 )
 def test_bad_arguments_fail_before_building(kwargs):
@@ -105,3 +109,39 @@ def test_config_names_the_stem_only_when_there_is_one():
     net = UNet(3, features=(4, 4, 4, 4, 4), temporal=8)
     assert net.config()["temporal"] == 8
     assert UNet(**net.config()).config() == net.config()
+
+
+def _bolus(centre_s: torch.Tensor, times: torch.Tensor, height: float) -> torch.Tensor:
+    """(H, W) bolus centres (s) -> (1, T, H, W) Gaussian curves of FWHM 8 s."""
+    return height * torch.exp(-0.5 * ((times[:, None, None] - centre_s) / 3.4) ** 2)[None]
+
+
+def test_untrained_time_head_reads_each_pixels_time_to_peak():
+    # 22 frames every 2 s; time to peak on the [0, 50] s scale. Boluses peaking anywhere
+    # between 8 and 30 s, on and between frames, 20 HU high (0.16 in the input's units)
+    # over a baseline of 0.1: the head's own frames term reads their peak (the decoder's
+    # term starts at zero), within a fifth of a frame interval, whatever the weights before it.
+    times = torch.arange(22) * 2.0
+    net = UNet(22, features=(4, 4, 4, 4, 4), time_head=(times / 50).tolist()).eval()
+    centre = torch.linspace(8.0, 30.0, 16 * 16).view(16, 16)
+    with torch.no_grad():
+        ttp = net(0.1 + _bolus(centre, times, 0.16))[0, 0] * 50
+    print("largest error of the untrained head (s):", float((ttp - centre).abs().max()))
+    assert float((ttp - centre).abs().max()) < 0.4
+    # an expectation over the frames' times: never outside them, however large the input
+    with torch.no_grad():
+        wild = net(50 * torch.randn(2, 22, 16, 16))
+    assert float(wild.min()) >= 0.0 and float(wild.max()) <= float(times[-1] / 50) + 1e-6
+
+
+def test_time_head_is_in_the_config_and_learns_from_the_decoder():
+    u = [0.0, 0.1, 0.2, 0.3]
+    net = UNet(4, features=(4, 4, 4, 4, 4), time_head=u)
+    assert net.config()["time_head"] == pytest.approx(u)
+    assert UNet(**net.config()).config() == net.config()
+    assert "time_head" not in UNet(4, features=(4, 4, 4, 4, 4)).config()
+    # the decoder's term starts at zero and has a gradient: training moves it
+    x = torch.randn(2, 4, 16, 16)
+    net(x).mean().backward()
+    assert float(net.head.context.weight.detach().abs().sum()) == 0.0
+    assert float(net.head.context.weight.grad.abs().sum()) > 0.0

@@ -78,6 +78,13 @@ def train_command(
         int,
         typer.Option(help="Width of a per-pixel temporal stem before the U-Net (0: none).", min=0),
     ] = 0,
+    time_head: Annotated[
+        bool,
+        typer.Option(
+            "--time-head",
+            help="TTP only: end in a soft argmax over the frames' times instead of a sigmoid.",
+        ),
+    ] = False,
     frames: Annotated[
         int | None, typer.Option(help="Frames T kept by uniform stride (default: all).", min=1)
     ] = None,
@@ -134,6 +141,7 @@ def train_command(
         preset=preset.value,
         features=_features(features),
         temporal=temporal,
+        time_head=time_head,
         n_frames=frames,
         epochs_pre=epochs_pre,
         epochs_fine=epochs_fine,

@@ -30,6 +30,9 @@ class TrainConfig:
     temporal : int
         Width of the network's per-pixel temporal stem (`ctpmaps.nn.unet.TemporalStem`);
         0 (default, the seed's architecture): none.
+    time_head : bool
+        TTP only: the network ends in a soft argmax over its input frames' times
+        (`ctpmaps.nn.unet.TimeHead`) instead of a sigmoid (`time_head_of` gives the times).
     n_frames : int or None
         Frames T (uniform stride from frame 0); all by default.
     epochs_pre, epochs_fine : int
@@ -83,6 +86,7 @@ class TrainConfig:
     preset: str = "small"
     features: list[int] | None = None
     temporal: int = 0
+    time_head: bool = False
     n_frames: int | None = None
     epochs_pre: int = 250
     epochs_fine: int = 50
@@ -108,6 +112,10 @@ class TrainConfig:
         if self.target not in TARGET_RANGES:
             raise InputError(
                 "target", f"expected one of {list(TARGET_RANGES)}, got {self.target!r}"
+            )
+        if self.time_head and self.target != "ttp":
+            raise InputError(
+                "time_head", f"a time head reads a time to peak: target ttp, got {self.target!r}"
             )
         if self.features is None and self.preset not in PRESETS:
             raise InputError("preset", f"expected one of {list(PRESETS)}, got {self.preset!r}")
@@ -148,6 +156,15 @@ class TrainConfig:
     def widths(self) -> tuple[int, ...]:
         """Widths of the network."""
         return tuple(self.features) if self.features is not None else PRESETS[self.preset]
+
+    def time_head_of(self, times: list[float]) -> list[float] | None:
+        """The `TimeHead`'s normalised times for input frames at ``times`` (s): each frame's
+        time after the first (TTP counts from the first frame, with or without
+        ``time_shift``) on the target's scale; None without a time head."""
+        if not self.time_head:
+            return None
+        low, high = TARGET_RANGES[self.target]
+        return [min(max((t - times[0] - low) / (high - low), 0.0), 1.0) for t in times]
 
     def stages(self) -> list[tuple[str, int, int | None]]:
         """``(name, epochs, size)`` of pre-training and fine-tuning (None: full size)."""

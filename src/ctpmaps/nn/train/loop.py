@@ -107,15 +107,21 @@ def _loader(ds: SliceDataset, cfg: TrainConfig, env: Dist, fold: int, epoch: int
     return DataLoader(ds, batch_size=cfg.batch, sampler=sampler, num_workers=0, drop_last=False)
 
 
-def _build(cfg: TrainConfig, n_frames: int, fold: int, env: Dist, prior: float):
-    """Network and optimiser of a fold. The output bias starts at the logit of the mean
-    training target (``prior``): the sigmoid then starts near the mostly-zero background
-    instead of 0.5, which Adam would need thousands of steps to unlearn."""
+def _build(cfg: TrainConfig, times: list[float], fold: int, env: Dist, prior: float):
+    """Network and optimiser of a fold (input frames at ``times``, s). The output bias
+    starts at the logit of the mean training target (``prior``): the sigmoid then starts
+    near the mostly-zero background instead of 0.5, which Adam would need thousands of
+    steps to unlearn. A time head starts as its own (`ctpmaps.nn.unet.TimeHead`)."""
     torch.manual_seed(cfg.seed * 7919 + fold)
-    net = UNet(n_frames, features=cfg.widths, temporal=cfg.temporal)
+    net = UNet(
+        len(times),
+        features=cfg.widths,
+        temporal=cfg.temporal,
+        time_head=cfg.time_head_of(times),
+    )
     if cfg.init_weights:
         net = _initial_model(cfg.init_weights, net.config())
-    else:
+    elif not cfg.time_head:
         p = min(max(prior, 1e-3), 1 - 1e-3)
         with torch.no_grad():
             net.head.bias.fill_(math.log(p / (1 - p)))
@@ -143,7 +149,7 @@ class _Fold:
         self.env, self.frames, self.say = env, frames, say
         folder.mkdir(parents=True, exist_ok=True)
         prior = float(np.mean([p.target.mean() for p in data.train]))
-        self.net, self.optimizer = _build(cfg, len(frames["indices"]), fold, env, prior)
+        self.net, self.optimizer = _build(cfg, list(frames["times"]), fold, env, prior)
         self.ckpt = folder / "checkpoint"
         self.state: dict[str, Any] = {"epoch": -1, "best": None, "scheduler": None}
         env.barrier()
