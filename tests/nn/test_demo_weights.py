@@ -9,8 +9,8 @@ summed over the patients, as training and `benchmarks/train_unet.py` score the t
 beside its constant predictor (the truth's brain mean over those patients). Issue 13 asks
 for at most a quarter of the constant's MSE. `ctpmaps evaluate` takes a constant per
 patient instead, which is stricter (it leaves out the patients' differences in bolus
-timing and perfusion level): by that measure only CBV reaches a quarter (checked here);
-CBF and TTP do not (docs/unet.md, docs/evaluation.md), though TTP beats it (checked).
+timing and perfusion level): by that measure CBV and TTP reach a quarter (checked here);
+CBF does not (docs/unet.md, docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ def test_demo_weights_beat_a_quarter_of_a_constant_on_held_out_patients(models):
         assert ratio <= 0.25, f"{target}: MSE {ratio:.2f} x the constant's"
     mse, const = np.mean(per_patient["cbv"], axis=0)
     assert mse <= 0.25 * const, f"CBV: MSE {mse / const:.2f} x a constant per patient"
-    # TTP with the temporal stem beats each patient's own constant (0.73 here; the
-    # model without the stem read 1.18 on these patients, docs/unet.md)
+    # TTP with the time head (a soft argmax over the frames' times): 0.12 of each patient's
+    # own constant here; the sigmoid head with the temporal stem read 0.73, without the
+    # stem 1.18 (docs/unet.md, "Time head")
     mse, const = np.mean(per_patient["ttp"], axis=0)
-    assert mse < 0.85 * const, f"TTP: MSE {mse / const:.2f} x a constant per patient"
+    assert mse <= 0.25 * const, f"TTP: MSE {mse / const:.2f} x a constant per patient"
