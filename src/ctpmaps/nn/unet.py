@@ -16,9 +16,10 @@ such as the time to peak need more than that (docs/unet.md, "Temporal stem").
 Optionally (``time_head=u``, not in the seed) the output is an expectation over the
 frames' times instead of a sigmoid: T logits per pixel, from the pixel's own frames and
 the decoder's features, a softmax over them weights the frames, and the map is the
-weighted mean of ``u``, the frames' times on the map's normalised scale (`TimeHead`). A time to peak is an argmax over
-the frames; this head reads it as a soft argmax, in the frames' time range by construction
-and between frames where the weights share (docs/unet.md, "Time head").
+weighted mean of ``u``, the frames' times on the map's normalised scale (`TimeHead`). A
+time to peak is an argmax over the frames; this head reads it as a soft argmax, in the
+frames' time range by construction and between frames where the weights share
+(docs/unet.md, "Time head").
 
 The network is configured by its constructor arguments alone, checked before anything is
 built (MONAI's ``BasicUNet`` pattern); `PRESETS` names the widths of the paper and of a
