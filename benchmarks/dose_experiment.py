@@ -24,7 +24,7 @@ small-scale run; the docstring of ``main`` and the doc give the full-scale comma
 
     python benchmarks/dose_experiment.py OUT [--patients 12] [--matrix 128] [--seed 31]
         [--frames 89 44 22 10 5] [--mas 150 75 40] [--mas-frames 22] [--maps cbv cbf ttp]
-        [--features 8,16,32,64,128] [--temporal F]
+        [--features 8,16,32,64,128] [--temporal F] [--time-head]
         [--target-source truth] [--epochs-pre 12] [--epochs-fine 4] [--folds 1]
         [--augment] [--time-shift] [--patience 10] [--jobs 2]
         [--doc docs/results.md] [--threads N] [--device cpu|cuda]
@@ -73,6 +73,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--target-source", nargs="+", choices=("truth", "nlr"), default=["truth"])
     p.add_argument("--features", default="8,16,32,64,128")
     p.add_argument("--temporal", type=int, default=0, help="temporal stem width (0: none)")
+    p.add_argument("--time-head", action="store_true", help="TTP: soft argmax over frames")
     p.add_argument("--epochs-pre", type=int, default=12)
     p.add_argument("--epochs-fine", type=int, default=4)
     p.add_argument("--pre-size", type=int, default=64)
@@ -151,6 +152,7 @@ def train_config(args, t: int, source: str, target: str):
     return TrainConfig(
         target=target, target_source=source, n_frames=t,
         features=[int(v) for v in args.features.split(",")], temporal=args.temporal,
+        time_head=args.time_head and target == "ttp",
         epochs_pre=args.epochs_pre, epochs_fine=args.epochs_fine,
         pre_size=args.pre_size, lr=args.lr, folds=args.folds,
         test_fraction=args.test_fraction, seed=args.seed, masked_loss=True,
@@ -435,7 +437,8 @@ def write_doc(args, rows, seconds: float, wall: float, header: str) -> None:
         f"{args.patients} phantom patients at {args.matrix} x {args.matrix} (cohort seed "
         f"{args.seed}), {n_test} held out for testing and scored below. One U-Net per map, "
         f"setting and target source (widths {args.features.replace(',', '-')}"
-        f"{f', temporal stem {args.temporal}' if args.temporal else ''}), trained on "
+        f"{f', temporal stem {args.temporal}' if args.temporal else ''}"
+        f"{', time head for TTP' if args.time_head else ''}), trained on "
         f"{'one train/validation split' if args.folds == 1 else f'{args.folds} folds'} for "
         f"{args.epochs_pre} epochs at {args.pre_size} px and {args.epochs_fine} at full size "
         f"(lr {args.lr:g}, halved after {args.patience} epochs without progress), MSE inside "
