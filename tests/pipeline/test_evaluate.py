@@ -181,6 +181,34 @@ def test_map_errors_match_the_in_memory_api(run, cohort):
     assert {"brain", "grey matter", "white matter", "residue box-like"} <= regions
 
 
+@pytest.mark.parametrize("patient", ["MOL-001", "MOL-002", "MOL-003", "MOL-005"])
+def test_truth_rule_reproduces_the_true_masks_under_their_own_thresholds(cohort, patient):
+    """The truth's masks are the documented thresholds (RAPID's Tmax > 6 s, rCBF < 0.30)
+    on its true maps: the ``tmax`` rule on those maps, with the chain's hemispheres and
+    clusters, finds them again; the seed's ``cbv`` rule on the same maps does not (its
+    error is the rule's: that is what the source is for). MOL-005 has normal perfusion."""
+    sources = parse_sources(["truth", "truth-rule"])
+    kw = {"reference": "truth", "truth_dir": cohort / patient / "truth", "motion": False}
+    study = cohort / patient / "ctp.nii.gz"
+    tmax = evaluate_study_sources(study, patient, sources, rule="tmax", **kw)
+    cbv = evaluate_study_sources(study, patient, sources, rule="cbv", **kw)
+    assert not any(src == "truth-rule" for _, src in tmax.map_errors)  # masks only
+    if patient == "MOL-005":
+        for result in (tmax, cbv):
+            assert result.volumes_ml["truth-rule"] == {"core": 0, "hypoperfusion": 0, "penumbra": 0}
+        return
+    for lesion in ("core", "hypoperfusion"):
+        assert tmax.volumes_ml["truth"][lesion] > 1.0  # a stroke patient
+        assert tmax.dice[lesion, "truth-rule", "truth"] > 0.99
+        assert cbv.dice[lesion, "truth-rule", "truth"] < 0.95
+
+
+def test_truth_rule_source_named_and_refused_as_a_rater(tmp_path):
+    assert parse_sources(["nlr", "truth-rule"])[1].kind == "truth-rule"
+    with pytest.raises(Exception, match="own name"):
+        parse_sources(["nlr", f"truth-rule={tmp_path}"])
+
+
 def test_rerun_needs_overwrite_and_keeps_other_files(run, cohort, rater):
     args = ["evaluate", str(cohort), str(run), "-s", "truth", "-s", f"r={rater}",
             "--patients", "MOL-001,MOL-002"]  # fmt: skip
@@ -203,6 +231,7 @@ def test_rerun_needs_overwrite_and_keeps_other_files(run, cohort, rater):
         (["-s", "nlr", "-s", "truth", "--patients", "MOL-009"], "no patient MOL-009"),
         (["-s", "truth", "-s", "r=/nonexistent"], "expected a folder"),
         (["-s", "nlr", "-s", "truth", "--rule", "rcbf"], "expected tmax or cbv"),
+        (["-s", "nlr", "-s", "truth-rule", "--reference", "truth-rule"], "source with maps"),
     ],
 )
 def test_bad_input_refused_before_any_work(cohort, tmp_path, extra, message):

@@ -36,7 +36,8 @@ def evaluate_command(
             "--source",
             "-s",
             metavar="SOURCE",
-            help="A method (nlr, ssvd, bsvd, osvd, cnn), truth (the phantom's), or "
+            help="A method (nlr, ssvd, bsvd, osvd, cnn), truth (the phantom's), truth-rule (its "
+            "true maps segmented by the lesion rule), or "
             "NAME=FOLDER (a rater's segmentations, docs/evaluation.md); repeat, two or more.",
             show_default=False,
         ),

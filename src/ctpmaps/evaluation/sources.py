@@ -8,6 +8,10 @@ Three kinds of source (``ctpmaps evaluate --source``):
 ``truth``   a phantom patient's ``truth/`` folder (``ctpmaps phantom``): ``<map>.nii.gz``,
             ``<lesion>_mask.nii.gz``, ``brain_mask.nii.gz``, ``tissue.nii.gz``,
             ``residue_label.nii.gz``;
+``truth-rule``  the same folder's true *maps* segmented by the evaluation's lesion rule,
+            as a method's are (masks only): what a method without error would give under
+            that rule. Beside ``truth`` it separates the rule's own error from the maps';
+            beside a method it is the agreement that method's masks can reach;
 ``rater``   ``NAME=FOLDER``: segmentations drawn by a person (e.g. in ITK-SNAP) on the
             study's grid, one of two layouts per patient (`rater_files`):
 
@@ -33,6 +37,7 @@ from .maps import regions_from_labels
 
 __all__ = [
     "TRUTH",
+    "TRUTH_RULE",
     "SOURCE_KINDS",
     "Source",
     "parse_source",
@@ -45,8 +50,10 @@ __all__ = [
 
 #: The name of the phantom-truth source.
 TRUTH = "truth"
+#: The name of the source that segments the phantom's true maps by the lesion rule.
+TRUTH_RULE = "truth-rule"
 #: Kinds of source.
-SOURCE_KINDS = ("method", "truth", "rater")
+SOURCE_KINDS = ("method", "truth", "truth-rule", "rater")
 #: Lesion masks of the truth folder (``<name>_mask.nii.gz``).
 _TRUTH_LESIONS = ("core", "hypoperfusion", "penumbra")
 #: Tissue classes of the phantom's ``tissue.nii.gz`` scored as regions (brain tissue only;
@@ -62,7 +69,7 @@ class Source:
     ----------
     name : str
         As it appears in the tables (``nlr``, ``truth``, ``rater1`` ...).
-    kind : {"method", "truth", "rater"}
+    kind : {"method", "truth", "truth-rule", "rater"}
     folder : Path or None
         A rater's folder.
     """
@@ -73,7 +80,8 @@ class Source:
 
 
 def parse_source(spec: str) -> Source:
-    """A source from its command-line form: a method name, ``truth``, or ``NAME=FOLDER``.
+    """A source from its command-line form: a method name, ``truth``, ``truth-rule``, or
+    ``NAME=FOLDER``.
 
     Raises
     ------
@@ -88,20 +96,21 @@ def parse_source(spec: str) -> Source:
     spec = str(spec).strip()
     if "=" in spec:
         name, folder = (part.strip() for part in spec.split("=", 1))
-        if not name or name in METHODS or name == TRUTH:
+        if not name or name in METHODS or name in (TRUTH, TRUTH_RULE):
             raise InputError(
                 "--source", f"{spec}: a rater needs its own name (not a method or truth)"
             )
         if not Path(folder).is_dir():
             raise InputError(folder, f"rater {name}: expected a folder of segmentations")
         return Source(name, "rater", Path(folder))
-    if spec == TRUTH:
-        return Source(TRUTH, "truth")
+    if spec in (TRUTH, TRUTH_RULE):
+        return Source(spec, spec)
     if spec in METHODS:
         return Source(spec, "method")
     raise InputError(
         "--source",
-        f"expected a method ({', '.join(METHODS)}), truth, or NAME=FOLDER, got {spec!r}",
+        f"expected a method ({', '.join(METHODS)}), truth, truth-rule, or NAME=FOLDER, "
+        f"got {spec!r}",
     )
 
 

@@ -13,7 +13,10 @@ Lesion rule
     One rule segments every method source, so that two sources' masks differ by their maps
     alone: ``"tmax"`` when every method gives Tmax, else ``"cbv"`` (core on CBV, hypoperfusion
     on TTP, as the seed segmented its CNN maps, which have no Tmax); thresholds per method
-    from the registry. The truth's masks and the raters' are used as given.
+    from the registry. The truth's masks and the raters' are used as given; the
+    ``truth-rule`` source applies the rule to the phantom's true maps (RAPID's thresholds
+    for the ``tmax`` rule, maps of no method), with hemispheres found as the chain finds
+    them (`truth_rule_masks`).
 Brain
     Map errors are scored on the same voxels for every source: the truth's brain mask (when
     the truth is a source) intersected with every method's own brain mask, i.e. brain voxels
@@ -39,7 +42,15 @@ import numpy as np
 from ..errors import InputError
 from ..evaluation import LESIONS, PatientData, SourceData, evaluate_patient, summarise_cohort
 from ..evaluation.overlap import voxel_volume_ml
-from ..evaluation.sources import TRUTH, Source, parse_sources, rater_files, read_rater, read_truth
+from ..evaluation.sources import (
+    TRUTH,
+    Source,
+    TruthData,
+    parse_sources,
+    rater_files,
+    read_rater,
+    read_truth,
+)
 from ..evaluation.training import CAPTIONS as TRAINING_CAPTIONS
 from ..evaluation.training import training_tables
 from ..io.atomic import atomic_dir
@@ -164,7 +175,10 @@ def _check_inputs(studies: Sequence[CohortStudy], sources: Sequence[Source]) -> 
     """Truth folders and rater files of every patient, before any work."""
     for s in studies:
         for src in sources:
-            if src.kind == "truth" and not (_truth_dir(s) / "brain_mask.nii.gz").is_file():
+            if (
+                src.kind in ("truth", "truth-rule")
+                and not (_truth_dir(s) / "brain_mask.nii.gz").is_file()
+            ):
                 raise InputError(_truth_dir(s), f"{s.name}: no phantom truth folder")
             if src.kind == "rater":
                 rater_files(src.folder, s.name)
@@ -177,6 +191,28 @@ def _method_source(study: Study, name: str, chain: dict[str, Any]) -> tuple[Sour
     maps = {k: v for k, v in result.maps.maps.as_dict().items() if np.isfinite(v).any()}
     masks = result.lesions.masks()
     return SourceData(maps, {k: masks[k] for k in LESIONS}), result.maps.brain
+
+
+def truth_rule_masks(study: Study, truth: TruthData, rule: str) -> dict[str, np.ndarray]:
+    """The lesion rule ``rule`` applied to a phantom's true maps (the ``truth-rule`` source).
+
+    The midline comes from the study's first frame (before any bolus; the chain uses its
+    baseline, which the truth does not need), the hemispheres from it inside the truth's
+    brain; thresholds are `ctpmaps.lesion.LesionCriteria`'s for maps of no method.
+    """
+    from ..lesion import LesionCriteria, fit_midline, hemisphere_labels, segment_lesions
+    from ..preprocess.unenhanced import unenhanced
+
+    brain = truth.brain
+    maps = {k: np.where(brain, v, np.nan).astype(np.float32) for k, v in truth.maps.items()}
+    midline = fit_midline(unenhanced(study.frames, 1), study.spacing, study.affine)
+    hemis = hemisphere_labels(study.shape, study.affine, midline, mask=brain)
+    lesions = segment_lesions(
+        maps, brain, hemis, voxel_volume_ml(study.spacing), criteria=LesionCriteria(rule=rule),
+        midline=midline, affine=study.affine,
+    )  # fmt: skip
+    masks = lesions.masks()
+    return {k: masks[k] for k in LESIONS}
 
 
 def evaluate_study_sources(
@@ -203,9 +239,9 @@ def evaluate_study_sources(
     reference, map_reference : str
         Reference of the masks and of the maps.
     truth_dir : path, optional
-        The phantom truth folder (needed for a ``truth`` source).
+        The phantom truth folder (needed for a ``truth`` or ``truth-rule`` source).
     rule : {"tmax", "cbv"}
-        Lesion rule of the method sources (`lesion_rule`).
+        Lesion rule of the method and ``truth-rule`` sources (`lesion_rule`).
     frames : int, optional
         Frames kept by uniform stride before anything (`subsample_study`).
     **chain
@@ -227,6 +263,9 @@ def evaluate_study_sources(
             truth = read_truth(Path(truth_dir) if truth_dir else Path("truth"))
             data[src.name] = SourceData(truth.maps, truth.masks)
             brains[src.name], regions = truth.brain, truth.regions
+        elif src.kind == "truth-rule":
+            truth = read_truth(Path(truth_dir) if truth_dir else Path("truth"))
+            data[src.name] = SourceData({}, truth_rule_masks(study, truth, rule))
         else:
             data[src.name] = SourceData({}, read_rater(src.folder, patient, study.shape))
     brain = np.ones(study.shape, bool)
