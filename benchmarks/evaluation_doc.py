@@ -7,7 +7,8 @@ analysis filled from ``evaluation.json``, no number typed by hand. The command, 
 and the wall time come from the evaluation's ``run.json``.
 
     python benchmarks/evaluation_doc.py OUT [--patients 30] [--matrix 128] [--seed 7]
-        [--source truth --source nlr --source cnn] [--workers 1] [--reuse DIR]
+        [--source truth --source truth-rule --source nlr --source cnn] [--workers 1]
+        [--reuse DIR]
         [--doc docs/evaluation.md]
 """
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> Path:
         subprocess.run([*ctpmaps, "phantom", str(cohort), "--patients", str(args.patients),
                         "--matrix", str(args.matrix), "--seed", str(args.seed),
                         "--workers", "1"], check=True)  # fmt: skip
-    sources = [x for s in (args.source or ["truth", "nlr", "cnn"]) for x in ("-s", s)]
+    sources = [x for s in (args.source or ["truth", "truth-rule", "nlr", "cnn"]) for x in ("-s", s)]
     subprocess.run([*ctpmaps, "evaluate", str(cohort), str(out), *sources, "--no-motion",
                     "--workers", str(args.workers)], check=True)  # fmt: skip
     return out
