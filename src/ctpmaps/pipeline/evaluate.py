@@ -256,15 +256,16 @@ def evaluate_study_sources(
     data: dict[str, SourceData] = {}
     brains: dict[str, np.ndarray] = {}
     regions: dict[str, np.ndarray] = {}
+    truth: TruthData | None = None  # read once for truth and truth-rule
     for src in sources:
+        if src.kind in ("truth", "truth-rule") and truth is None:
+            truth = read_truth(Path(truth_dir) if truth_dir else Path("truth"))
         if src.kind == "method":
             data[src.name], brains[src.name] = _method_source(study, src.name, chain)
         elif src.kind == "truth":
-            truth = read_truth(Path(truth_dir) if truth_dir else Path("truth"))
             data[src.name] = SourceData(truth.maps, truth.masks)
             brains[src.name], regions = truth.brain, truth.regions
         elif src.kind == "truth-rule":
-            truth = read_truth(Path(truth_dir) if truth_dir else Path("truth"))
             data[src.name] = SourceData({}, truth_rule_masks(study, truth, rule))
         else:
             data[src.name] = SourceData({}, read_rater(src.folder, patient, study.shape))
