@@ -77,16 +77,13 @@ def sweep(maps, brain, hemis, voxel_ml: float, criteria, truth, affine) -> dict:
 
 def _rule_on(maps, brain, ph, rule: str):
     """A lesion rule on given maps (hemispheres from the midline of the unenhanced frames)."""
-    from ctpmaps.lesion import LesionCriteria, fit_midline, hemisphere_labels, segment_lesions
+    from ctpmaps.lesion import LesionCriteria, segment_about_midline
 
     s = ph.study
-    midline = fit_midline(s.frames[..., :3].mean(-1), s.spacing, s.affine)
-    hemis = hemisphere_labels(s.shape, s.affine, midline, mask=brain)
-    voxel_ml = float(np.prod(s.spacing)) / 1000
-    crit = LesionCriteria(rule=rule)
-    return segment_lesions(
-        maps, brain, hemis, voxel_ml, criteria=crit, midline=midline, affine=s.affine
-    )
+    return segment_about_midline(
+        maps, brain, s.frames[..., :3].mean(-1), s.spacing, s.affine,
+        criteria=LesionCriteria(rule=rule),
+    )[0]  # fmt: skip
 
 
 def _target(core: float, hypo: float) -> bool:

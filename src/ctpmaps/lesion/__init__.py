@@ -25,6 +25,7 @@ from .segment import (
     relative_cbf,
     remove_small_clusters,
     resolve_criteria,
+    segment_about_midline,
     segment_lesions,
     smoothed_for_thresholds,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "LesionCriteria",
     "Lesions",
     "segment_lesions",
+    "segment_about_midline",
     "remove_small_clusters",
     "mirror_reference",
     "median_in_brain",

@@ -67,7 +67,7 @@ from scipy import ndimage
 from .._threads import n_threads
 from ..errors import InputError
 from ..perfusion.methods import METHODS
-from .midline import Midline
+from .midline import Midline, fit_midline, hemisphere_labels
 
 __all__ = [
     "RULES",
@@ -79,6 +79,7 @@ __all__ = [
     "LesionCriteria",
     "Lesions",
     "segment_lesions",
+    "segment_about_midline",
     "remove_small_clusters",
     "mirror_reference",
     "median_in_brain",
@@ -488,6 +489,32 @@ def segment_lesions(
         ", ".join(f"{k} {v:.1f} mL" for k, v in lesions.volumes_ml().items()),
     )
     return lesions
+
+
+def segment_about_midline(
+    maps: Any,
+    brain: np.ndarray,
+    unenhanced_image: np.ndarray,
+    spacing: tuple[float, float, float],
+    affine: np.ndarray,
+    *,
+    criteria: LesionCriteria | None = None,
+) -> tuple[Lesions, Midline]:
+    """`segment_lesions` on a study's grid: the midline fitted on ``unenhanced_image``
+    (HU, x, y, z; `fit_midline`), the hemispheres inside ``brain``, voxel volumes from
+    ``spacing`` (mm). The one sequence the chain, the evaluation and the benchmarks share.
+
+    Returns
+    -------
+    (Lesions, Midline)
+    """
+    midline = fit_midline(unenhanced_image, spacing, affine)
+    hemis = hemisphere_labels(np.shape(brain), affine, midline, mask=brain)
+    voxel_ml = float(np.prod(spacing[:3])) / 1000.0
+    lesions = segment_lesions(
+        maps, brain, hemis, voxel_ml, criteria=criteria, midline=midline, affine=affine
+    )
+    return lesions, midline
 
 
 def _need(m: dict[str, np.ndarray], *names: str) -> None:

@@ -200,16 +200,14 @@ def truth_rule_masks(study: Study, truth: TruthData, rule: str) -> dict[str, np.
     baseline, which the truth does not need), the hemispheres from it inside the truth's
     brain; thresholds are `ctpmaps.lesion.LesionCriteria`'s for maps of no method.
     """
-    from ..lesion import LesionCriteria, fit_midline, hemisphere_labels, segment_lesions
+    from ..lesion import LesionCriteria, segment_about_midline
     from ..preprocess.unenhanced import unenhanced
 
     brain = truth.brain
     maps = {k: np.where(brain, v, np.nan).astype(np.float32) for k, v in truth.maps.items()}
-    midline = fit_midline(unenhanced(study.frames, 1), study.spacing, study.affine)
-    hemis = hemisphere_labels(study.shape, study.affine, midline, mask=brain)
-    lesions = segment_lesions(
-        maps, brain, hemis, voxel_volume_ml(study.spacing), criteria=LesionCriteria(rule=rule),
-        midline=midline, affine=study.affine,
+    lesions, _ = segment_about_midline(
+        maps, brain, unenhanced(study.frames, 1), study.spacing, study.affine,
+        criteria=LesionCriteria(rule=rule),
     )  # fmt: skip
     masks = lesions.masks()
     return {k: masks[k] for k in LESIONS}

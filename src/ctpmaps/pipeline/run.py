@@ -38,9 +38,7 @@ from ..lesion import (
     LesionCriteria,
     TargetMismatch,
     decision_numbers,
-    fit_midline,
-    hemisphere_labels,
-    segment_lesions,
+    segment_about_midline,
 )
 from ..perfusion.concentration import check_baseline_frames
 from ..perfusion.maps import compute_maps
@@ -86,14 +84,9 @@ def default_filter_sigmas(method: str, models: Sequence | None = None) -> tuple[
 
 def _lesions(result: StudyResult, criteria: LesionCriteria, profile: TargetMismatch) -> None:
     study, made = result.study, result.maps
-    midline = fit_midline(
-        unenhanced(study.frames, made.baseline_frames), study.spacing, study.affine
-    )
-    hemis = hemisphere_labels(study.shape, study.affine, midline, mask=made.brain)
-    voxel_ml = float(np.prod(study.spacing)) / 1000.0
-    lesions = segment_lesions(
-        made.maps, made.brain, hemis, voxel_ml, criteria=criteria, midline=midline,
-        affine=study.affine,
+    lesions, midline = segment_about_midline(
+        made.maps, made.brain, unenhanced(study.frames, made.baseline_frames), study.spacing,
+        study.affine, criteria=criteria,
     )  # fmt: skip
     result.lesions, result.midline = lesions, midline
     result.decision = decision_numbers(lesions, profile=profile)
