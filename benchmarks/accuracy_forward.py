@@ -239,8 +239,11 @@ def neighbourhood_section(side: int) -> list[str]:
         "matter (box, CBF 60, MTT 4 s) and ischaemic tissue of true rCBF 0.35 (delay 3 s, "
         "CBV 3 mL/100 g) with box, exponential and gamma (shape 2, 3) residues. Cells: median "
         "CBF over the truth. *voxel*: each voxel's shape chosen on its own curve; "
-        "*neighbourhood*: `fit(..., spacing=...)`, as the maps step runs it (a voxel left "
-        "with the box takes the shape chosen on its neighbourhood's pooled curve).",
+        "*neighbourhood: shape*: `fit(..., spacing=...)`, as the maps step runs it (a voxel "
+        "left with the box takes the shape chosen on its neighbourhood's pooled curve); "
+        "*neighbourhood: shape and MTT*: the option `neighbourhood_mtt=True` (also the "
+        "neighbourhood's MTT, `_residues.adopt_mtt`; off by default, see `ctpmaps.perfusion."
+        "boxnlr`).",
         "",
     ]
     labels = ["healthy"] + [f"rCBF 0.35 {s}" for s in ("box", "exp", "γ2", "γ3")]
@@ -263,8 +266,8 @@ def low_flow_section(side: int) -> list[str]:
         "25, MTT 4.8 s), ischaemic tissue of CBF 8 and MTT 12 s (delay 3 s; box, exponential) "
         "and of CBF 15, MTT 8 s (delay 2 s, box). Cells: median CBF over the truth, and in "
         "brackets the share of voxels whose MTT is on the lower bound (2 s). *neighbourhood*: "
-        "as the maps step runs it, where a voxel whose own fit ends on the bound takes the MTT "
-        "and shape of its neighbourhood (`_residues.borrow_mtt`).",
+        "a voxel whose own fit ends on the bound takes the MTT and shape of its neighbourhood "
+        "(`_residues.borrow_mtt`); rows as in the section above.",
         "",
     ]
     labels = ["healthy WM", "CBF 8 box", "CBF 8 exp", "CBF 15 box"]
@@ -280,38 +283,87 @@ def heterogeneity_section(side: int) -> list[str]:
     tissues = (("GM", 55.0, 3.8), ("WM", 22.0, 4.8))
     shapes = ("box", 32.0, 12.0)
     cvs = (0.0, 0.15, 0.3)
-    noise = 1.2
     lines = [
         "## NLR residue shape on a neighbourhood whose MTT varies",
         "",
         f"Patches of {side} x {side} voxels of 1 mm, each fitted alone: grey matter (CBF 55, "
         "MTT 3.8 s) and white matter (CBF 22, MTT 4.8 s) with box and gamma (shape 32, 12) "
         "residues, delay 0.5 s, every voxel's MTT drawn log-normal around the tissue's with the "
-        f"coefficient of variation CV, {noise:g} HU. Cells: median CBF over the truth, voxel "
-        "by voxel / with the shape chosen on the neighbourhood (as the maps step runs it). A "
-        "pooled curve averages residues of different MTTs, so it looks more dispersed than any "
-        "of them; the shape chosen on it is then fitted to each voxel's own curve.",
+        "coefficient of variation CV, 1.2 and 3 HU. Cells: median CBF over the truth and, in "
+        "brackets, a voxel's mean absolute CBF error (fraction of its truth): voxel by voxel / "
+        "the shape chosen on the neighbourhood (as the maps step runs it) / shape and MTT from "
+        "the neighbourhood (`neighbourhood_mtt=True`). A pooled curve averages residues of "
+        "different MTTs, so it looks more dispersed than any of them; the shape chosen on it "
+        "is then fitted to each voxel's own curve, and its MTT, where taken, misses each "
+        "voxel's own by about the CV.",
         "",
-        "| tissue | CV | "
+        "| tissue | CV | noise HU | "
         + " | ".join(f"{s:g}" if isinstance(s, float) else s for s in shapes)
         + " |",
-        "|---|---|" + "---|" * len(shapes),
+        "|---|---|---|" + "---|" * len(shapes),
     ]
     for name, cbf, mtt0 in tissues:
         for cv in cvs:
-            cells = []
+            rows = {noise: [] for noise in NOISES[1:]}
             for shape in shapes:
                 mtt = mtt0 * np.exp(cv * rng.standard_normal(side * side) - cv**2 / 2)
                 c = simulate([Region(cbf, float(m), 0.5, shape) for m in mtt])
-                frames = add_noise(c.tissue.reshape(side, side, 1, -1), noise, seed=7)
-                frames = frames.astype(np.float32)
-                model = METHODS["nlr"].model(c.aif, c.times)
-                ratios = [
-                    np.median(model.fit(frames, **kw).cbf) / cbf
-                    for kw in ({}, {"spacing": (1.0, 1.0, 5.0)})
-                ]
-                cells.append(" / ".join(f"{v:.2f}" for v in ratios))
-            lines.append(f"| {name} | {cv:g} | " + " | ".join(cells) + " |")
+                truth = c.truth("cbf")
+                for noise, cells in rows.items():
+                    frames = add_noise(c.tissue.reshape(side, side, 1, -1), noise, seed=7)
+                    frames = frames.astype(np.float32)
+                    ratios = [m.fit(frames, **kw).cbf.ravel() / truth for _, m, kw in _fits(c)]
+                    cells.append(" / ".join(_median_error(r) for r in ratios))
+            for noise, cells in rows.items():
+                lines.append(f"| {name} | {cv:g} | {noise:g} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _median_error(r: np.ndarray) -> str:
+    """Median of estimate / truth ``r`` and, in brackets, the mean absolute error."""
+    return f"{np.median(r):.2f} ({np.abs(r - 1).mean():.2f})"
+
+
+def neighbourhood_mtt_section(side: int) -> list[str]:
+    """Healthy grey and white matter (box residues) at realistic noise, each a patch of
+    ``side`` x ``side`` voxels fitted alone and the two side by side: median CBF and a
+    voxel's mean absolute CBF error, voxel by voxel, with the shape alone and with the
+    shape and MTT taken from the neighbourhood."""
+    gm, wm = Region(60.0, 4.0), Region(25.0, 4.8)
+    labels = [label for label, _, _ in _fits(simulate([gm]))]
+    lines = [
+        "## The neighbourhood's MTT: the NLR's noise bias",
+        "",
+        "Healthy grey matter (box, CBF 60, MTT 4 s) and white matter (box, CBF 25, MTT 4.8 s), "
+        f"patches of {side} x {side} voxels of 1 mm, each fitted alone and the two side by side "
+        "(one study, the pool crossing their border). Cells: median CBF over the truth and, in "
+        "brackets, a voxel's mean absolute CBF error (fraction of its truth), GM / WM. At low "
+        "contrast a voxel's fitted MTT is biased short (a shorter box or a less dispersed shape "
+        "follows the noise more closely) and its CBF high; with the neighbourhood's MTT and "
+        "shape, which a voxel takes unless its curve rejects them by the shape penalty "
+        "(`_residues.adopt_mtt`), the bias and the spread fall. Side by side, the pooled curves "
+        "near the border mix grey and white matter, and white matter keeps part of its bias. "
+        "An option (`neighbourhood_mtt=True`), off by default: on the phantom, whose pools "
+        "also average curves of different onsets, the neighbourhood's MTT read long in grey "
+        'matter (`ctpmaps.perfusion.boxnlr`, "MTT from the neighbourhood").',
+        "",
+        "| noise HU | layout | " + " | ".join(labels) + " |",
+        "|---|---|" + "---|" * len(labels),
+    ]
+    for noise in NOISES[1:]:
+        for layout, groups in (("alone", ([gm], [wm])), ("side by side", ([gm, wm],))):
+            results = {label: [] for label in labels}
+            for regions in groups:
+                c = simulate(regions)
+                frames = np.repeat(
+                    np.repeat(c.tissue[:, None, None, :], side, axis=0), side, axis=1
+                )
+                frames = add_noise(frames, noise, seed=7).astype(np.float32)
+                for label, model, kw in _fits(c):
+                    r = model.fit(frames, **kw).cbf.reshape(len(regions), -1)
+                    results[label].extend(r / c.truth("cbf")[:, None])
+            cells = [" / ".join(_median_error(r) for r in rs) for rs in results.values()]
+            lines.append(f"| {noise:g} | {layout} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -377,6 +429,25 @@ def dispersion_section() -> list[str]:
     return lines
 
 
+SPACING = (1.0, 1.0, 5.0)
+
+
+def _fits(c):
+    """(label, NLR model, keywords of ``fit``): voxel by voxel; the shape chosen on the
+    neighbourhood (as the maps step runs it); shape and MTT from the neighbourhood (the
+    option ``neighbourhood_mtt=True``)."""
+    nlr = METHODS["nlr"].model
+    return (
+        ("voxel", nlr(c.aif, c.times), {}),
+        ("neighbourhood: shape", nlr(c.aif, c.times), {"spacing": SPACING}),
+        (
+            "neighbourhood: shape and MTT",
+            nlr(c.aif, c.times, neighbourhood_mtt=True),
+            {"spacing": SPACING},
+        ),
+    )
+
+
 def _patch_table(regions, labels, side: int, *, on_bound: bool) -> list[str]:
     """Rows per noise level of the NLR's median CBF over the truth per region (a patch of
     ``side`` x ``side`` voxels each), voxel by voxel and with the voxel size given."""
@@ -385,12 +456,11 @@ def _patch_table(regions, labels, side: int, *, on_bound: bool) -> list[str]:
         "| noise HU | shape chosen on | " + " | ".join(labels) + " |",
         "|---|---|" + "---|" * len(labels),
     ]
-    model = METHODS["nlr"].model(c.aif, c.times)
     truth = c.truth("cbf")
     for noise in NOISES[1:]:
         frames = np.repeat(np.repeat(c.tissue[:, None, None, :], side, axis=0), side, axis=1)
         frames = add_noise(frames, noise, seed=7).astype(np.float32)
-        for label, kw in (("voxel", {}), ("neighbourhood", {"spacing": (1.0, 1.0, 5.0)})):
+        for label, model, kw in _fits(c):
             fit = model.fit(frames, **kw)
             cbf = np.median(fit.cbf.reshape(len(regions), -1), axis=1) / truth
             bound = np.mean(fit.mtt.reshape(len(regions), -1) <= MTT_MIN + 1e-3, axis=1)
@@ -416,6 +486,7 @@ def main() -> int:
         + rcbf_section(args.voxels)
         + neighbourhood_section(24)
         + low_flow_section(24)
+        + neighbourhood_mtt_section(24)
         + heterogeneity_section(24)
         + dispersion_section()
     )

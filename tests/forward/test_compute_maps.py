@@ -116,3 +116,17 @@ def test_nlr_tmax_includes_the_dispersion() -> None:
     assert np.all(truth[dispersed] - onset[dispersed] > 1.0)  # what the onset misses
     ssvd = compute_maps(study_of(b), method="ssvd", mask=b.brain, aif_mask=b.aif_mask)
     np.testing.assert_array_equal(r.maps.tmax, ssvd.maps.tmax)
+
+
+def test_share_of_mtt_taken_from_the_neighbourhood_in_quality() -> None:
+    """The maps step records the share of brain voxels whose NLR MTT and residue shape are
+    their neighbourhood's (`BoxNLRFit.neighbourhood_mtt`): on a strip of healthy white
+    matter at 3 HU, those whose own fit ended on the lower MTT bound (by default the
+    neighbourhood's MTT replaces no other), so some and at most the share counted on that
+    bound; methods without it record nothing."""
+    b = build_study(simulate([Region(25.0, 4.8)]), voxels_per_region=400, noise=3.0, seed=3)
+    r = compute_maps(study_of(b), method="nlr", mask=b.brain, aif_mask=b.aif_mask)
+    q = r.parameters["quality"]
+    assert 0.0 < q["neighbourhood_mtt_fraction"] <= q["fit_at_bound_mtt_min_fraction"]
+    ssvd = compute_maps(study_of(b), method="ssvd", mask=b.brain, aif_mask=b.aif_mask)
+    assert "neighbourhood_mtt_fraction" not in ssvd.parameters["quality"]

@@ -69,7 +69,9 @@ class MapsResult:
         Voxels whose values are not to be trusted, by reason (``fit_at_bound``: the fit
         ended on a bound of the model); their share of the brain is in
         ``parameters["quality"]`` (``fit_at_bound_fraction``, and per bound
-        ``fit_at_bound_mtt_min_fraction``, ``..._mtt_max_...``, ``..._delay_max_...``).
+        ``fit_at_bound_mtt_min_fraction``, ``..._mtt_max_...``, ``..._delay_max_...``;
+        for the NLR also ``neighbourhood_mtt_fraction``, the share whose MTT and residue
+        shape are their neighbourhood's, `BoxNLRFit.neighbourhood_mtt`).
     """
 
     maps: PerfusionMaps
@@ -211,6 +213,9 @@ def compute_maps(
         "input_function_notes": aif.notes + (vof.notes if vof else []),
         "quality": _quality(study, brain, n_base, maps, flags, enh, hits),
     }
+    if hasattr(fit, "neighbourhood_mtt"):  # the NLR's MTT taken from the neighbourhood
+        shared = np.count_nonzero(fit.neighbourhood_mtt() & brain) / max(int(brain.sum()), 1)
+        params["quality"]["neighbourhood_mtt_fraction"] = float(shared)
     return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings, flags)
 
 
