@@ -152,7 +152,7 @@ def test_every_map_name_is_a_target():
 def test_shipped_demo_weights_load_and_predict(monkeypatch):
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     models = load_models()
-    assert sorted(m.target for m in models) == ["cbf", "cbv", "ttp"]
+    assert sorted(m.target for m in models) == ["cbf", "cbv", "tmax", "ttp"]
     total = 0
     for m in models:
         assert m.meta["n_frames"] == 22 and m.meta["target_source"] == "truth"
@@ -169,6 +169,7 @@ def test_shipped_demo_weights_load_and_predict(monkeypatch):
     maps = predict_maps(Study(frames, np.eye(4), np.arange(89) * 0.5), models, device="cpu")
     assert np.isfinite(maps.cbv).all() and np.isnan(maps.mtt).all()
     assert 0 <= np.min(maps.ttp) and np.max(maps.ttp) <= 50
+    assert 0 <= np.min(maps.tmax) and np.max(maps.tmax) <= 30  # the Tmax model's range, s
 
 
 def test_study_on_a_finer_grid_is_resampled_to_the_model_s(tmp_path, study):

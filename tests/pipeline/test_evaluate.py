@@ -258,7 +258,11 @@ def test_rater_missing_a_patient_is_refused_first(cohort, rater, tmp_path):
 
 def test_lesion_rule_and_patient_selection(cohort, tmp_path):
     assert lesion_rule(parse_sources(["nlr", "truth"])) == "tmax"
-    assert lesion_rule(parse_sources(["nlr", "cnn"])) == "cbv"  # the demo U-Net has no Tmax
+    assert lesion_rule(parse_sources(["nlr", "cnn"])) == "tmax"  # the demo U-Nets make Tmax
+    from ctpmaps.nn.predict import default_weights_dir
+
+    no_tmax = [default_weights_dir() / f"{m}.json" for m in ("cbv", "cbf", "ttp")]
+    assert lesion_rule(parse_sources(["nlr", "cnn"]), no_tmax) == "cbv"
     split = tmp_path / "splits.json"
     split.write_text(json.dumps({"patients": PATIENTS, "test": ["MOL-002", "MOL-004"],
                                  "folds": [{"train": ["MOL-001", "MOL-003"],

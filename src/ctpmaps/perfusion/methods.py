@@ -52,7 +52,9 @@ class Method:
         own way (on the clinical scale: healthy tissue near 0-2 s; see its module), so
         each carries its own threshold, calibrated like the core's on a cohort disjoint
         from the evaluation cohort (``benchmarks/calibrate_thresholds.py``,
-        ``docs/core_threshold.md``); the clinical 6 s where not calibrated (``cnn``).
+        ``docs/core_threshold.md``). The U-Net (``cnn``), trained on the phantom's true
+        maps, takes the thresholds that define the truth's masks: RAPID's 0.30 and the
+        clinical 6 s (``docs/unet.md``).
     tmax_from : str or None
         Another model-based method whose deconvolved residue gives the Tmax map, or None
         (the method's own). The NLR's residues (box, gamma) are highest at their onset,
@@ -119,9 +121,10 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "cnn",
-            "U-Net from the registered frames, no AIF (the seed's CNN)",
+            "U-Net from the registered frames, no AIF (the seed's CNN); the thresholds that "
+            "define the true masks of the phantom it was trained on",
             None,
-            0.20,
+            0.30,
             "Gava et al., Front Neuroinform 2023",
         ),
     )
@@ -172,7 +175,9 @@ def methods_markdown() -> str:
         "The hypoperfusion threshold is the default of `--tmax-threshold`: Tmax above it, each",
         "method reading Tmax on the clinical scale (healthy tissue near 0-2 s,",
         "`docs/accuracy.md`); both are calibrated per method by",
-        "`benchmarks/calibrate_thresholds.py` on a cohort disjoint from the evaluation cohort.",
+        "`benchmarks/calibrate_thresholds.py` on a cohort disjoint from the evaluation cohort;",
+        "the U-Net, trained on the phantom's true maps, takes the thresholds that define the",
+        "truth's masks (`docs/unet.md`).",
         "Both maps are read after an in-plane median over 3 mm (`--median-mm`; none where",
         "pixels are larger, as at 128 x 128), calibrated with it.",
         "",
