@@ -347,9 +347,8 @@ def neighbourhood_mtt_section(side: int) -> list[str]:
         "near the border mix grey and white matter, and white matter keeps part of its bias; "
         "in stripes every pool mixes them, and each tissue takes the mixture's MTT: grey "
         "matter reads low, white matter high. An option (`neighbourhood_mtt=True`), off by "
-        "default: on the phantom, whose grey and white matter interleave at every scale, the "
-        "neighbourhood's MTT read grey matter 9 % long (`ctpmaps.perfusion.boxnlr`, \"MTT "
-        'from the neighbourhood").',
+        "default: on the phantom the neighbourhood's MTT read grey matter 9 % long "
+        '(`ctpmaps.perfusion.boxnlr`, "MTT from the neighbourhood").',
         "",
         "| noise HU | layout | " + " | ".join(labels) + " |",
         "|---|---|" + "---|" * len(labels),

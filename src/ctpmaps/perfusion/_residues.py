@@ -600,9 +600,9 @@ def adopt_mtt(model, y: np.ndarray, out: dict, pooled: dict, lo, hi) -> None:
     show (a lesion's border, a vessel) keeps its own fit. The penalty is the shape
     choice's: two parameters fixed cost about two noise variances of SSE on curves that
     fit the neighbourhood's residue, and four are allowed. A known limit, why the NLR
-    does not do it by default (`BoxNLRModel` ``neighbourhood_mtt``): a pool mixes grey and
-    white matter, and each takes the mixture's MTT (grey matter's read 9 % long on the
-    phantom at 512).
+    does not do it by default (`BoxNLRModel` ``neighbourhood_mtt``): on the phantom at 512
+    grey matter's MTT read 9 % long with it (module docstring of `boxnlr`: a pool mixes
+    tissues, and mildly dispersed residues lose).
     """
     fitted = out["cbf"] > 0
     sel = np.flatnonzero(fitted & ~out["borrowed"] & (pooled["mtt"] > lo[1] * (1 + 1e-6)))

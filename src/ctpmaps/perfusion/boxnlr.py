@@ -119,13 +119,16 @@ the phantom (seed 1000 at 512, the chain's defaults otherwise; CBF net of the VO
 ratio and of the dispersion limit, box-like tissue) the spread fell as much (mean
 absolute error grey matter 0.23 -> 0.19, white matter 0.25 -> 0.18; interquartile range
 0.35 -> 0.20 in grey matter), but grey matter's median moved from -4 % to -9 %: the
-neighbourhood's MTT read 9 % long there (2 % before), CBV unchanged. A pool mixes grey
-and white matter, and each takes the mixture's MTT: on the forward model, the two
-interleaved in stripes of 4 mm read 0.96 and 1.12 of their CBF (a spread of onsets of up
-to 1.5 s within a pool biased nothing); on the phantom they interleave at every scale,
-and pools of 3 and 1.5 mm did worse (-14 %: noisier pools). Until pools keep to one
-tissue the option stays off: the median is what the lesion thresholds read (core Dice
-unchanged on three patients at 512).
+neighbourhood's MTT read 9 % long there (2 % before), CBV unchanged. Why is not settled.
+A pool mixes grey and white matter, and each takes the mixture's MTT (on the forward
+model, the two interleaved in stripes of 4 mm read 0.96 and 1.12 of their CBF; a spread
+of onsets of up to 1.5 s within a pool biased nothing), but on the phantom pools split by
+tissue (the unenhanced image, grey matter 38 HU and white 29 HU, smoothed over 1 mm)
+still read grey matter's MTT 11 % long, and pools of 3 and 1.5 mm did worse (-14 %).
+Mildly dispersed residues lose with it on the forward model too (gamma shape 12 at 3 HU:
+0.92 of their CBF, 0.94 without), and the phantom's healthy residues are gamma shapes 3-40.
+The option stays off: the median is what the lesion thresholds read (core Dice unchanged
+on three patients at 512).
 
 Bounds: CBF >= 0 (a negative flow is not a solution; ``nonnegative=False`` lifts it),
 ``delay`` in ``delay_bounds`` (0 to 20 s) and ``MTT`` in ``mtt_bounds`` (`MTT_MIN` = 2 s to
