@@ -14,8 +14,9 @@ NLR maps fitted on all frames), and the held-out test patients of its split are 
 NLR fitted on the same T frames) and ``cnn`` (the U-Net on them): MSE inside the brain on
 the normalised [0, 1] scale beside the constant predictor (the true brain mean), Dice of
 core and hypoperfusion against the true masks, mean absolute volume difference. Both
-methods' lesions use the one lesion rule the U-Net's maps allow (``cbv``: core on CBV,
-hypoperfusion on TTP; `ctpmaps.pipeline.evaluate.lesion_rule`).
+methods' lesions use the one lesion rule the U-Net's maps allow (`rule_of`: ``tmax``, the
+rule of the truth's masks, when a Tmax model is trained, else ``cbv``: core on CBV,
+hypoperfusion on TTP).
 
 Every cohort, training run and evaluation is written under ``OUT`` and reused when there
 (a rerun with the same arguments only redoes what is missing); the table, a plot and the
@@ -23,7 +24,8 @@ commands go to ``--doc`` (``docs/results.md``). CPU training is slow: the defaul
 small-scale run; the docstring of ``main`` and the doc give the full-scale command.
 
     python benchmarks/dose_experiment.py OUT [--patients 12] [--matrix 128] [--seed 31]
-        [--frames 89 44 22 10 5] [--mas 150 75 40] [--mas-frames 22] [--maps cbv cbf ttp]
+        [--frames 89 44 22 10 5] [--mas 150 75 40] [--mas-frames 22]
+        [--maps cbv cbf ttp tmax]
         [--features 8,16,32,64,128] [--temporal F] [--time-head]
         [--target-source truth] [--epochs-pre 12] [--epochs-fine 4] [--folds 1]
         [--augment] [--time-shift] [--patience 10] [--jobs 2]
@@ -69,7 +71,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--frames", type=int, nargs="+", default=[89, 44, 22, 10, 5])
     p.add_argument("--mas", type=float, nargs="+", default=[150.0, 75.0, 40.0])
     p.add_argument("--mas-frames", type=int, default=22, help="frames of the mAs series")
-    p.add_argument("--maps", nargs="+", default=["cbv", "cbf", "ttp"])
+    p.add_argument("--maps", nargs="+", default=["cbv", "cbf", "ttp", "tmax"])
     p.add_argument("--target-source", nargs="+", choices=("truth", "nlr"), default=["truth"])
     p.add_argument("--features", default="8,16,32,64,128")
     p.add_argument("--temporal", type=int, default=0, help="temporal stem width (0: none)")
@@ -251,9 +253,19 @@ def weights_of(args, mas: float, t: int, source: str) -> list[Path]:
     return [run_folder(args, mas, t, source, m) / f"{m}.safetensors" for m in args.maps]
 
 
-def _evaluate(root: Path, out: Path, method: str, t: int, weights: list[Path], device) -> None:
-    """``evaluate_sources`` of ``truth`` and one method; a refusal (no patient could be
-    evaluated, e.g. NLR on 5 frames) is logged and recorded (`refused_file`)."""
+def rule_of(maps) -> str:
+    """The lesion rule of every method of the experiment: ``tmax`` (the rule that defines
+    the truth's masks) when the U-Net makes Tmax, else ``cbv``, as
+    `ctpmaps.pipeline.evaluate.lesion_rule` chooses for the two methods together."""
+    return "tmax" if "tmax" in maps else "cbv"
+
+
+def _evaluate(
+    root: Path, out: Path, method: str, t: int, weights: list[Path], device, rule: str
+) -> None:
+    """``evaluate_sources`` of ``truth`` and one method under ``rule``; a refusal (no
+    patient could be evaluated, e.g. NLR on 5 frames) is logged and recorded
+    (`refused_file`)."""
     from ctpmaps.errors import InputError
     from ctpmaps.pipeline.evaluate import evaluate_sources
 
@@ -261,7 +273,7 @@ def _evaluate(root: Path, out: Path, method: str, t: int, weights: list[Path], d
     try:
         evaluate_sources(
             root, out, sources=["truth", "cnn" if cnn else "nlr"], reference="truth",
-            patients_from=weights[0].parent / "splits.json", frames=t, rule="cbv",
+            patients_from=weights[0].parent / "splits.json", frames=t, rule=rule,
             weights=[str(w) for w in weights], device=device, motion=False, workers=1,
             training=[w.parent for w in weights] if cnn else (), overwrite=out.exists(),
         )  # fmt: skip
@@ -293,7 +305,7 @@ def evaluate_all(args, roots: dict[float, Path]) -> None:
         for method, w in methods:
             out = eval_folder(args, mas, t, method)
             if not (out / "evaluation.json").is_file() and not refused_file(out).is_file():
-                fargs = (roots[mas], out, method, t, w, args.device)
+                fargs = (roots[mas], out, method, t, w, args.device, rule_of(args.maps))
                 jobs.append((str(out.relative_to(args.out)), _evaluate, fargs, {}))
     pooled(args, jobs)
 
@@ -456,7 +468,8 @@ def write_doc(args, rows, seconds: float, wall: float, header: str) -> None:
         "predictor's (the true brain mean; below 1 beats predicting nothing). Dice of core "
         "and hypoperfusion against the true masks (patients without a true lesion left out, "
         "docs/evaluation.md), mean absolute volume difference against the true volume. NLR "
-        "is fitted on the same T frames as the U-Net sees; both segmented with the `cbv` rule. "
+        f"is fitted on the same T frames as the U-Net sees; both segmented with the "
+        f"`{rule_of(args.maps)}` rule. "
         "One difference remains between training and use: the U-Net trained on frames "
         "filtered over all 89 frames and then sub-sampled (the training cache), while "
         "evaluation sub-samples first and filters the T frames, as a scanner would give them. "
