@@ -197,6 +197,10 @@ def compute_maps(
         del curves
     hits = fit.bound_hits() if hasattr(fit, "bound_hits") else {}
     flags = {"fit_at_bound": np.logical_or.reduce(list(hits.values()))} if hits else {}
+    # the NLR's voxels whose MTT is their neighbourhood's: a share in quality, not a flag
+    shared = (
+        {"neighbourhood_mtt": fit.neighbourhood_mtt()} if hasattr(fit, "neighbourhood_mtt") else {}
+    )
     params = {
         "method": method,
         "tmax_method": info.tmax_from or method,
@@ -211,11 +215,8 @@ def compute_maps(
         "aif_voxels": len(aif.voxels),
         "vof_source": vof.source if vof else None,
         "input_function_notes": aif.notes + (vof.notes if vof else []),
-        "quality": _quality(study, brain, n_base, maps, flags, enh, hits),
+        "quality": _quality(study, brain, n_base, maps, flags | shared, enh, hits),
     }
-    if hasattr(fit, "neighbourhood_mtt"):  # the NLR's MTT taken from the neighbourhood
-        shared = np.count_nonzero(fit.neighbourhood_mtt() & brain) / max(int(brain.sum()), 1)
-        params["quality"]["neighbourhood_mtt_fraction"] = float(shared)
     return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings, flags)
 
 
