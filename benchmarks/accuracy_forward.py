@@ -308,11 +308,11 @@ def heterogeneity_section(side: int) -> list[str]:
             for shape in shapes:
                 mtt = mtt0 * np.exp(cv * rng.standard_normal(side * side) - cv**2 / 2)
                 c = simulate([Region(cbf, float(m), 0.5, shape) for m in mtt])
-                truth = c.truth("cbf")
+                truth, fits = c.truth("cbf"), _fits(c)
                 for noise, cells in rows.items():
                     frames = add_noise(c.tissue.reshape(side, side, 1, -1), noise, seed=7)
                     frames = frames.astype(np.float32)
-                    ratios = [m.fit(frames, **kw).cbf.ravel() / truth for _, m, kw in _fits(c)]
+                    ratios = [m.fit(frames, **kw).cbf.ravel() / truth for _, m, kw in fits]
                     cells.append(" / ".join(_median_error(r) for r in ratios))
             for noise, cells in rows.items():
                 lines.append(f"| {name} | {cv:g} | {noise:g} | " + " | ".join(cells) + " |")
@@ -330,7 +330,7 @@ def neighbourhood_mtt_section(side: int) -> list[str]:
     stripes of 4 mm: median CBF and a voxel's mean absolute CBF error, voxel by voxel,
     with the shape alone and with the shape and MTT taken from the neighbourhood."""
     gm, wm = Region(60.0, 4.0), Region(25.0, 4.8)
-    labels = [label for label, _, _ in _fits(simulate([gm]))]
+    labels = FIT_LABELS
     lines = [
         "## The neighbourhood's MTT: the NLR's noise bias",
         "",
@@ -353,25 +353,32 @@ def neighbourhood_mtt_section(side: int) -> list[str]:
         "| noise HU | layout | " + " | ".join(labels) + " |",
         "|---|---|" + "---|" * len(labels),
     ]
+    # per layout, its studies: the curves, each voxel's region and the fits, made once
+    layouts = {}
+    for layout, groups, stripes in (
+        ("alone", ([gm], [wm]), False),
+        ("side by side", ([gm, wm],), False),
+        ("stripes of 4 mm", ([gm, wm],), True),
+    ):
+        layouts[layout] = []
+        for regions in groups:
+            c = simulate(regions)
+            if stripes:  # rows of 4 voxels alternating
+                lab = np.repeat((np.arange(2 * side) // 4) % 2, side)
+            else:
+                lab = np.repeat(np.arange(len(regions)), side * side)
+            layouts[layout].append((c, lab, _fits(c)))
     for noise in NOISES[1:]:
-        for layout, groups in (
-            ("alone", ([gm], [wm])),
-            ("side by side", ([gm, wm],)),
-            ("stripes of 4 mm", "stripes"),
-        ):
+        for layout, studies in layouts.items():
             results = {label: [] for label in labels}
-            for regions in groups if groups != "stripes" else ([gm, wm],):
-                c = simulate(regions)
-                if groups == "stripes":  # label of each voxel, rows of 4 alternating
-                    lab = np.repeat((np.arange(2 * side) // 4) % 2, side)
-                else:
-                    lab = np.repeat(np.arange(len(regions)), side * side)
-                frames = c.tissue[lab].reshape(len(regions) * side, side, 1, -1)
+            for c, lab, fits in studies:
+                n = int(lab.max()) + 1
+                frames = c.tissue[lab].reshape(n * side, side, 1, -1)
                 frames = add_noise(frames, noise, seed=7).astype(np.float32)
                 truth = c.truth("cbf")[lab]
-                for label, model, kw in _fits(c):
+                for label, model, kw in fits:
                     r = model.fit(frames, **kw).cbf.ravel() / truth
-                    results[label].extend(r[lab == k] for k in range(len(regions)))
+                    results[label].extend(r[lab == k] for k in range(n))
             cells = [" / ".join(_median_error(r) for r in rs) for rs in results.values()]
             lines.append(f"| {noise:g} | {layout} | " + " | ".join(cells) + " |")
     return lines + [""]
@@ -442,20 +449,17 @@ def dispersion_section() -> list[str]:
 SPACING = (1.0, 1.0, 5.0)
 
 
+#: The NLR fits compared (`_fits`): voxel by voxel; the shape chosen on the neighbourhood
+#: (as the maps step runs it); shape and MTT from the neighbourhood (``neighbourhood_mtt``).
+FIT_LABELS = ("voxel", "neighbourhood: shape", "neighbourhood: shape and MTT")
+
+
 def _fits(c):
-    """(label, NLR model, keywords of ``fit``): voxel by voxel; the shape chosen on the
-    neighbourhood (as the maps step runs it); shape and MTT from the neighbourhood (the
-    option ``neighbourhood_mtt=True``)."""
+    """(label, NLR model, keywords of ``fit``) of each of `FIT_LABELS` for the curves ``c``."""
     nlr = METHODS["nlr"].model
-    return (
-        ("voxel", nlr(c.aif, c.times), {}),
-        ("neighbourhood: shape", nlr(c.aif, c.times), {"spacing": SPACING}),
-        (
-            "neighbourhood: shape and MTT",
-            nlr(c.aif, c.times, neighbourhood_mtt=True),
-            {"spacing": SPACING},
-        ),
-    )
+    models = (nlr(c.aif, c.times), nlr(c.aif, c.times), nlr(c.aif, c.times, neighbourhood_mtt=True))
+    kws = ({}, {"spacing": SPACING}, {"spacing": SPACING})
+    return tuple(zip(FIT_LABELS, models, kws, strict=True))
 
 
 def _patch_table(regions, labels, side: int, *, on_bound: bool) -> list[str]:
@@ -466,11 +470,11 @@ def _patch_table(regions, labels, side: int, *, on_bound: bool) -> list[str]:
         "| noise HU | shape chosen on | " + " | ".join(labels) + " |",
         "|---|---|" + "---|" * len(labels),
     ]
-    truth = c.truth("cbf")
+    truth, fits = c.truth("cbf"), _fits(c)
     for noise in NOISES[1:]:
         frames = np.repeat(np.repeat(c.tissue[:, None, None, :], side, axis=0), side, axis=1)
         frames = add_noise(frames, noise, seed=7).astype(np.float32)
-        for label, model, kw in _fits(c):
+        for label, model, kw in fits:
             fit = model.fit(frames, **kw)
             cbf = np.median(fit.cbf.reshape(len(regions), -1), axis=1) / truth
             bound = np.mean(fit.mtt.reshape(len(regions), -1) <= MTT_MIN + 1e-3, axis=1)
