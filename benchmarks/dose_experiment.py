@@ -14,9 +14,10 @@ NLR maps fitted on all frames), and the held-out test patients of its split are 
 NLR fitted on the same T frames) and ``cnn`` (the U-Net on them): MSE inside the brain on
 the normalised [0, 1] scale beside the constant predictor (the true brain mean), Dice of
 core and hypoperfusion against the true masks, mean absolute volume difference. Both
-methods' lesions use the one lesion rule the U-Net's maps allow (`rule_of`: ``tmax``, the
-rule of the truth's masks, when a Tmax model is trained, else ``cbv``: core on CBV,
-hypoperfusion on TTP).
+methods' lesions use the one lesion rule the U-Net's maps allow (`rule_of`, as ``ctpmaps
+evaluate`` chooses it: ``tmax``, the rule of the truth's masks, when a Tmax model is
+trained, else ``cbv``: core on CBV, hypoperfusion on TTP); the doc names the rule the
+evaluations recorded.
 
 Every cohort, training run and evaluation is written under ``OUT`` and reused when there
 (a rerun with the same arguments only redoes what is missing); the table, a plot and the
@@ -253,11 +254,13 @@ def weights_of(args, mas: float, t: int, source: str) -> list[Path]:
     return [run_folder(args, mas, t, source, m) / f"{m}.safetensors" for m in args.maps]
 
 
-def rule_of(maps) -> str:
-    """The lesion rule of every method of the experiment: ``tmax`` (the rule that defines
-    the truth's masks) when the U-Net makes Tmax, else ``cbv``, as
-    `ctpmaps.pipeline.evaluate.lesion_rule` chooses for the two methods together."""
-    return "tmax" if "tmax" in maps else "cbv"
+def rule_of(weights: list[Path]) -> str:
+    """The lesion rule of both methods of a setting, as ``ctpmaps evaluate`` chooses it for
+    NLR and a U-Net of these ``weights`` (`ctpmaps.pipeline.evaluate.lesion_rule`): ``tmax``,
+    the rule that defines the truth's masks, when the U-Net makes Tmax, else ``cbv``."""
+    from ctpmaps.pipeline.evaluate import lesion_rule, parse_sources
+
+    return lesion_rule(parse_sources(["nlr", "cnn"]), [str(w) for w in weights])
 
 
 def _evaluate(
@@ -305,7 +308,7 @@ def evaluate_all(args, roots: dict[float, Path]) -> None:
         for method, w in methods:
             out = eval_folder(args, mas, t, method)
             if not (out / "evaluation.json").is_file() and not refused_file(out).is_file():
-                fargs = (roots[mas], out, method, t, w, args.device, rule_of(args.maps))
+                fargs = (roots[mas], out, method, t, w, args.device, rule_of(w))
                 jobs.append((str(out.relative_to(args.out)), _evaluate, fargs, {}))
     pooled(args, jobs)
 
@@ -322,7 +325,7 @@ def rows_of(ev: dict | None, mas: float, t: int, name: str, label: str) -> dict[
     if ev is None:
         return row
     tables = ev["tables"]
-    row["n_patients"] = ev["settings"]["n_patients"]
+    row["n_patients"], row["rule"] = ev["settings"]["n_patients"], ev["settings"]["rule"]
     for r in tables["maps"]:
         if r["source"] == name:
             row[f"{r['map']}_ratio"] = r["brain_mse_over_constant"]
@@ -468,8 +471,8 @@ def write_doc(args, rows, seconds: float, wall: float, header: str) -> None:
         "predictor's (the true brain mean; below 1 beats predicting nothing). Dice of core "
         "and hypoperfusion against the true masks (patients without a true lesion left out, "
         "docs/evaluation.md), mean absolute volume difference against the true volume. NLR "
-        f"is fitted on the same T frames as the U-Net sees; both segmented with the "
-        f"`{rule_of(args.maps)}` rule. "
+        "is fitted on the same T frames as the U-Net sees; both segmented with the "
+        f"{' / '.join(f'`{r}`' for r in sorted({r['rule'] for r in rows if 'rule' in r}))} rule. "
         "One difference remains between training and use: the U-Net trained on frames "
         "filtered over all 89 frames and then sub-sampled (the training cache), while "
         "evaluation sub-samples first and filters the T frames, as a scanner would give them. "
