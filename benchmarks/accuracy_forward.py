@@ -342,12 +342,14 @@ def neighbourhood_mtt_section(side: int) -> list[str]:
         "GM / WM. At low "
         "contrast a voxel's fitted MTT is biased short (a shorter box or a less dispersed shape "
         "follows the noise more closely) and its CBF high; with the neighbourhood's MTT and "
-        "shape, which a voxel takes unless its curve rejects them by the shape penalty "
-        "(`_residues.adopt_mtt`), the bias and the spread fall. Side by side, the pooled curves "
-        "near the border mix grey and white matter, and white matter keeps part of its bias; "
+        "shape, which a voxel takes unless its curve rejects them by 9.2 noise variances "
+        "of SSE (`_residues.adopt_mtt`, `ADOPT_PENALTY`: the 1 % tail of a chi-square of "
+        "the two parameters the neighbourhood fixes), the bias and the spread fall. Side by "
+        "side, the pooled curves near the border mix grey and white matter, and white "
+        "matter keeps part of its bias; "
         "in stripes every pool mixes them, and each tissue takes the mixture's MTT: grey "
         "matter reads low, white matter high. An option (`neighbourhood_mtt=True`), off by "
-        "default: on the phantom the neighbourhood's MTT read grey matter 9 % long "
+        "default: on the phantom the neighbourhood's MTT read grey matter 10 % long "
         '(`ctpmaps.perfusion.boxnlr`, "MTT from the neighbourhood").',
         "",
         "| noise HU | layout | " + " | ".join(labels) + " |",

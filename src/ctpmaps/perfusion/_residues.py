@@ -27,6 +27,7 @@ its own shape (1.2-1.4 HU², CBF within 2 %).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 from functools import lru_cache, partial
 
@@ -505,6 +506,12 @@ BORROW_DELAYS = np.arange(-1.5, 1.51, 0.5)
 #: Onsets tried (s, around its neighbourhood's; the curve's own onset is tried too) when a
 #: curve is fitted with its neighbourhood's MTT and shape (`adopt_mtt`).
 ADOPT_DELAYS = np.arange(-0.5, 0.51, 0.25)
+#: Noise variances of SSE by which a curve rejects its neighbourhood's MTT and shape
+#: (`adopt_mtt`): the 1 % tail of a chi-square of the two parameters the neighbourhood
+#: fixes, -2 ln 0.01 = 9.2. Where the neighbourhood's MTT and shape are the voxel's own,
+#: noise alone then rejects them in about 1 % of curves; at the shape choice's 4 it did
+#: in about 13 % (e^-2), and those were the curves whose noise favoured a shorter box.
+ADOPT_PENALTY = -2.0 * math.log(0.01)
 
 
 def _best_onset(model, ys, mtt, shape, onsets, lo, hi) -> dict[str, np.ndarray]:
@@ -523,13 +530,13 @@ def _best_onset(model, ys, mtt, shape, onsets, lo, hi) -> dict[str, np.ndarray]:
     return best
 
 
-def _take_unless_rejected(model, y, out, sel, best, flag: str) -> None:
+def _take_unless_rejected(y, out, sel, best, flag: str, penalty: float) -> None:
     """Write the fits ``best`` (keys of ``out``, each (len(sel),)) of the curves ``sel``
     into ``out`` where the curve does not reject them: their SSE exceeds the curve's own
-    fit's by at most ``model.shape_penalty`` noise variances (the own SSE / (t - 3));
+    fit's by at most ``penalty`` noise variances (the own SSE / (t - 3));
     ``out[flag]`` marks the curves that took them."""
     dof = max(y.shape[1] - 3, 1)
-    ok = best["sse"] <= out["sse"][sel] * (1.0 + model.shape_penalty / dof)
+    ok = best["sse"] <= out["sse"][sel] * (1.0 + penalty / dof)
     for key in ("cbf", "delay", "mtt", "shape", "sse"):
         out[key][sel[ok]] = best[key][ok]
     out[flag][sel[ok]] = True
@@ -575,7 +582,7 @@ def borrow_mtt(model, y: np.ndarray, out: dict, pooled: dict, lo, hi) -> None:
             part["mtt"][w], part["shape"][w] = mtt[w], shape[w]
 
     map_chunks(work, sel.size, model.chunk_size, model.workers)
-    _take_unless_rejected(model, y, out, sel, best, "borrowed")
+    _take_unless_rejected(y, out, sel, best, "borrowed", model.shape_penalty)
 
 
 def adopt_mtt(model, y: np.ndarray, out: dict, pooled: dict, lo, hi) -> None:
@@ -583,26 +590,22 @@ def adopt_mtt(model, y: np.ndarray, out: dict, pooled: dict, lo, hi) -> None:
     ``pooled["shape"]``, `pooled_fits`: the pooled curve of its own delay bin), CBF
     profiled and the onset the best of its own and of `ADOPT_DELAYS` around its
     neighbourhood's; a curve takes that fit unless its own curve rejects it by more than
-    ``model.shape_penalty`` noise variances. Curves already refitted (``out["borrowed"]``)
-    and curves without flow are left; ``out["adopted"]`` (bool, (n,)) marks the curves
-    that took it.
+    `ADOPT_PENALTY` noise variances. Curves already refitted (``out["borrowed"]``) and
+    curves without flow are left; ``out["adopted"]`` (bool, (n,)) marks the curves that
+    took it.
 
     Why: the MTT of one voxel's curve is the least determined of its parameters, and
     noise does not spread it evenly: a shorter box or a less dispersed shape follows the
     noise more closely, so at low contrast the fitted MTT is biased short and the CBF,
-    ``CBV / MTT`` with an almost unbiased CBV, high. On the minimal forward model
-    (``tests/forward``, patches of 24 x 24 voxels of 1 mm) at 3 HU, healthy grey and
-    white matter read their median CBF 7-8 % high with the shape alone chosen on the
-    neighbourhood; with the MTT too, within 1-3 %, and the mean absolute CBF error of a
-    voxel fell from 0.21 to 0.10 of the truth in grey matter, from 0.29 to 0.16 in white
-    matter (``docs/accuracy_forward.md``, "The neighbourhood's MTT"). MTT is a property of
-    the tissue around the voxel, as its shape is; a voxel whose own MTT differs enough to
-    show (a lesion's border, a vessel) keeps its own fit. The penalty is the shape
-    choice's: two parameters fixed cost about two noise variances of SSE on curves that
-    fit the neighbourhood's residue, and four are allowed. A known limit, why the NLR
-    does not do it by default (`BoxNLRModel` ``neighbourhood_mtt``): on the phantom at 512
-    grey matter's MTT read 9 % long with it (module docstring of `boxnlr`: a pool mixes
-    tissues, and mildly dispersed residues lose).
+    ``CBV / MTT`` with an almost unbiased CBV, high. MTT is a property of the tissue
+    around the voxel, as its shape is; a voxel whose own MTT differs enough to show (a
+    lesion's border, a vessel) keeps its own fit. The test is a likelihood ratio: the
+    neighbourhood fixes two parameters (MTT and shape), so where they are the voxel's
+    own the SSE they cost is about a chi-square of two noise variances, and the penalty
+    is its 1 % tail. At the shape choice's 4 (13.5 % of that chi-square) the curves that
+    rejected were mostly those whose noise favoured a short box, and the CBF error stayed
+    twice as large (``docs/accuracy_forward.md``, "The neighbourhood's MTT"; measurements
+    and the known limit on the phantom in the module docstring of `boxnlr`).
     """
     fitted = out["cbf"] > 0
     sel = np.flatnonzero(fitted & ~out["borrowed"] & (pooled["mtt"] > lo[1] * (1 + 1e-6)))
@@ -620,7 +623,7 @@ def adopt_mtt(model, y: np.ndarray, out: dict, pooled: dict, lo, hi) -> None:
             best[key][sl] = fit[key]
 
     map_chunks(work, sel.size, model.chunk_size, model.workers)
-    _take_unless_rejected(model, y, out, sel, best, "adopted")
+    _take_unless_rejected(y, out, sel, best, "adopted", ADOPT_PENALTY)
 
 
 def misfit(model, y: np.ndarray, out: dict) -> np.ndarray:
