@@ -115,6 +115,19 @@ def phantom_patient(seed: int, matrix: int, *, normal: bool, patient_id: str):
     return simulate_patient(cfg, seed=seed, normal=normal, patient_id=patient_id)
 
 
+#: Options of the chain a method of the cohort may carry after a ``+``: ``nlr+nbmtt`` is
+#: ``nlr`` with ``neighbourhood_mtt=True`` (`ctpmaps.perfusion.BoxNLRModel`).
+VARIANTS = {"nbmtt": {"neighbourhood_mtt": True}}
+
+
+def chain_method(token: str) -> tuple[str, dict]:
+    """The method and the chain's options of a ``--methods`` token (`VARIANTS`)."""
+    name, _, variant = token.partition("+")
+    if variant and variant not in VARIANTS:
+        raise SystemExit(f"unknown variant {variant!r} of {token!r}: expected {list(VARIANTS)}")
+    return name, dict(VARIANTS[variant]) if variant else {}
+
+
 def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
     """Simulate patient ``i``, run the chain per method, compare both rules with the truth."""
     import logging
@@ -143,7 +156,10 @@ def one_patient(i: int, matrix: int, methods: tuple[str, ...]) -> dict:
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            r = run_study(ph.study, Path(tmp) / "out", method=method, dicom=False, report=False)
+            name, options = chain_method(method)
+            r = run_study(
+                ph.study, Path(tmp) / "out", method=name, dicom=False, report=False, **options
+            )
             row[f"{method}_s"] = time.perf_counter() - t0
         _score(row, f"{method}/tmax", r.lesions, t)  # the chain's default rule
         _score(row, f"{method}/cbv", _rule_on(r.maps.maps, r.brain, ph, "cbv"), t)
@@ -164,7 +180,8 @@ def at_thresholds(rows: list[dict], methods) -> None:
     from ctpmaps.perfusion import METHODS
 
     for m in methods:
-        th, tc = METHODS[m].hypoperfusion_tmax_s, METHODS[m].core_rcbf
+        info = METHODS[chain_method(m)[0]]
+        th, tc = info.hypoperfusion_tmax_s, info.core_rcbf
         key = f"{m}/tmax"
         for r in rows:
             found = r.get(f"{m}/sweep")
@@ -216,6 +233,13 @@ def map_stats(maps, fitted, t) -> dict:
             own = np.median(est[ok] / true[ok]) * ratio - 1 if enough else None
             out[f"limit_cbf_{tname}_{rname}"] = None if limit is None else float(limit)
             out[f"own_cbf_{tname}_{rname}"] = None if own is None else float(own)
+            # the spread: a voxel's mean absolute own error
+            mae = np.mean(np.abs(est[ok] / true[ok] * ratio - 1)) if enough else None
+            out[f"mae_cbf_{tname}_{rname}"] = None if mae is None else float(mae)
+    est, true = np.asarray(maps.cbf)[brain], t.maps["cbf"][brain]
+    ok = np.isfinite(est)
+    out["cbf_rmse"] = float(np.sqrt(np.mean((est[ok] - true[ok]) ** 2))) if ok.any() else None
+    out["cbf_rmse_const"] = float(np.std(true[ok])) if ok.any() else None  # the true mean's
     mtt = np.asarray(maps.mtt)[brain]
     out["mtt_below_1s"] = float(np.count_nonzero(mtt < 1.0) / max(mtt.size, 1))
     healthy = brain & ~t.masks["hypoperfusion"] & ~t.masks["oligaemia"]
@@ -236,7 +260,8 @@ def map_lines(rows: list[dict], methods) -> list[str]:
         signed = any(f"/{k}_" in key for k in ("bias", "net", "limit", "own"))
         pct = signed or "below" in key
         f = (lambda x: f"{100 * x:+.0f} %") if signed else (
-            (lambda x: f"{100 * x:.2f} %") if pct else (lambda x: f"{x:.1f}"))  # fmt: skip
+            (lambda x: f"{100 * x:.2f} %") if pct else (
+                (lambda x: f"{x:.2f}") if "/mae_" in key else (lambda x: f"{x:.1f}")))  # fmt: skip
         return f"{f(np.median(v))} ({f(v.min())} to {f(v.max())})"
 
     names = [(m, tn, rn) for m in ("cbf", "cbv") for tn in TISSUES for rn in RESIDUES]
@@ -294,11 +319,34 @@ def map_lines(rows: list[dict], methods) -> list[str]:
     for meth in methods:
         cells = [cell(f"{meth}/own_{c}") for c in cbf]
         lines.append(f"| {meth}: own error | " + " | ".join(cells) + " |")
+    if not any(r.get(f"{methods[0]}/cbf_rmse") is not None for r in rows):
+        return lines + [""]
+    lines += [
+        "",
+        "CBF voxel by voxel: the root-mean-square error inside the brain (mL/100 g/min) "
+        "beside a constant predictor's (each patient's true brain mean), and a voxel's mean "
+        "absolute own error (as above, per voxel) per class. Median over patients (range).",
+        "",
+        f"| method | RMSE | constant | {header} |",
+        "|---|---|---|" + "---|" * len(cbf),
+    ]
+    for meth in methods:
+        cells = [cell(f"{meth}/cbf_rmse"), cell(f"{meth}/cbf_rmse_const")]
+        cells += [cell(f"{meth}/mae_{c}") for c in cbf]
+        lines.append(f"| {meth} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
 #: Lesion rules compared: the RAPID-like default and the seed's (no Tmax).
 RULES = ("tmax", "cbv")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository where it is inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
 
 
 def _f(v, digits=2) -> str:
@@ -340,7 +388,8 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> No
         f"{args.workers} worker(s).",
         "",
         f"Command: `python benchmarks/lesion_accuracy.py --patients {args.patients} "
-        f"--matrix {args.matrix} --methods {','.join(methods)} --workers {args.workers}`",
+        f"--matrix {args.matrix} --methods {','.join(methods)} --workers {args.workers}"
+        + (f" --out {_shown(args.out)}`" if args.out.name != "accuracy_lesion.md" else "`"),
         "",
         f"Cohort: {len(rows)} phantom patients ({len(stroke)} with an MCA stroke, "
         f"{len(normal)} with normal perfusion), seeds 1000-{999 + len(rows)}, seed protocol at "
@@ -349,7 +398,13 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> No
         + ("). " if args.matrix == 512 else "; the seed's is 512, 0.49 mm). ")
         + "Each patient runs the whole chain "
         "(`run_study`: motion correction, guided bilateral filter, maps, lesions; default "
-        "options) once per method.",
+        "options) once per method"
+        + (
+            "; `+nbmtt`: the NLR with `neighbourhood_mtt=True` (`ctpmaps run "
+            "--neighbourhood-mtt`, `ctpmaps.perfusion.boxnlr`)."
+            if any("+nbmtt" in m for m in methods)
+            else "."
+        ),
         "",
         "Rules (`ctpmaps.lesion.LesionCriteria` defaults):",
         "",
@@ -360,9 +415,9 @@ def write_doc(rows: list[dict], methods, args, elapsed: float, path: Path) -> No
         "pixels are larger); clusters under 0.5 mL dropped. Both thresholds are the method's "
         "(`ctpmaps.perfusion.METHODS`: "
         + ", ".join(
-            f"{m} Tmax > {METHODS[m].hypoperfusion_tmax_s:g} s, rCBF < {METHODS[m].core_rcbf:g}"
-            for m in methods
-            if m in METHODS
+            f"{m} Tmax > {METHODS[b].hypoperfusion_tmax_s:g} s, rCBF < {METHODS[b].core_rcbf:g}"
+            for m, b in ((m, chain_method(m)[0]) for m in methods)
+            if b in METHODS
         )
         + "), calibrated on a separate cohort (`docs/core_threshold.md`); the true maps take "
         f"RAPID's 6 s and {DEFAULT_CORE_RCBF:.2f}.",

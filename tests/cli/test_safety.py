@@ -67,6 +67,18 @@ def test_unusable_output_location_fails_first(small_stroke_files, tmp_path, wher
     assert _files(tmp_path / "theirs") == {"keep.txt": b"theirs"}
 
 
+def test_an_option_of_another_method_fails_first(small_stroke_files, tmp_path, no_work):
+    """``--neighbourhood-mtt`` belongs to the NLR: with another method, one line naming it,
+    exit code 2, nothing read and no output folder."""
+    study = str(small_stroke_files / "ctp.nii.gz")
+    for cmd in ("run", "maps"):
+        out = tmp_path / cmd
+        res = runner.invoke(app, [cmd, study, str(out), "--method", "ssvd", "--neighbourhood-mtt"])
+        assert res.exit_code == 2, (cmd, res.output)
+        assert "neighbourhood_mtt" in res.output and "ssvd" in res.output
+        assert "Traceback" not in res.output and not out.exists()
+
+
 def test_overwrite_replaces_only_what_ctpmaps_wrote(small_stroke_files, tmp_path):
     out = tmp_path / "out"
     out.mkdir()  # an empty folder is fine

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from forward_model import Region, build_study, simulate
 
+from ctpmaps.errors import InputError
 from ctpmaps.io.study import Study
 from ctpmaps.perfusion import MODEL_METHODS, compute_maps
 
@@ -130,3 +131,26 @@ def test_share_of_mtt_taken_from_the_neighbourhood_in_quality() -> None:
     assert 0.0 < q["neighbourhood_mtt_fraction"] <= q["fit_at_bound_mtt_min_fraction"]
     ssvd = compute_maps(study_of(b), method="ssvd", mask=b.brain, aif_mask=b.aif_mask)
     assert "neighbourhood_mtt_fraction" not in ssvd.parameters["quality"]
+    assert r.parameters["neighbourhood_mtt"] is False
+
+
+def test_neighbourhood_mtt_option_of_the_maps_step() -> None:
+    """``neighbourhood_mtt=True`` reaches the NLR: on the same uniform strip of white matter
+    at 3 HU (one voxel wide, so each pool holds few curves) nine in ten voxels take their
+    neighbourhood's MTT, the median CBF moves toward the truth, the option is recorded;
+    another method refuses it."""
+    b = build_study(simulate([Region(25.0, 4.8)]), voxels_per_region=400, noise=3.0, seed=3)
+    runs = [
+        compute_maps(
+            study_of(b), method="nlr", mask=b.brain, aif_mask=b.aif_mask, neighbourhood_mtt=flag
+        )
+        for flag in (False, True)
+    ]
+    off, on = (r.parameters["quality"]["neighbourhood_mtt_fraction"] for r in runs)
+    assert on > 0.85 > 0.5 > off
+    assert runs[1].parameters["neighbourhood_mtt"] is True
+    truth = b.curves.truth("cbf")[0]
+    err = [abs(np.nanmedian(r.maps.cbf[b.brain]) / truth - 1) for r in runs]
+    assert err[1] < err[0]
+    with pytest.raises(InputError, match="neighbourhood_mtt"):
+        compute_maps(study_of(b), method="ssvd", mask=b.brain, neighbourhood_mtt=True)

@@ -90,6 +90,16 @@ Density = Annotated[
         metavar="G_PER_ML", help="Brain density in g/mL.", show_default=f"{BRAIN_DENSITY:g}"
     ),
 ]
+NeighbourhoodMtt = Annotated[
+    bool,
+    typer.Option(
+        "--neighbourhood-mtt/--own-mtt",
+        help="nlr: fit every voxel with its neighbourhood's MTT and residue shape unless "
+        "its curve rejects them: about a third less voxel-to-voxel CBF error on the "
+        "phantom, but grey matter's median CBF reads lower (ctpmaps.perfusion.boxnlr, "
+        "docs/accuracy_lesion.md).",
+    ),
+]
 Motion = Annotated[
     bool, typer.Option("--motion/--no-motion", help="Rigid motion correction of every frame.")
 ]

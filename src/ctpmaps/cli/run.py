@@ -162,6 +162,7 @@ def run_command(
     aif_csv: o.AifCsv = None,
     vof_mask: o.VofMask = None,
     baseline_frames: BaselineFrames = None,
+    neighbourhood_mtt: o.NeighbourhoodMtt = False,
     weights: o.Weights = None,
     series_uid: o.SeriesUID = None,
     frame_interval: o.FrameInterval = None,
@@ -187,7 +188,7 @@ def run_command(
     result, seconds = run_shown(
         study, out_dir, method=method.value, motion=motion, motion_method=motion_method.value,
         filter=filter_, filter_sigmas=(sigma_spatial, sigma_range), criteria=criteria,
-        dicom=dicom, report=report, weights=weights,
+        dicom=dicom, report=report, weights=weights, neighbourhood_mtt=neighbourhood_mtt,
         **reading(series_uid, frame_interval, identifiers, anonymize, overwrite),
         **manual_inputs(mask, aif_mask, aif_csv, vof_mask, baseline_frames),
     )  # fmt: skip
@@ -223,6 +224,7 @@ def maps_command(
     baseline_frames: BaselineFrames = None,
     hematocrit_factor: o.HematocritFactor = 0.55 / 0.75,
     density: o.Density = 1.05,
+    neighbourhood_mtt: o.NeighbourhoodMtt = False,
     weights: o.Weights = None,
     series_uid: o.SeriesUID = None,
     frame_interval: o.FrameInterval = None,
@@ -235,7 +237,8 @@ def maps_command(
         study, out_dir, method=method.value, motion=motion, motion_method=motion_method.value,
         filter=filter_, filter_sigmas=(sigma_spatial, sigma_range), lesions=False,
         dicom=False, report=False, hematocrit_factor=hematocrit_factor, density=density,
-        weights=weights, **reading(series_uid, frame_interval, identifiers, anonymize, overwrite),
+        neighbourhood_mtt=neighbourhood_mtt, weights=weights,
+        **reading(series_uid, frame_interval, identifiers, anonymize, overwrite),
         **manual_inputs(mask, aif_mask, aif_csv, vof_mask, baseline_frames),
     )  # fmt: skip
     print_maps(result, f"{method.value} maps of {study} -> {out_dir}", seconds)

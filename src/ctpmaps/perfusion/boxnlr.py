@@ -108,31 +108,41 @@ core voxel read that way counted as penumbra.
 
 MTT from the neighbourhood (an option, ``neighbourhood_mtt=True``, off by default): every
 other voxel is fitted with its neighbourhood's MTT and shape too (its delay bin's pooled
-curve; onset and CBF its own) and keeps that fit unless its own curve rejects it by the
-shape penalty (`_residues.adopt_mtt`, ``params["adopted"]``). A voxel's MTT is the least
-determined of its parameters and noise biases it short (a shorter box or a less dispersed
-shape follows the noise more closely), so its CBF reads high: on the minimal forward
-model at 3 HU (patches of 24 x 24 voxels of 1 mm, ``docs/accuracy_forward.md``, "The
-neighbourhood's MTT") healthy grey and white matter read their median CBF 7-8 % high
-without it, within 3 % with it, and a voxel's mean absolute CBF error about halved. On
-the phantom (seed 1000 at 512, the chain's defaults otherwise; CBF net of the VOF/AIF
-ratio and of the dispersion limit, box-like tissue) the spread fell as much (mean
-absolute error grey matter 0.23 -> 0.19, white matter 0.25 -> 0.18; interquartile range
-0.35 -> 0.20 in grey matter), but grey matter's median moved from -4 % to -9 %: the
-neighbourhood's MTT read 9 % long there (2 % before), CBV unchanged: the pooled fits
-themselves read MTT long (grey matter box-like 11 %, intermediate 6 %, white matter box-like
-4 %, where the voxels' own fits read +2 %, -1 %, -0.5 %), the acceptance test is not the
-cause (noise-free, 1.5 % of voxels take the neighbourhood's fit and nothing moves). Why the
-pooled fits read long is not settled.
-A pool mixes grey and white matter, and each takes the mixture's MTT (on the forward
-model, the two interleaved in stripes of 4 mm read 0.96 and 1.12 of their CBF; a spread
-of onsets of up to 1.5 s within a pool biased nothing), but on the phantom pools split by
-tissue (the unenhanced image, grey matter 38 HU and white 29 HU, smoothed over 1 mm)
-still read grey matter's MTT 11 % long, and pools of 3 and 1.5 mm did worse (-14 %).
-Mildly dispersed residues lose with it on the forward model too (gamma shape 12 at 3 HU:
-0.92 of their CBF, 0.94 without), and the phantom's healthy residues are gamma shapes 3-40.
-The option stays off: the median is what the lesion thresholds read (core Dice unchanged
-on three patients at 512).
+curve; onset and CBF its own) and keeps that fit unless its own curve rejects it by
+`_residues.ADOPT_PENALTY` = 9.2 noise variances of SSE, the 1 % tail of a chi-square of the
+two parameters the neighbourhood fixes (`_residues.adopt_mtt`, ``params["adopted"]``). A
+voxel's MTT is the least determined of its parameters and noise biases it short (a shorter
+box or a less dispersed shape follows the noise more closely), so its CBF reads high: on
+the minimal forward model at 3 HU (patches of 24 x 24 voxels of 1 mm,
+``docs/accuracy_forward.md``, "The neighbourhood's MTT") healthy grey and white matter read
+their median CBF 7-8 % high without it, within 2 % with it, and a voxel's mean absolute CBF
+error fell from 0.21 to 0.05 (grey) and from 0.29 to 0.11 (white matter). At the shape
+choice's penalty of 4, about 6 % of those uniform curves rejected the neighbourhood by
+noise alone (e^-2 = 13.5 % of a chi-square of two), and they were the ones whose noise
+favoured a short box: the mean absolute errors were 0.10 and 0.16. On the phantom (20
+patients at 512, ``docs/accuracy_neighbourhood.md``; at 128,
+``docs/accuracy_neighbourhood_128.md``) the NLR's root-mean-square CBF error inside the
+brain is that of a constant predictor (median 13.8 against 13.2 mL/100 g/min at 512): the
+voxels whose noise fitted a short box read CBF far above the truth. With the option it is
+9.3, a voxel's mean absolute CBF error falls from 0.19 to 0.14 (grey matter, box-like) and
+from 0.21 to 0.14 (white matter), but grey matter's median moves from -1 % to -7 % (net of
+the VOF/AIF ratio and of the dispersion limit), core Dice from 0.79 to 0.78, the mean
+absolute core volume error from 3.9 to 4.5 mL and the DEFUSE-3 agreement from 81 % to 62 %
+(at 128: RMSE 13.8 against the constant's 12.3, 9.6 with the option; core Dice 0.76 and
+0.75, agreement 81 % and 88 %): the neighbourhood's MTT reads grey matter long. Why, taken
+apart on one patient (seed 1000 at 512, ``python benchmarks/pooled_mtt.py``: the pooled
+fits' MTT over the voxels' true MTT, healthy box-like grey / white matter): noise-free
+1.025 / 0.992, with the noisy frames 1.098 / 1.037. Not the delay bins (one bin for all
+curves: 1.093 / 1.058), not the filter (none: 1.107 / 1.067). Half is the AIF's noise: the
+noise-free curves pooled over the same voxels read 1.063 / 1.033 with the noisy study's
+AIF, 1.026 / 0.997 with the noise-free study's; fitted voxel by voxel, noise-free tissue
+reads 1.044 / 1.037 with the noisy study's AIF and 1.011 / 1.009 with the noise-free mean
+of the same AIF voxels (2.9 HU of noise on a peak of 268 HU, the mean of 100 voxels: an
+errors-in-variables bias, which a noisy voxel's own fit hides under its own and a pooled
+curve does not). The other half is the noise left in the pooled curves themselves (about 1
+% of their peak after the filter), the same way; mixing grey and white matter in a pool
+adds 2-3 % noise-free. The option stays off until both are less noisy: the median is what
+the lesion thresholds read.
 
 Bounds: CBF >= 0 (a negative flow is not a solution; ``nonnegative=False`` lifts it),
 ``delay`` in ``delay_bounds`` (0 to 20 s) and ``MTT`` in ``mtt_bounds`` (`MTT_MIN` = 2 s to
@@ -422,10 +432,11 @@ class BoxNLRModel(PerfusionModel):
         the voxel's own curve.
     neighbourhood_mtt : bool
         With the voxel size given, fit every voxel with its neighbourhood's MTT and shape
-        too, and keep that fit unless the voxel's curve rejects it by the shape penalty
-        (`_residues.adopt_mtt`, ``params["adopted"]``). Off by default: it halves the
-        voxel-to-voxel spread of CBF but moves grey matter's median CBF on the phantom
-        (module docstring, "MTT from the neighbourhood").
+        too, and keep that fit unless the voxel's curve rejects it by
+        `_residues.ADOPT_PENALTY` noise variances (`_residues.adopt_mtt`,
+        ``params["adopted"]``). Off by default: it cuts the voxel-to-voxel CBF error by a
+        third or more but moves grey matter's median CBF on the phantom at 512 (module
+        docstring, "MTT from the neighbourhood").
     max_iter : int
         Newton iterations per start at most (15).
     chunk_size : int

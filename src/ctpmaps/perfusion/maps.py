@@ -33,6 +33,7 @@ from .aif import (
     tissue_spill,
 )
 from .base import PerfusionMaps, voxel_curves
+from .boxnlr import BoxNLRModel
 from .concentration import (
     bolus_arrival_frame,
     check_baseline_frames,
@@ -100,6 +101,7 @@ def compute_maps(
     baseline_frames: int | None = None,
     hematocrit_factor: float = HEMATOCRIT_FACTOR,
     density: float = BRAIN_DENSITY,
+    neighbourhood_mtt: bool = False,
     input_study: Study | None = None,
     progress: Progress | None = None,
 ) -> MapsResult:
@@ -126,6 +128,10 @@ def compute_maps(
         The same window serves the AIF and the tissue.
     hematocrit_factor, density : float
         ``kappa`` and ``rho`` (see `ctpmaps.physics`).
+    neighbourhood_mtt : bool
+        ``nlr`` only: every voxel takes its neighbourhood's MTT and residue shape unless
+        its curve rejects them (`ctpmaps.perfusion.BoxNLRModel`); recorded in
+        ``parameters``.
     input_study : Study, optional
         Frames on which to measure the AIF and VOF when ``study`` was filtered: a spatial
         filter blurs small arteries into their surroundings, so the input functions are
@@ -144,7 +150,8 @@ def compute_maps(
     ------
     InputError
         Not a model-based method, both an AIF mask and an AIF CSV, a mask that does not
-        fit, ``baseline_frames`` outside 1 to t.
+        fit, ``baseline_frames`` outside 1 to t, ``neighbourhood_mtt`` with another method
+        than ``nlr``.
     FitError
         No contrast bolus, no artery found.
     """
@@ -153,6 +160,8 @@ def compute_maps(
         raise InputError(
             "method", f"expected a model-based method ({', '.join(MODEL_METHODS)}), got {method!r}"
         )
+    if neighbourhood_mtt and info.model is not BoxNLRModel:
+        raise InputError("neighbourhood_mtt", f"only the nlr method has it, not {method}")
     if aif_mask is not None and aif_csv is not None:
         raise InputError("aif", "give either an AIF mask or an AIF CSV, not both")
     if baseline_frames is not None:
@@ -182,9 +191,11 @@ def compute_maps(
             enh = enhancement(study.frames, study.times, n_baseline=n_base)
 
     with clock.stage("deconvolution"):
+        options = {"neighbourhood_mtt": True} if neighbourhood_mtt else {}
         model = info.model(
-            aif.curve, study.times, hematocrit_factor=hematocrit_factor, density=density
-        )
+            aif.curve, study.times, hematocrit_factor=hematocrit_factor, density=density,
+            **options,
+        )  # fmt: skip
         curves, layout = voxel_curves(enh, brain, model.n_frames)
         fit = model.fit_gathered(curves, layout, spacing=study.spacing)
         maps = fit.maps()
@@ -206,6 +217,7 @@ def compute_maps(
         "tmax_method": info.tmax_from or method,
         "hematocrit_factor": hematocrit_factor,
         "density": density,
+        "neighbourhood_mtt": bool(neighbourhood_mtt),
         "baseline_frames": n_base,
         "baseline_end_s": float(study.times[n_base - 1]),
         "baseline_source": base_source,

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..clock import Progress, Stopwatch
-from ..errors import FitError
+from ..errors import FitError, InputError
 from ..io.atomic import atomic_dir
 from ..io.study import Study
 from ..lesion import (
@@ -130,6 +130,9 @@ class ChainOptions:
     aif_mask, aif_csv, vof_mask, baseline_frames, hematocrit_factor, density
         As in `ctpmaps.perfusion.compute_maps` (``baseline_frames``: pre-bolus frames, by
         default the frames before the AIF's arrival).
+    neighbourhood_mtt : bool
+        ``nlr`` only: fit every voxel with its neighbourhood's MTT and residue shape unless
+        its curve rejects them (`ctpmaps.perfusion.BoxNLRModel`, off by default).
     weights : path or paths, optional
         U-Net weights for ``cnn`` (default: ``$CTPMAPS_WEIGHTS`` or the package's).
     device : str, optional
@@ -154,6 +157,7 @@ class ChainOptions:
     baseline_frames: int | None = None
     hematocrit_factor: float = HEMATOCRIT_FACTOR
     density: float = BRAIN_DENSITY
+    neighbourhood_mtt: bool = False
     weights: str | Path | Sequence[str | Path] | None = None
     device: str | None = None
 
@@ -173,6 +177,8 @@ def _plan(study_or_path: Study | str | Path, options: ChainOptions) -> _Plan:
     """Every check that needs no reading of the study: method, weights, input files."""
     method_info(options.method)
     o = options
+    if o.neighbourhood_mtt and o.method != "nlr":
+        raise InputError("neighbourhood_mtt", f"only the nlr method has it, not {o.method}")
     models = load_network(o.weights, o.device) if o.method == "cnn" else None
     default = default_filter_sigmas(o.method, models)
     given = o.filter_sigmas or (None, None)
@@ -206,6 +212,7 @@ def _analyse(plan: _Plan, study_or_path: Study | str | Path, clock: Stopwatch) -
                     study, method=o.method, mask=o.mask, aif_mask=o.aif_mask,
                     aif_csv=o.aif_csv, vof_mask=o.vof_mask, baseline_frames=o.baseline_frames,
                     hematocrit_factor=o.hematocrit_factor, density=o.density,
+                    neighbourhood_mtt=o.neighbourhood_mtt,
                 )  # fmt: skip
             except FitError as exc:  # the message names the study, as every other error
                 name = study_or_path if not isinstance(study_or_path, Study) else "the study"
