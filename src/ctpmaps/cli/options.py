@@ -97,7 +97,7 @@ NeighbourhoodMtt = Annotated[
         help="nlr: fit every voxel with its neighbourhood's MTT and residue shape unless "
         "its curve rejects them: about a third less voxel-to-voxel CBF error on the "
         "phantom, but grey matter's median CBF reads lower (ctpmaps.perfusion.boxnlr, "
-        "docs/accuracy_lesion.md).",
+        "docs/accuracy_neighbourhood.md).",
     ),
 ]
 Motion = Annotated[

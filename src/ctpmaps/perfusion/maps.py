@@ -160,8 +160,7 @@ def compute_maps(
         raise InputError(
             "method", f"expected a model-based method ({', '.join(MODEL_METHODS)}), got {method!r}"
         )
-    if neighbourhood_mtt and info.model is not BoxNLRModel:
-        raise InputError("neighbourhood_mtt", f"only the nlr method has it, not {method}")
+    check_neighbourhood_mtt(method, neighbourhood_mtt)
     if aif_mask is not None and aif_csv is not None:
         raise InputError("aif", "give either an AIF mask or an AIF CSV, not both")
     if baseline_frames is not None:
@@ -230,6 +229,13 @@ def compute_maps(
         "quality": _quality(study, brain, n_base, maps, flags | shared, enh, hits),
     }
     return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings, flags)
+
+
+def check_neighbourhood_mtt(method: str, neighbourhood_mtt: bool) -> None:
+    """Refuse ``neighbourhood_mtt`` for a method without it (`InputError`): only the NLR's
+    model (`BoxNLRModel`) takes its neighbourhood's MTT."""
+    if neighbourhood_mtt and method_info(method).model is not BoxNLRModel:
+        raise InputError("neighbourhood_mtt", f"only the nlr method has it, not {method}")
 
 
 def _quality(study: Study, brain, n_base: int, maps: PerfusionMaps, flags, enh, hits) -> dict:

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..clock import Progress, Stopwatch
-from ..errors import FitError, InputError
+from ..errors import FitError
 from ..io.atomic import atomic_dir
 from ..io.study import Study
 from ..lesion import (
@@ -41,7 +41,7 @@ from ..lesion import (
     segment_about_midline,
 )
 from ..perfusion.concentration import check_baseline_frames
-from ..perfusion.maps import compute_maps
+from ..perfusion.maps import check_neighbourhood_mtt, compute_maps
 from ..perfusion.methods import method_info
 from ..physics import BRAIN_DENSITY, HEMATOCRIT_FACTOR
 from ..preprocess.bilateral import SEED_SIGMAS, SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
@@ -177,8 +177,7 @@ def _plan(study_or_path: Study | str | Path, options: ChainOptions) -> _Plan:
     """Every check that needs no reading of the study: method, weights, input files."""
     method_info(options.method)
     o = options
-    if o.neighbourhood_mtt and o.method != "nlr":
-        raise InputError("neighbourhood_mtt", f"only the nlr method has it, not {o.method}")
+    check_neighbourhood_mtt(o.method, o.neighbourhood_mtt)
     models = load_network(o.weights, o.device) if o.method == "cnn" else None
     default = default_filter_sigmas(o.method, models)
     given = o.filter_sigmas or (None, None)
