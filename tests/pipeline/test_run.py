@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 
 import nibabel as nib
 import numpy as np
@@ -19,6 +20,7 @@ from ctpmaps.lesion import LesionCriteria
 from ctpmaps.perfusion import METHODS
 from ctpmaps.phantom import PhantomConfig, acquisition_preset, simulate_patient
 from ctpmaps.pipeline import STAGES, run_study
+from ctpmaps.pipeline.outputs import settings_rows
 from ctpmaps.preprocess import SIGMA_RANGE_HU, SIGMA_SPATIAL_MM
 
 runner = CliRunner()
@@ -109,6 +111,10 @@ def test_dicom_and_report(run):
     assert f'id="core-ml">{result.decision["core_ml"]:.1f}<' in html
     assert 'id="motion"' in html and "data:image/png;base64," in html
     assert "from the ssvd residue" in html  # where the NLR's Tmax map comes from
+    assert "each voxel&#x27;s own" in html or "each voxel's own" in html  # the NLR's MTT
+    on = replace(result, maps=replace(result.maps, parameters=result.maps.parameters
+                                      | {"neighbourhood_mtt": True}))  # fmt: skip
+    assert dict(settings_rows(on))["MTT and residue shape"].endswith("(--neighbourhood-mtt)")
 
 
 def test_bad_input_writes_nothing(tmp_path, stroke):

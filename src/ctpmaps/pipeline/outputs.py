@@ -128,6 +128,11 @@ def settings_rows(result: StudyResult) -> list[tuple[str, str]]:
     )  # fmt: skip
     if "baseline_frames" in mp:
         rows.append(("pre-bolus frames", str(mp["baseline_frames"])))
+    if mp.get("method") == "nlr" and "neighbourhood_mtt" in mp:
+        own = "each voxel's own (the neighbourhood's shape where the box fits worse)"
+        pooled = "its neighbourhood's where the voxel's curve does not reject them"
+        pooled += " (--neighbourhood-mtt)"
+        rows.append(("MTT and residue shape", pooled if mp["neighbourhood_mtt"] else own))
     if mp.get("tmax_method", mp.get("method")) != mp.get("method"):
         rows.append(("Tmax", f"from the {mp['tmax_method']} residue"))
     if made.aif is not None:
