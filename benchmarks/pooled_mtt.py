@@ -27,10 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from lesion_accuracy import TISSUES  # noqa: E402
+from lesion_accuracy import TISSUES
 
 
 def main() -> int:

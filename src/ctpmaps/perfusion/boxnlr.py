@@ -139,8 +139,8 @@ AIF, 1.026 / 0.997 with the noise-free study's; fitted voxel by voxel, noise-fre
 reads 1.044 / 1.037 with the noisy study's AIF and 1.011 / 1.009 with the noise-free mean
 of the same AIF voxels (2.9 HU of noise on a peak of 268 HU, the mean of 100 voxels: an
 errors-in-variables bias, which a noisy voxel's own fit hides under its own and a pooled
-curve does not). The other half is the noise left in the pooled curves themselves (about 1
-% of their peak after the filter), the same way; mixing grey and white matter in a pool
+curve does not). The other half is the noise left in the pooled curves themselves (about
+1 % of their peak after the filter), the same way; mixing grey and white matter in a pool
 adds 2-3 % noise-free. The option stays off until both are less noisy: the median is what
 the lesion thresholds read.
 
