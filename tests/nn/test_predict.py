@@ -23,6 +23,7 @@ from ctpmaps.nn.predict import (
 from ctpmaps.nn.unet import UNet
 from ctpmaps.nn.weights import read_metadata, save_model
 from ctpmaps.perfusion.base import MAP_NAMES
+from ctpmaps.pipeline.predict import cnn_maps
 
 FEATS = (4, 4, 8, 8, 8)
 
@@ -92,14 +93,44 @@ def test_model_trained_inside_the_brain_warns_without_a_mask(tmp_path, study, ca
     assert "the cbv model(s) were trained inside the brain only" in caplog.text
 
 
-def test_too_few_frames_and_duplicate_models(tmp_path, study):
+def test_too_few_frames(tmp_path, study):
     _model(tmp_path / "a", "cbv", n_frames=5)
     few = Study(study.frames[..., :4], study.affine, study.times[:4])
     with pytest.raises(InputError, match="needs at least 5"):
         predict_maps(few, tmp_path / "a")
-    _model(tmp_path / "b", "cbv")
-    with pytest.raises(WeightsError, match="two models for cbv"):
-        load_models([tmp_path / "a", tmp_path / "b" / "cbv.safetensors"])
+
+
+def _source(folder, target, source, n_frames=5, seed=0):
+    torch.manual_seed(seed)
+    idx = subsample_frames(20, n_frames)
+    save_model(
+        folder / target, UNet(n_frames, features=FEATS).eval(), target=target,
+        frame_indices=idx.tolist(), frame_times_s=(idx * 2.0).tolist(),
+        extra={"target_source": source},
+    )  # fmt: skip
+
+
+def test_models_of_one_map_are_averaged(tmp_path, study):
+    _model(tmp_path / "a", "cbf", seed=0)
+    _model(tmp_path / "b", "cbf", n_frames=4, seed=1)  # members need not share frames
+    a = predict_maps(study, tmp_path / "a").cbf
+    b = predict_maps(study, tmp_path / "b").cbf
+    assert np.abs(a - b).mean() > 1.0  # two different models, mL/100 g/min
+    both = predict_maps(study, [tmp_path / "a", tmp_path / "b" / "cbf.json"])
+    np.testing.assert_allclose(both.cbf, (a + b) / 2, rtol=1e-5, atol=1e-4)
+    assert np.isnan(both.cbv).all()
+    models = load_models([tmp_path / "a", tmp_path / "b"])
+    record = cnn_maps(study, models, mask=False).parameters["models"]["cbf"]
+    assert [m["n_frames"] for m in record["members"]] == [5, 4]
+
+
+def test_an_ensemble_of_different_targets_or_one_file_twice_is_refused(tmp_path):
+    _source(tmp_path / "truth", "cbf", "truth")
+    _source(tmp_path / "nlr", "cbf", "nlr", seed=1)
+    with pytest.raises(WeightsError, match="cbf models trained on different targets"):
+        load_models([tmp_path / "truth", tmp_path / "nlr"])
+    with pytest.raises(WeightsError, match="the same model given twice"):
+        load_models([tmp_path / "truth", tmp_path / "truth" / "cbf.json"])
 
 
 def test_weights_lookup(tmp_path, monkeypatch):

@@ -121,8 +121,8 @@ SigmaRange = unset_option(
 Weights = unset_option(
     list[Path],
     "PATH",
-    "U-Net model file or folder (repeat for several maps); default $CTPMAPS_WEIGHTS or the "
-    "shipped demo weights.",
+    "U-Net model file or folder (repeat for several maps; several models of one map are "
+    "averaged); default $CTPMAPS_WEIGHTS or the shipped demo weights.",
     "--weights",
     "-w",
 )

@@ -35,6 +35,7 @@ _WHERE = {
     "subsample_frames": "normalise",
     "LoadedModel": "predict",
     "default_weights_dir": "predict",
+    "ensembles": "predict",
     "find_weights": "predict",
     "load_models": "predict",
     "predict_maps": "predict",

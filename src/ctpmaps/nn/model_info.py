@@ -153,7 +153,8 @@ def validation_caveat(models: Sequence[Any]) -> str | None:
     weak = [(m.target, m.validation) for m in models if not m.validation.clinical]
     if not weak:
         return None
-    listed = "; ".join(f"{t.upper()}: {v.describe()}" for t, v in weak)
+    said = [f"{t.upper()}: {v.describe()}" for t, v in weak]
+    listed = "; ".join(dict.fromkeys(said))  # an ensemble's members, once each
     return (
         f"U-Net maps from models validated only on a phantom or on unknown data ({listed}): "
         "they cannot support a clinical decision"

@@ -3,7 +3,9 @@
 Each model's metadata says which map it predicts, on which frames (T, by uniform stride
 from frame 0) and in which physical range; `predict_maps` sub-samples the study's frames
 the same way, normalises them, runs every slice, maps the [0, 1] output back to physical
-units and returns `PerfusionMaps` in which maps without a model are NaN.
+units and returns `PerfusionMaps` in which maps without a model are NaN. Several models of
+one map (trained on the same kind of target) form an ensemble: the map is the mean of
+theirs, in physical units (each model on its own frames and grid).
 
 Weights are found offline: explicit files or folders, else ``$CTPMAPS_WEIGHTS``, else the
 demo weights shipped in the package (``ctpmaps/nn/weights``: small models trained on a
@@ -50,6 +52,7 @@ __all__ = [
     "LoadedModel",
     "WEIGHTS_ENV",
     "default_weights_dir",
+    "ensembles",
     "find_weights",
     "load_models",
     "predict_maps",
@@ -166,23 +169,41 @@ def find_weights(spec: str | Path | Sequence[str | Path] | None = None) -> list[
 def load_models(
     weights: str | Path | Sequence[str | Path] | None = None, *, device: str | torch.device = "cpu"
 ) -> list[LoadedModel]:
-    """Load and check models (one per map).
+    """Load and check models: one per map, or several (an ensemble, `predict_maps`
+    averages their maps).
 
     Raises
     ------
     WeightsError
-        Unreadable or mismatched files, or two models for the same map.
+        Unreadable or mismatched files, the same file twice, or models of one map trained
+        on different targets (``target_source``: the phantom's truth, NLR maps...), whose
+        mean would estimate neither.
     """
+    paths = find_weights(weights)
+    seen = [p.resolve() for p in paths]
+    twice = sorted({str(p) for p in paths if seen.count(p.resolve()) > 1})
+    if twice:
+        raise WeightsError(f"the same model given twice: {', '.join(twice)}")
     models = []
-    for path in find_weights(weights):
+    for path in paths:
         net, meta = load_model(path, device=device)
         models.append(LoadedModel(net, meta, path))
-    targets = [m.target for m in models]
-    dup = sorted({t for t in targets if targets.count(t) > 1})
-    if dup:
-        files = [str(m.path) for m in models if m.target in dup]
-        raise WeightsError(f"two models for {', '.join(dup)}: {', '.join(files)}")
+    for target, members in ensembles(models).items():
+        sources = {m.meta.get("target_source") for m in members}
+        if len(sources) > 1:
+            listed = ", ".join(f"{m.path} ({m.meta.get('target_source')})" for m in members)
+            raise WeightsError(
+                f"{target} models trained on different targets cannot be averaged: {listed}"
+            )
     return models
+
+
+def ensembles(models: Sequence[LoadedModel]) -> dict[str, list[LoadedModel]]:
+    """The models of each map, in the order given (several: an ensemble)."""
+    out: dict[str, list[LoadedModel]] = {}
+    for m in models:
+        out.setdefault(m.target, []).append(m)
+    return out
 
 
 def _frame_indices(study: Study, meta: dict[str, Any], source: Path) -> np.ndarray:
@@ -307,7 +328,8 @@ def predict_maps(
         for each model.
     weights : path, sequence of paths or of `LoadedModel`, optional
         Model files (``cbv.safetensors`` or ``cbv.json``) or folders of them, one model per
-        map; by default ``$CTPMAPS_WEIGHTS`` or the package's demo weights.
+        map or several (an ensemble: the map is the mean of theirs); by default
+        ``$CTPMAPS_WEIGHTS`` or the package's demo weights.
     mask : ndarray of bool, shape (x, y, z), optional
         Brain mask; maps are NaN outside it. None keeps every voxel: a model trained with
         its loss inside the brain only (``training.masked_loss``, e.g. the demo weights)
@@ -352,13 +374,23 @@ def predict_maps(
             "values outside it are not estimates of anything",
             ", ".join(inside_only),
         )
-    for model in models:
+    for target, members in ensembles(models).items():
         t0 = time.perf_counter()
-        values = predict_map(study, model, mask=mask, device=device, batch=batch, resample=resample)
+        values = np.zeros(study.shape, dtype=np.float64)
+        for model in members:
+            values += predict_map(
+                study, model, mask=mask, device=device, batch=batch, resample=resample
+            )
+        values = (values / len(members)).astype(np.float32)
         if mask is not None:
             values[~mask] = np.nan
-        maps[model.target] = values
-        log.info("%s predicted in %.2f s", model.target, time.perf_counter() - t0)
+        maps[target] = values
+        log.info(
+            "%s predicted in %.2f s%s",
+            target,
+            time.perf_counter() - t0,
+            f" (mean of {len(members)} models)" if len(members) > 1 else "",
+        )
     return PerfusionMaps(**maps, units=dict(UNITS), method="cnn")
 
 

@@ -17,8 +17,9 @@ __all__ = ["load_network", "cnn_maps"]
 
 
 def load_network(weights: str | Path | Sequence[str | Path] | None, device: str | None) -> list:
-    """The U-Net models (one per map) from files or folders, ``$CTPMAPS_WEIGHTS`` or the
-    shipped demo weights; checked against their metadata (`ctpmaps.nn.load_models`).
+    """The U-Net models (one per map, or several: an ensemble) from files or folders,
+    ``$CTPMAPS_WEIGHTS`` or the shipped demo weights; checked against their metadata
+    (`ctpmaps.nn.load_models`).
 
     Raises
     ------
@@ -49,7 +50,7 @@ def cnn_maps(
         ``cpu`` or ``cuda`` (CUDA when available by default).
     """
     from ..nn import validation_caveat
-    from ..nn.predict import predict_maps
+    from ..nn.predict import ensembles, predict_maps
 
     if mask is None:
         brain = ct_brain_mask(study.frames, study.spacing)
@@ -62,20 +63,15 @@ def cnn_maps(
     params = {
         "method": "cnn",
         "device": device,
+        # one record per map; an ensemble's holds its members' records (its map is their mean)
         "models": {
-            m.target: {
-                "file": str(m.path),
-                "n_frames": m.meta["n_frames"],
-                "value_range": m.meta["value_range"],
-                "target_source": m.meta.get("target_source"),
-                "architecture": m.meta["architecture"],
-                "command": m.meta.get("command"),
-                "test_metrics": (m.meta.get("metrics") or {}).get("test"),
-                "validated_on": m.validation.on,
-                "pixel_mm": m.pixel_mm,
-                "filter_sigmas": list(m.filter_sigmas),
+            target: _record(members[0])
+            if len(members) == 1
+            else {
+                "ensemble": "mean of the members' maps",
+                "members": [_record(m) for m in members],
             }
-            for m in models
+            for target, members in ensembles(models).items()
         },
         "validation_caveat": validation_caveat(models),
     }
@@ -83,3 +79,19 @@ def cnn_maps(
         maps, brain, DEFAULT_BASELINE_FRAMES, None, None, params,
         {"unet": time.perf_counter() - t0},
     )  # fmt: skip
+
+
+def _record(m) -> dict:
+    """What run.json says of one model (`ctpmaps.nn.LoadedModel`)."""
+    return {
+        "file": str(m.path),
+        "n_frames": m.meta["n_frames"],
+        "value_range": m.meta["value_range"],
+        "target_source": m.meta.get("target_source"),
+        "architecture": m.meta["architecture"],
+        "command": m.meta.get("command"),
+        "test_metrics": (m.meta.get("metrics") or {}).get("test"),
+        "validated_on": m.validation.on,
+        "pixel_mm": m.pixel_mm,
+        "filter_sigmas": list(m.filter_sigmas),
+    }
