@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from unet_eval import machine  # noqa: E402
 
+from ctpmaps.evaluation.maps import LEVEL_MAPS  # noqa: E402
+
 #: The doc's hand-written guide ends at this line; everything after it is written here.
 MARKER = "<!-- numbers below: written by benchmarks/evaluation_doc.py -->"
 
@@ -100,6 +102,13 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
                  ("cohort const. brain", "cohort_constant_mse_brain", 4),
                  ("brain ÷ cohort const.", "brain_mse_over_cohort_constant", 2),
                  ("PSNR brain (dB)", "psnr_brain_db", 1)]  # fmt: skip
+    level_cols = [("map", "map", 0), ("source", "source", 0), ("n", "n_patients", 0),
+                  ("level ratio mean", "level_ratio_mean", 3),
+                  ("level ratio SD %", "level_ratio_sd_pct", 1),
+                  ("MSE brain", "mse_brain_mean", 4),
+                  ("level matched", "level_matched_mse_brain", 4),
+                  ("brain ÷ const.", "brain_mse_over_constant", 2),
+                  ("level matched ÷ const.", "level_matched_over_constant", 2)]  # fmt: skip
     dice_cols = [("lesion", "lesion", 0), ("pair", "pair", 0), ("n", "n", 0),
                  ("Dice mean", "dice_mean", 3), ("SD", "dice_sd", 3)]  # fmt: skip
     agree_cols = [("lesion", "lesion", 0), ("pair", "pair", 0), ("n", "n", 0),
@@ -153,6 +162,13 @@ def numbers(ev: dict[str, Any], record: dict[str, Any]) -> list[str]:
         "Median bias and absolute error in physical units inside the brain:",
         "",
         *markdown(brain, phys_cols),
+        "",
+        "How much of each error is the patient's level (`ctpmaps.evaluation.maps`, "
+        "\"Level\"): the ratio of the source's brain mean to the reference's (mean and SD "
+        "between patients) and the MSE inside the brain once each patient's map is scaled "
+        "to the reference's brain mean, beside the MSE as it is; both over the constant.",
+        "",
+        *markdown([r for r in t["maps"] if r["map"] in LEVEL_MAPS], level_cols),
         "",
         *by_bolus(ev),
         "### Dice (the seed's Table 2)",

@@ -136,8 +136,16 @@ def test_map_table_gives_the_known_mse(evaluation, patients):
     ).fun
     assert nlr["cohort_constant_mse_brain"] == pytest.approx(best, rel=1e-4)
     assert nlr["cohort_constant_mse_brain"] > const  # the patients' levels differ
+    # the level: +15 mL/100 g/min on each patient's mean, and the error left once matched
+    ratios = [(r.mean() + 0.1) / r.mean() for r in refs]
+    assert nlr["level_ratio_mean"] == pytest.approx(np.mean(ratios), rel=1e-4)
+    assert nlr["level_ratio_sd_pct"] == pytest.approx(100 * np.std(ratios, ddof=1), rel=1e-3)
+    left = np.mean([np.mean(((r + 0.1) * r.mean() / (r.mean() + 0.1) - r) ** 2) for r in refs])
+    assert nlr["level_matched_mse_brain"] == pytest.approx(left, rel=1e-3)
+    assert nlr["level_matched_over_constant"] == pytest.approx(left / const, rel=1e-3)
     assert nlr["brain_mse_over_cohort_constant"] == pytest.approx(0.01 / best, rel=1e-3)
     cnn = _row(evaluation.tables["maps"], map="cbf", source="cnn")
+    assert cnn["level_ratio_mean"] == pytest.approx(1.0) and cnn["level_matched_mse_brain"] == 0.0
     assert (
         cnn["mse_brain_mean"] == 0.0
         and cnn["psnr_brain_db"] is None

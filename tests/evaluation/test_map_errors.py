@@ -41,6 +41,32 @@ def test_mse_psnr_and_constant_predictor_by_hand():
     assert e.constant_mse_brain == pytest.approx((0.04 + 0.01 + 0.09) / 3, rel=1e-6)
 
 
+def test_level_ratio_and_the_error_left_once_the_level_is_matched_by_hand():
+    brain = np.array([[True, True], [False, True]]).reshape(2, 2, 1)
+    ref = np.array([[1.0, 2.0], [9.0, 3.0]]).reshape(2, 2, 1)
+    # a pure level error: every brain voxel 1.5 times its truth (outside: ignored)
+    e = map_error(1.5 * ref, ref, value_range=(0.0, 10.0), brain=brain)
+    assert e.estimate_mean_brain / e.reference_mean_brain == pytest.approx(1.5)
+    assert e.mse_brain > 0.01 and e.mse_brain_level_matched == pytest.approx(0.0, abs=1e-12)
+    # an offset is not a level: brain means 0.2 and 0.3 normalised, the estimate times 2/3
+    # gives 0.1333, 0.2, 0.2667 against 0.1, 0.2, 0.3
+    e = map_error(ref + 1.0, ref, value_range=(0.0, 10.0), brain=brain)
+    assert e.estimate_mean_brain == pytest.approx(0.3) and e.reference_mean_brain == pytest.approx(
+        0.2
+    )
+    assert e.mse_brain_level_matched == pytest.approx(2 * (0.1 / 3) ** 2 / 3, rel=1e-5)
+    # a map without a gain (a time: healthy Tmax near 0 s) gets no level
+    assert math.isnan(
+        map_error(
+            ref + 1.0, ref, value_range=(0.0, 10.0), brain=brain, level=False
+        ).mse_brain_level_matched
+    )
+    # nothing positive to scale: NaN, not a division by zero
+    assert math.isnan(
+        map_error(0 * ref, ref, value_range=(0.0, 10.0), brain=brain).mse_brain_level_matched
+    )
+
+
 def test_nan_outside_a_fit_counts_as_zero_like_the_unet_targets():
     ref = np.zeros((3, 1, 1))
     est = np.array([np.nan, 0.0, 1.5]).reshape(3, 1, 1)

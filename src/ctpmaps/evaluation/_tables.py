@@ -277,9 +277,27 @@ def maps_summary(ctx: Context) -> list[Row]:
                 "brain_mse_over_cohort_constant": brain_mean / const_cohort
                 if const_cohort
                 else math.nan,
+                **_level(errs, const_brain),
             }
         )
     return rows
+
+
+def _level(errs, const_brain: float) -> dict[str, float]:
+    """The patients' level error (`ctpmaps.evaluation.maps`, "Level"): the SD between
+    patients of the ratio of brain means, %, and the MSE inside the brain with each
+    patient's level matched, beside the constant's."""
+    ratio, sd = _mean_sd(
+        [e.estimate_mean_brain / e.reference_mean_brain for e in errs
+         if e.reference_mean_brain > 0 and math.isfinite(e.mse_brain_level_matched)]
+    )  # fmt: skip
+    matched = _mean_sd([e.mse_brain_level_matched for e in errs])[0]
+    return {
+        "level_ratio_mean": ratio,
+        "level_ratio_sd_pct": 100 * sd,
+        "level_matched_mse_brain": matched,
+        "level_matched_over_constant": matched / const_brain if const_brain else math.nan,
+    }
 
 
 def _cohort_constant_mse(errs) -> float:

@@ -49,7 +49,7 @@ from ..errors import InputError
 from ..io.tables import jsonable
 from ..physics import MAP_UNITS
 from . import _tables
-from .maps import MapError, PhysicalError, map_error, physical_errors
+from .maps import LEVEL_MAPS, MapError, PhysicalError, map_error, physical_errors
 from .overlap import dice, volume_ml
 
 __all__ = [
@@ -177,8 +177,9 @@ def _patient_maps(patient: PatientData, map_reference: str, value_ranges, min_va
                 continue
             if name in value_ranges:
                 errors[name, source] = map_error(
-                    values, ref[name], value_range=value_ranges[name], brain=patient.brain
-                )
+                    values, ref[name], value_range=value_ranges[name], brain=patient.brain,
+                    level=name in LEVEL_MAPS,
+                )  # fmt: skip
             physical[name, source] = tuple(
                 physical_errors(
                     values,

@@ -17,6 +17,16 @@ Normalised scale (the seed's Table 1)
     flow for CBF) that each patient's own mean leaves out; the training metric of
     `ctpmaps.nn.train` uses such a value.
 
+Level (CBF and CBV, `LEVEL_MAPS`)
+    How much of an error is the patient's level: the ratio of the estimate's brain mean to
+    the reference's, and the MSE inside the brain once the estimate is multiplied by its
+    inverse (its level set to the reference's). Over a cohort, the SD of that ratio between
+    patients is the level error. A CBF or CBV map scales with the inverse of the arterial
+    input's amplitude, which differs between patients; a method that reads it wrongly (a
+    network that cannot see it, an AIF scaled by a wrong venous ratio) has a level error,
+    whatever its spatial pattern. Times have no such gain (healthy Tmax is near 0 s), so
+    no level is computed for them.
+
 Physical units
     Inside the brain (and per region: tissue class, residue-shape label ...), on voxels where
     both maps are finite: the median signed and absolute difference in the map's unit, and
@@ -38,6 +48,7 @@ from ..nn.normalise import normalise_target
 from ._result import Result
 
 __all__ = [
+    "LEVEL_MAPS",
     "MapError",
     "PhysicalError",
     "normalise_map",
@@ -46,6 +57,10 @@ __all__ = [
     "physical_errors",
     "regions_from_labels",
 ]
+
+
+#: Maps whose patient level is a gain (the inverse of the arterial input's amplitude).
+LEVEL_MAPS = ("cbf", "cbv")
 
 
 def normalise_map(values: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
@@ -96,6 +111,12 @@ class MapError(Result):
     reference_mean_brain : float
         The reference's mean inside the brain (normalised scale), for the cohort's
         constant.
+    estimate_mean_brain : float
+        The estimate's, for its level (their ratio; the scale starts at 0 for every map).
+    mse_brain_level_matched : float
+        Inside the brain, of the estimate times ``reference_mean_brain /
+        estimate_mean_brain`` (NaN when the estimate's mean is not positive, or the map
+        has no level: ``level=False``).
     """
 
     n_slice: int
@@ -107,6 +128,8 @@ class MapError(Result):
     constant_mse_slice: float
     constant_mse_brain: float
     reference_mean_brain: float
+    estimate_mean_brain: float
+    mse_brain_level_matched: float
 
 
 def _check_same(estimate, reference, mask=None) -> tuple[np.ndarray, np.ndarray]:
@@ -136,6 +159,7 @@ def map_error(
     *,
     value_range: tuple[float, float],
     brain: np.ndarray,
+    level: bool = True,
 ) -> MapError:
     """MSE and PSNR of ``estimate`` against ``reference`` on the normalised scale.
 
@@ -147,6 +171,8 @@ def map_error(
         Physical range mapped onto [0, 1] (`normalise_map`).
     brain : ndarray of bool, shape (x, y, z)
         Brain mask.
+    level : bool, optional
+        Compute the level-matched MSE (module docstring; `LEVEL_MAPS`).
 
     Returns
     -------
@@ -156,6 +182,16 @@ def map_error(
     est = normalise_map(estimate, value_range)
     ref = normalise_map(reference, value_range)
     err = est - ref
+    est_mean, ref_mean = (
+        (float(np.mean(v[brain], dtype=np.float64)) for v in (est, ref))
+        if brain.any()
+        else (float("nan"), float("nan"))
+    )
+    matched = (
+        _mse(est[brain] * (ref_mean / est_mean) - ref[brain])
+        if level and est_mean > 0
+        else float("nan")
+    )
     return MapError(
         n_slice=int(err.size),
         n_brain=int(np.count_nonzero(brain)),
@@ -165,9 +201,9 @@ def map_error(
         psnr_brain_db=psnr_db(mse_b),
         constant_mse_slice=_variance(ref),
         constant_mse_brain=_variance(ref[brain]),
-        reference_mean_brain=float(np.mean(ref[brain], dtype=np.float64))
-        if brain.any()
-        else float("nan"),
+        reference_mean_brain=ref_mean,
+        estimate_mean_brain=est_mean,
+        mse_brain_level_matched=matched,
     )
 
 
