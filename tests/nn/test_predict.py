@@ -110,7 +110,7 @@ def _source(folder, target, source, n_frames=5, seed=0):
     )  # fmt: skip
 
 
-def test_models_of_one_map_are_averaged(tmp_path, study):
+def test_models_of_one_map_are_averaged(tmp_path, study, caplog):
     _model(tmp_path / "a", "cbf", seed=0)
     _model(tmp_path / "b", "cbf", n_frames=4, seed=1)  # members need not share frames
     a = predict_maps(study, tmp_path / "a").cbf
@@ -119,7 +119,9 @@ def test_models_of_one_map_are_averaged(tmp_path, study):
     both = predict_maps(study, [tmp_path / "a", tmp_path / "b" / "cbf.json"])
     np.testing.assert_allclose(both.cbf, (a + b) / 2, rtol=1e-5, atol=1e-4)
     assert np.isnan(both.cbv).all()
-    models = load_models([tmp_path / "a", tmp_path / "b"])
+    with caplog.at_level("WARNING", logger="ctpmaps.nn.predict"):
+        models = load_models([tmp_path / "a", tmp_path / "b"])
+    assert "cbf: the mean of 2 models" in caplog.text
     record = cnn_maps(study, models, mask=False).parameters["models"]["cbf"]
     assert [m["n_frames"] for m in record["members"]] == [5, 4]
 

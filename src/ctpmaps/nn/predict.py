@@ -195,6 +195,9 @@ def load_models(
             raise WeightsError(
                 f"{target} models trained on different targets cannot be averaged: {listed}"
             )
+        if len(members) > 1:  # said aloud: a folder may hold a model by mistake
+            names = ", ".join(str(m.path) for m in members)
+            log.warning("%s: the mean of %d models (%s)", target, len(members), names)
     return models
 
 
