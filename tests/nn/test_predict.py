@@ -28,13 +28,14 @@ from ctpmaps.pipeline.predict import cnn_maps
 FEATS = (4, 4, 8, 8, 8)
 
 
-def _model(folder, target, n_frames=5, seed=0):
+def _model(folder, target, n_frames=5, seed=0, source=None):
     torch.manual_seed(seed)
     net = UNet(n_frames, features=FEATS).eval()
     idx = subsample_frames(20, n_frames)
     save_model(
         folder / target, net, target=target, frame_indices=idx.tolist(),
         frame_times_s=(idx * 2.0).tolist(),
+        extra={"target_source": source} if source else None,
     )  # fmt: skip
     return net
 
@@ -100,16 +101,6 @@ def test_too_few_frames(tmp_path, study):
         predict_maps(few, tmp_path / "a")
 
 
-def _source(folder, target, source, n_frames=5, seed=0):
-    torch.manual_seed(seed)
-    idx = subsample_frames(20, n_frames)
-    save_model(
-        folder / target, UNet(n_frames, features=FEATS).eval(), target=target,
-        frame_indices=idx.tolist(), frame_times_s=(idx * 2.0).tolist(),
-        extra={"target_source": source},
-    )  # fmt: skip
-
-
 def test_models_of_one_map_are_averaged(tmp_path, study, caplog):
     _model(tmp_path / "a", "cbf", seed=0)
     _model(tmp_path / "b", "cbf", n_frames=4, seed=1)  # members need not share frames
@@ -127,8 +118,8 @@ def test_models_of_one_map_are_averaged(tmp_path, study, caplog):
 
 
 def test_an_ensemble_of_different_targets_or_one_file_twice_is_refused(tmp_path):
-    _source(tmp_path / "truth", "cbf", "truth")
-    _source(tmp_path / "nlr", "cbf", "nlr", seed=1)
+    _model(tmp_path / "truth", "cbf", source="truth")
+    _model(tmp_path / "nlr", "cbf", seed=1, source="nlr")
     with pytest.raises(WeightsError, match="cbf models trained on different targets"):
         load_models([tmp_path / "truth", tmp_path / "nlr"])
     with pytest.raises(WeightsError, match="the same model given twice"):
