@@ -13,7 +13,7 @@ quarter of an hour per map on a 30-patient 128 x 128 cohort.
     python benchmarks/train_unet.py COHORT OUT [--target-source nlr|truth] [--maps cbv cbf ttp]
         [--features 8,16,32,64,128] [--temporal F] [--time-head] [--frames 22] [--epochs-pre 40]
         [--epochs-fine 10] [--pre-size 64] [--lr 1e-3] [--folds 3] [--masked-loss] [--augment]
-        [--time-shift] [--weights-dtype float16]
+        [--time-shift] [--enhancement-scale] [--weights-dtype float16]
         [--test-cohort DIR] [--threads N]
 
 Run it once per target source to put the two side by side.
@@ -61,6 +61,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--augment", action="store_true", help="random flips of training slices")
     p.add_argument("--time-shift", action="store_true", help="random start within the frame stride")
+    p.add_argument(
+        "--enhancement-scale", action="store_true", help="inputs on one input-function area"
+    )
     p.add_argument("--weights-dtype", default="float32", choices=("float32", "float16"))
     p.add_argument("--test-cohort", type=Path, default=None, help="held-out patients instead")
     p.add_argument("--cache-dir", type=Path, default=None, help="default OUT/cache")
@@ -91,6 +94,7 @@ def train_maps(args: argparse.Namespace, cache: Path) -> dict[str, Path]:
             masked_loss=args.masked_loss,
             augment=args.augment,
             time_shift=args.time_shift,
+            enhancement_scale=args.enhancement_scale,
             weights_dtype=args.weights_dtype,
             command="python benchmarks/train_unet.py " + shlex.join(sys.argv[1:]),
         )

@@ -115,6 +115,13 @@ def train_command(
             help="Start training slices' frames up to a stride later at random (TTP moves)."
         ),
     ] = False,
+    enhancement_scale: Annotated[
+        bool,
+        typer.Option(
+            help="Scale each study's enhancement to one input-function area (its automatic "
+            "AIF's; kept by the model, applied at inference)."
+        ),
+    ] = False,
     patience: Annotated[int, typer.Option(help="Plateau epochs before the LR halves.")] = 10,
     weights_dtype: Annotated[str, typer.Option(help="float32 or float16 weights.")] = "float32",
     cache_dir: Annotated[
@@ -154,6 +161,7 @@ def train_command(
         masked_loss=masked_loss,
         augment=augment,
         time_shift=time_shift,
+        enhancement_scale=enhancement_scale,
         plateau_patience=patience,
         weights_dtype=weights_dtype,
         command="ctpmaps " + shlex.join(sys.argv[1:]),

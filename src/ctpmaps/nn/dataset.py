@@ -46,6 +46,7 @@ from .normalise import (
     normalise_target,
     subsample_frames,
 )
+from .scale import input_scale, scaled
 from .unet import DIVISOR
 
 __all__ = [
@@ -177,8 +178,10 @@ def _source_stamp(cohort: Cohort, pid: str) -> str:
 
 
 def _inputs_and_mask(cohort: Cohort, pid: str, cache_dir, state: dict) -> dict[str, np.ndarray]:
-    """All frames normalised (float16), brain mask, frame times and pixel size; cached."""
-    sigmas = state["sigmas"]
+    """All frames normalised (float16), brain mask, frame times and pixel size; cached.
+    With ``state["reference"]`` (HU s) the enhancement is scaled to that input-function
+    area first (`ctpmaps.nn.scale`; ``input_scale``: the study's area and baseline)."""
+    sigmas, reference = state["sigmas"], state.get("reference")
 
     def make() -> dict[str, np.ndarray]:
         study = state.setdefault("study", _read_frames(cohort, pid, sigmas))
@@ -189,15 +192,25 @@ def _inputs_and_mask(cohort: Cohort, pid: str, cache_dir, state: dict) -> dict[s
             from ..preprocess.brainmask import ct_brain_mask
 
             mask = ct_brain_mask(study.frames, study.spacing)
-        return {
-            "inputs": frames_to_slices(study.frames).astype(np.float16),
+        out = {}
+        frames = study.frames
+        if reference is not None:
+            scale = input_scale(study, brain=mask)
+            frames = scaled(study, scale, reference).frames
+            out["input_scale"] = np.array([scale.area_hu_s, scale.baseline_frames], np.float64)
+        return out | {
+            "inputs": frames_to_slices(frames).astype(np.float16),
             "mask": map_to_slices(mask).astype(np.uint8),
             "times": study.times.astype(np.float64),
             "spacing": np.asarray(study.spacing[:2], dtype=np.float64),
         }
 
     filt = f"bilateral {sigmas[0]:g} mm {sigmas[1]:g} HU"
-    key = cache_key(_source_stamp(cohort, pid), filt, "spacing", code_stamp(*INPUT_CODE))
+    code = code_stamp(*INPUT_CODE)
+    if reference is not None:  # the scale depends on the input-function search too
+        filt += f", enhancement to {reference:g} HU s"
+        code = code_stamp(*INPUT_CODE, "nn.scale", "perfusion")
+    key = cache_key(_source_stamp(cohort, pid), filt, "spacing", code)
     return cached(cache_dir, f"{pid}/inputs-{key}.safetensors", make)
 
 
@@ -208,9 +221,11 @@ def frame_selection(
     cache_dir: str | Path | None = None,
     *,
     filter_sigmas: tuple[float, float] = UNITOBRAIN_SIGMAS,
+    enhancement_scale: float | None = None,
 ) -> dict[str, list]:
-    """Indices and times (s) of the frames a patient's slices keep (`subsample_frames`)."""
-    state = {"sigmas": _check_sigmas(cohort, filter_sigmas)}
+    """Indices and times (s) of the frames a patient's slices keep (`subsample_frames`);
+    ``filter_sigmas`` and ``enhancement_scale`` as for `load_patient` (the cache entry)."""
+    state = {"sigmas": _check_sigmas(cohort, filter_sigmas), "reference": enhancement_scale}
     arrays = _inputs_and_mask(cohort, patient, Path(cache_dir) if cache_dir else None, state)
     idx = subsample_frames(arrays["times"].size, n_frames)
     return {"indices": idx.tolist(), "times": arrays["times"][idx].tolist()}
@@ -257,6 +272,7 @@ def load_patient(
     cache_dir: str | Path | None = None,
     filter_sigmas: tuple[float, float] = UNITOBRAIN_SIGMAS,
     time_shift: bool = False,
+    enhancement_scale: float | None = None,
 ) -> PatientSlices:
     """Slices of one patient: normalised preprocessed frames, target on [0, 1], brain mask.
 
@@ -281,6 +297,10 @@ def load_patient(
     time_shift : bool
         Also keep the T frames that start 1 to stride - 1 acquisition frames later
         (`PatientSlices.shifted`, for `ctpmaps.nn.train.TrainConfig.time_shift`).
+    enhancement_scale : float or None
+        Input-function area (HU s) to scale each study's enhancement to before the window
+        (`ctpmaps.nn.scale`; the automatic AIF is searched on the filtered frames); None
+        (default) leaves the frames as they are.
 
     Returns
     -------
@@ -291,6 +311,8 @@ def load_patient(
     InputError
         Unknown target or source, a patient not in the cohort, a map on another grid than
         the frames, or ``time_shift`` on frames that are not equally spaced.
+    FitError
+        ``enhancement_scale`` on a study whose automatic input function is not found.
     """
     if target not in TARGET_RANGES:
         raise InputError("target", f"expected one of {list(TARGET_RANGES)}, got {target!r}")
@@ -299,7 +321,9 @@ def load_patient(
     if patient not in cohort.patients:
         raise InputError("patient", f"no patient {patient!r} in {cohort.root}")
     cache = Path(cache_dir) if cache_dir is not None else None
-    state: dict = {"sigmas": _check_sigmas(cohort, filter_sigmas)}
+    if enhancement_scale is not None and not enhancement_scale > 0:
+        raise InputError("enhancement_scale", f"expected an area > 0 HU s, got {enhancement_scale}")
+    state: dict = {"sigmas": _check_sigmas(cohort, filter_sigmas), "reference": enhancement_scale}
     arrays = _inputs_and_mask(cohort, patient, cache, state)
     idx = subsample_frames(arrays["times"].size, n_frames)
     inputs = np.ascontiguousarray(arrays["inputs"][:, idx])

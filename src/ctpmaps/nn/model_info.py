@@ -23,6 +23,7 @@ from .dataset import UNITOBRAIN_SIGMAS
 
 __all__ = [
     "Validation",
+    "enhancement_reference",
     "training_filter",
     "filter_sigmas_of",
     "validation",
@@ -51,6 +52,13 @@ def training_filter(meta: dict[str, Any], source: str = "model") -> tuple[float,
         *UNITOBRAIN_SIGMAS,
     )
     return UNITOBRAIN_SIGMAS
+
+
+def enhancement_reference(meta: dict[str, Any]) -> float | None:
+    """The input-function area (HU s) a model's inputs were scaled to (`ctpmaps.nn.scale`),
+    None for inputs as they are (every model before the option, the demo weights)."""
+    scale = meta.get("enhancement_scale")
+    return None if scale is None else float(scale["reference_area_hu_s"])
 
 
 def filter_sigmas_of(models: Sequence[Any]) -> tuple[float, float]:

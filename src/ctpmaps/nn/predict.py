@@ -5,7 +5,10 @@ from frame 0) and in which physical range; `predict_maps` sub-samples the study'
 the same way, normalises them, runs every slice, maps the [0, 1] output back to physical
 units and returns `PerfusionMaps` in which maps without a model are NaN. Several models of
 one map (trained on the same kind of target) form an ensemble: the map is the mean of
-theirs, in physical units (each model on its own frames and grid).
+theirs, in physical units (each model on its own frames and grid). A model trained on
+frames scaled to one input-function area (``enhancement_scale`` in its metadata,
+`ctpmaps.nn.scale`) gets the study scaled the same way: its automatic AIF and VOF are
+searched once (the one step that needs them).
 
 Weights are found offline: explicit files or folders, else ``$CTPMAPS_WEIGHTS``, else the
 demo weights shipped in the package (``ctpmaps/nn/weights``: small models trained on a
@@ -38,7 +41,7 @@ from .grid import (
     training_pixel_mm,
     upsample_slices,
 )
-from .model_info import Validation, training_filter, validation
+from .model_info import Validation, enhancement_reference, training_filter, validation
 from .normalise import (
     denormalise_target,
     map_to_slices,
@@ -46,6 +49,7 @@ from .normalise import (
     slices_to_map,
     subsample_frames,
 )
+from .scale import InputScale, input_scale, scaled
 from .weights import FORMAT, load_model, model_paths
 
 __all__ = [
@@ -88,6 +92,11 @@ class LoadedModel:
     def filter_sigmas(self) -> tuple[float, float]:
         """Filter of its training frames, (spatial mm, range HU) (`training_filter`)."""
         return training_filter(self.meta, self.path.name)
+
+    @property
+    def enhancement_reference(self) -> float | None:
+        """Input-function area (HU s) its inputs are scaled to, None: as they are."""
+        return enhancement_reference(self.meta)
 
     @cached_property
     def validation(self) -> Validation:
@@ -279,6 +288,7 @@ def predict_map(
     device: str | torch.device = "cpu",
     batch: int = 4,
     resample: bool = True,
+    scale: InputScale | None = None,
 ) -> np.ndarray:
     """One map of a study in physical units, shape (x, y, z) float32 (no mask applied).
 
@@ -287,9 +297,14 @@ def predict_map(
     model's training pixel size are resampled onto it and the map back
     (`ctpmaps.nn.grid`); ``mask`` (brain, (x, y, z)) then weights the up-sampling so that
     voxels at the brain's edge keep brain values. ``resample=False`` runs the network on
-    the study's own grid (for comparison: what earlier versions did).
+    the study's own grid (for comparison: what earlier versions did). A model with an
+    ``enhancement_scale`` scales the study's enhancement first, by ``scale`` (the study's
+    `input_scale`, found here when not given).
     """
     mask = _checked_mask(mask, study)
+    reference = model.enhancement_reference
+    if reference is not None:
+        study = scaled(study, scale or input_scale(study, brain=mask), reference)
     idx = _frame_indices(study, model.meta, model.path)
     hw = _model_hw(study, model) if resample else None
     nx, ny, nz = study.shape
@@ -321,6 +336,7 @@ def predict_maps(
     device: str | torch.device | None = None,
     batch: int = 4,
     resample: bool = True,
+    scale: InputScale | None = None,
 ) -> PerfusionMaps:
     """Perfusion maps of a study from trained U-Nets.
 
@@ -344,6 +360,9 @@ def predict_maps(
     resample : bool, optional
         Resample slices onto each model's training pixel size and the maps back
         (`ctpmaps.nn.grid`; default); False uses the study's grid as it is.
+    scale : InputScale, optional
+        The study's input function (`ctpmaps.nn.scale.input_scale`) for models trained
+        on scaled enhancement; found once here when one of them needs it.
 
     Returns
     -------
@@ -377,13 +396,16 @@ def predict_maps(
             "values outside it are not estimates of anything",
             ", ".join(inside_only),
         )
+    if scale is None and any(m.enhancement_reference is not None for m in models):
+        scale = input_scale(study, brain=mask)
     for target, members in ensembles(models).items():
         t0 = time.perf_counter()
         values = np.zeros(study.shape, dtype=np.float64)
         for model in members:
             values += predict_map(
-                study, model, mask=mask, device=device, batch=batch, resample=resample
-            )
+                study, model, mask=mask, device=device, batch=batch, resample=resample,
+                scale=scale,
+            )  # fmt: skip
         values = (values / len(members)).astype(np.float32)
         if mask is not None:
             values[~mask] = np.nan

@@ -85,6 +85,7 @@ def save_model(
     pixel_mm: tuple[float, float] | None = None,
     matrix: tuple[int, int] | None = None,
     filter_sigmas: tuple[float, float] | None = None,
+    enhancement_scale: float | None = None,
     dtype: torch.dtype = torch.float32,
     extra: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
@@ -110,6 +111,10 @@ def save_model(
     filter_sigmas : (float, float), optional
         Guided bilateral filter of the training frames: spatial sigma (mm), range sigma
         (HU); stored as ``filter``.
+    enhancement_scale : float, optional
+        Input-function area (HU s) the training frames' enhancement was scaled to
+        (`ctpmaps.nn.scale`); stored as ``enhancement_scale``, and inference then scales a
+        study the same way. None: frames as they are (the seed's inputs).
     dtype : torch.dtype, optional
         Storage type of floating tensors (float16 halves the size; loading restores
         float32).
@@ -150,6 +155,7 @@ def save_model(
         "frame_times_s": [round(float(t), 4) for t in frame_times_s],
         "input": input_metadata(),
         **_grid_and_filter(pixel_mm, matrix, filter_sigmas),
+        **_enhancement(enhancement_scale),
         "weights_file": weights.name,
         "weights_sha256": _sha256(weights),
         "weights_dtype": str(dtype).replace("torch.", ""),
@@ -176,6 +182,18 @@ def _grid_and_filter(pixel_mm, matrix, filter_sigmas) -> dict[str, Any]:
     return out
 
 
+def _enhancement(reference: float | None) -> dict[str, Any]:
+    if reference is None:
+        return {}
+    return {
+        "enhancement_scale": {
+            "reference_area_hu_s": float(reference),
+            "input_function": "automatic AIF scaled to the VOF's area "
+            "(ctpmaps.perfusion.maps.automatic_input_functions), on the filtered frames",
+        }
+    }
+
+
 def _check_optional(meta: dict[str, Any], meta_path: Path) -> None:
     """Fields older files lack: checked when present."""
 
@@ -196,6 +214,13 @@ def _check_optional(meta: dict[str, Any], meta_path: Path) -> None:
             raise WeightsError(
                 f"{meta_path}: filter expected sigma_spatial_mm >= 0 and sigma_range_hu > 0, "
                 f"got {f!r}"
+            )
+    if "enhancement_scale" in meta:
+        e = meta["enhancement_scale"]
+        ref = e.get("reference_area_hu_s") if isinstance(e, dict) else None
+        if not (isinstance(ref, int | float) and ref > 0):
+            raise WeightsError(
+                f"{meta_path}: enhancement_scale expected reference_area_hu_s > 0, got {e!r}"
             )
 
 

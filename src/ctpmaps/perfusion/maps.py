@@ -43,7 +43,7 @@ from .concentration import (
 )
 from .methods import MODEL_METHODS, method_info
 
-__all__ = ["MapsResult", "compute_maps"]
+__all__ = ["MapsResult", "automatic_input_functions", "compute_maps"]
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +229,37 @@ def compute_maps(
         "quality": _quality(study, brain, n_base, maps, flags | shared, enh, hits),
     }
     return MapsResult(maps, brain, n_base, aif, vof, params, clock.timings, flags)
+
+
+def automatic_input_functions(
+    study: Study, *, brain: np.ndarray | None = None
+) -> tuple[InputFunction, InputFunction | None, int]:
+    """The automatic AIF and VOF of a study and its baseline frames, as `compute_maps`
+    finds them (no deconvolution).
+
+    Parameters
+    ----------
+    study : Study
+        HU frames (x, y, z, t).
+    brain : ndarray (x, y, z) bool, optional
+        Brain mask (its mean curve times the bolus); the automatic CT brain mask by default.
+
+    Returns
+    -------
+    aif : InputFunction
+        Enhancement (HU) scaled to the VOF's area, the tissue in its voxels removed.
+    vof : InputFunction or None
+    baseline_frames : int
+
+    Raises
+    ------
+    FitError
+        No contrast bolus, no artery or no vein found.
+    """
+    if brain is None:
+        brain = ct_brain_mask(study.frames, study.spacing)
+    aif, vof, n_base, _, _ = _input_functions(study, study, brain, None, None, None, None)
+    return aif, vof, n_base
 
 
 def check_neighbourhood_mtt(method: str, neighbourhood_mtt: bool) -> None:

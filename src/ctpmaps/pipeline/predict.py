@@ -36,7 +36,8 @@ def load_network(weights: str | Path | Sequence[str | Path] | None, device: str 
 def cnn_maps(
     study: Study, models: list, *, mask: np.ndarray | bool | None = None, device: str | None = None
 ) -> MapsResult:
-    """Maps of a preprocessed study from trained U-Nets (no AIF).
+    """Maps of a preprocessed study from trained U-Nets (no AIF; models trained on one
+    input-function area, `ctpmaps.nn.scale`, take the study's automatic one's area).
 
     Parameters
     ----------
@@ -59,7 +60,14 @@ def cnn_maps(
     else:
         brain = np.asarray(mask, bool)
     t0 = time.perf_counter()
-    maps = predict_maps(study, models, mask=None if mask is False else brain, device=device)
+    scale = None
+    if any(m.enhancement_reference is not None for m in models):
+        from ..nn.scale import input_scale  # its models' inputs: the study on one bolus area
+
+        scale = input_scale(study, brain=None if mask is False else brain)
+    maps = predict_maps(
+        study, models, mask=None if mask is False else brain, device=device, scale=scale
+    )
     params = {
         "method": "cnn",
         "device": device,
@@ -74,9 +82,11 @@ def cnn_maps(
             for target, members in ensembles(models).items()
         },
         "validation_caveat": validation_caveat(models),
+        "input_function": scale.record() if scale is not None else None,
     }
     return MapsResult(
-        maps, brain, DEFAULT_BASELINE_FRAMES, None, None, params,
+        maps, brain, scale.baseline_frames if scale else DEFAULT_BASELINE_FRAMES, None, None,
+        params,
         {"unet": time.perf_counter() - t0},
     )  # fmt: skip
 
@@ -84,6 +94,7 @@ def cnn_maps(
 def _record(m) -> dict:
     """What run.json says of one model (`ctpmaps.nn.LoadedModel`)."""
     return {
+        "enhancement_scale_hu_s": m.enhancement_reference,
         "file": str(m.path),
         "n_frames": m.meta["n_frames"],
         "value_range": m.meta["value_range"],

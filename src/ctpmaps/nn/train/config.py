@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ...errors import InputError
 from ..normalise import TARGET_RANGES
+from ..scale import REFERENCE_AREA_HU_S
 from ..splits import TEST_FRACTION
 from ..unet import PRESETS
 
@@ -65,6 +66,11 @@ class TrainConfig:
         rather than from the cohort's usual bolus timing. Needs equally spaced frames;
         no effect when all frames are kept. The training slices then hold every frame
         (stride x the memory).
+    enhancement_scale : bool
+        Scale each study's enhancement to one input-function area before the window
+        (`ctpmaps.nn.scale`, `REFERENCE_AREA_HU_S`), recorded with the model so that
+        inference does the same: the network then knows each patient's bolus, not only
+        the cohort's (the automatic AIF and VOF are searched; not the seed's "no AIF").
     plateau_patience, plateau_factor : int, float
         ReduceLROnPlateau on the validation MSE.
     weights_dtype : str
@@ -99,6 +105,7 @@ class TrainConfig:
     masked_loss: bool = False
     augment: bool = False
     time_shift: bool = False
+    enhancement_scale: bool = False
     plateau_patience: int = 10
     plateau_factor: float = 0.5
     weights_dtype: str = "float32"
@@ -145,6 +152,11 @@ class TrainConfig:
     def filter_sigmas(self) -> tuple[float, float]:
         """(spatial mm, range HU) of the training frames' filter."""
         return float(self.sigma_spatial_mm), float(self.sigma_range_hu)
+
+    @property
+    def enhancement_reference(self) -> float | None:
+        """Input-function area (HU s) the enhancement is scaled to, None without."""
+        return REFERENCE_AREA_HU_S if self.enhancement_scale else None
 
     @property
     def selection_metric(self) -> str:

@@ -122,6 +122,7 @@ def _load_all(cohort, patients, cfg: TrainConfig, cache_dir: Path, env: Dist, sa
                 cache_dir=cache_dir,
                 filter_sigmas=cfg.filter_sigmas,
                 time_shift=cfg.time_shift,
+                enhancement_scale=cfg.enhancement_reference,
             )
 
     if env.main:
@@ -139,8 +140,9 @@ def _run(cfg: TrainConfig, cohort_dir: Path, out: Path, cache_dir: Path, env: Di
     split = _prepare_out(out, cfg, cohort.patients, env)
     data = _load_all(cohort, cohort.patients, cfg, cache_dir, env, say)
     frames = frame_selection(
-        cohort, cohort.patients[0], cfg.n_frames, cache_dir, filter_sigmas=cfg.filter_sigmas
-    )
+        cohort, cohort.patients[0], cfg.n_frames, cache_dir, filter_sigmas=cfg.filter_sigmas,
+        enhancement_scale=cfg.enhancement_reference,
+    )  # fmt: skip
     _check_init(cfg, frames)
     results = []
     for i, fold in enumerate(split["folds"]):

@@ -41,6 +41,7 @@ def export_model(
         pixel_mm=grid["pixel_mm"],
         matrix=grid["matrix"],
         filter_sigmas=cfg.filter_sigmas,
+        enhancement_scale=cfg.enhancement_reference,
         dtype=getattr(torch, cfg.weights_dtype),
         extra={
             "target_source": cfg.target_source,
