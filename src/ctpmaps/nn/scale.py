@@ -35,8 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Input-function area (HU s) every study is scaled to. Any fixed value would do (a model
 #: records the one it was trained with); this is the order of the automatic AIF's area at
-#: the seed's protocol (the phantom cohort of docs/unet.md: median 4,400 HU s, 1,700 to
-#: 8,400 between patients).
+#: the seed's protocol on the phantom's cohorts, so that the factors stay near 1 (the
+#: study's area is in each training cache entry, ``input_scale``, and in run.json).
 REFERENCE_AREA_HU_S = 4000.0
 
 
