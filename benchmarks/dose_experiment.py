@@ -29,7 +29,7 @@ small-scale run; the docstring of ``main`` and the doc give the full-scale comma
         [--maps cbv cbf ttp tmax]
         [--features 8,16,32,64,128] [--temporal F] [--time-head]
         [--target-source truth] [--epochs-pre 12] [--epochs-fine 4] [--folds 1]
-        [--augment] [--time-shift] [--patience 10] [--jobs 2]
+        [--augment] [--time-shift] [--enhancement-scale] [--patience 10] [--jobs 2]
         [--doc docs/results.md] [--threads N] [--device cpu|cuda]
 
 Training runs are independent: ``--jobs N`` trains N at a time in separate processes (one
@@ -85,6 +85,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--patience", type=int, default=10, help="plateau epochs before lr halves")
     p.add_argument("--augment", action="store_true", help="random flips of training slices")
     p.add_argument("--time-shift", action="store_true", help="random start within the frame stride")
+    p.add_argument(
+        "--enhancement-scale", action="store_true", help="inputs on one input-function area"
+    )
     p.add_argument("--jobs", type=int, default=1, help="training runs at a time (processes)")
     p.add_argument("--test-fraction", type=float, default=0.25)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if any)")
@@ -145,7 +148,8 @@ def record(args, key: str, seconds: float) -> None:
 
 def run_folder(args, mas: float, t: int, source: str, target: str) -> Path:
     """Training run folder of one map at one setting."""
-    return args.out / "runs" / f"{mas:g}mAs-T{t}-{source}" / target
+    scaled = "-scaled" if args.enhancement_scale else ""  # other models: another folder
+    return args.out / "runs" / f"{mas:g}mAs-T{t}-{source}{scaled}" / target
 
 
 def train_config(args, t: int, source: str, target: str):
@@ -160,6 +164,7 @@ def train_config(args, t: int, source: str, target: str):
         pre_size=args.pre_size, lr=args.lr, folds=args.folds,
         test_fraction=args.test_fraction, seed=args.seed, masked_loss=True,
         augment=args.augment, time_shift=args.time_shift, plateau_patience=args.patience,
+        enhancement_scale=args.enhancement_scale,
         command=shlex.join(sys.argv),
     )  # fmt: skip
 
@@ -293,7 +298,8 @@ def refused_file(out: Path) -> Path:
 
 
 def eval_folder(args, mas: float, t: int, method: str) -> Path:
-    return args.out / "eval" / f"{mas:g}mAs-T{t}-{method}"
+    scaled = "-scaled" if args.enhancement_scale and method.startswith("cnn") else ""
+    return args.out / "eval" / f"{mas:g}mAs-T{t}-{method}{scaled}"
 
 
 def evaluate_all(args, roots: dict[float, Path]) -> None:
@@ -458,7 +464,9 @@ def write_doc(args, rows, seconds: float, wall: float, header: str) -> None:
         f"{args.epochs_pre} epochs at {args.pre_size} px and {args.epochs_fine} at full size "
         f"(lr {args.lr:g}, halved after {args.patience} epochs without progress), MSE inside "
         f"the brain{', random flips' if args.augment else ''}"
-        f"{', random start within the frame stride' if args.time_shift else ''}; targets: "
+        f"{', random start within the frame stride' if args.time_shift else ''}"
+        f"{', enhancement scaled to one input-function area' if args.enhancement_scale else ''}"
+        "; targets: "
         f"{', '.join(args.target_source)}. The seed trained 50 epochs at 512 x 512 on 100 "
         "patients; the shipped demo weights (docs/unet.md) 100 + 20 epochs with widths "
         "16-256 on 52 patients (34 for training, 18 for validation): the numbers answer the "
