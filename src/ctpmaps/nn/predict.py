@@ -58,6 +58,7 @@ __all__ = [
     "default_weights_dir",
     "ensembles",
     "find_weights",
+    "input_scale_for",
     "load_models",
     "predict_maps",
     "predict_map",
@@ -396,8 +397,8 @@ def predict_maps(
             "values outside it are not estimates of anything",
             ", ".join(inside_only),
         )
-    if scale is None and any(m.enhancement_reference is not None for m in models):
-        scale = input_scale(study, brain=mask)
+    if scale is None:
+        scale = input_scale_for(study, models, mask=mask)
     for target, members in ensembles(models).items():
         t0 = time.perf_counter()
         values = np.zeros(study.shape, dtype=np.float64)
@@ -417,6 +418,16 @@ def predict_maps(
             f" (mean of {len(members)} models)" if len(members) > 1 else "",
         )
     return PerfusionMaps(**maps, units=dict(UNITS), method="cnn")
+
+
+def input_scale_for(
+    study: Study, models: Sequence[LoadedModel], *, mask: np.ndarray | None = None
+) -> InputScale | None:
+    """The study's input function (`ctpmaps.nn.scale.input_scale`, ``mask`` its brain)
+    when one of ``models`` was trained on scaled enhancement, else None (nothing searched)."""
+    if any(m.enhancement_reference is not None for m in models):
+        return input_scale(study, brain=mask)
+    return None
 
 
 def predicted(maps: PerfusionMaps) -> list[str]:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..errors import FitError
 from ..io.study import Study
+from ..preprocess.unenhanced import unenhanced
 
 __all__ = ["REFERENCE_AREA_HU_S", "InputScale", "input_scale", "scale_enhancement", "scaled"]
 
@@ -117,7 +118,7 @@ def scale_enhancement(frames: np.ndarray, n_baseline: int, factor: float) -> np.
         raise ValueError(f"n_baseline expected 1 to {frames.shape[-1]}, got {n_baseline}")
     if not factor > 0:
         raise ValueError(f"factor expected > 0, got {factor}")
-    base = frames[..., :n_baseline].mean(axis=-1, keepdims=True)
+    base = unenhanced(frames, n_baseline)[..., None]
     return base + np.float32(factor) * (frames - base)
 
 

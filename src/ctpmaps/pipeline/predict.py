@@ -51,7 +51,7 @@ def cnn_maps(
         ``cpu`` or ``cuda`` (CUDA when available by default).
     """
     from ..nn import validation_caveat
-    from ..nn.predict import ensembles, predict_maps
+    from ..nn.predict import ensembles, input_scale_for, predict_maps
 
     if mask is None:
         brain = ct_brain_mask(study.frames, study.spacing)
@@ -60,11 +60,8 @@ def cnn_maps(
     else:
         brain = np.asarray(mask, bool)
     t0 = time.perf_counter()
-    scale = None
-    if any(m.enhancement_reference is not None for m in models):
-        from ..nn.scale import input_scale  # its models' inputs: the study on one bolus area
-
-        scale = input_scale(study, brain=None if mask is False else brain)
+    # models trained on one bolus area: the study's, searched once and recorded
+    scale = input_scale_for(study, models, mask=None if mask is False else brain)
     maps = predict_maps(
         study, models, mask=None if mask is False else brain, device=device, scale=scale
     )
