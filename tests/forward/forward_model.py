@@ -124,9 +124,11 @@ AIFS = {"boxcar": boxcar_aif, "double": double_peak_aif, "gamma": gamma_variate_
 def residue(t: np.ndarray, mtt: float, shape: str | float) -> np.ndarray:
     """Residue ``R(t)`` (1 at 0, area ``mtt``) on times ``t`` (s; 0 before 0).
 
-    ``shape``: ``"box"`` (plug flow), ``"exponential"`` (a mixed compartment) or a number
-    ``k``, the shape of a gamma distribution of transit times with mean ``mtt``
-    (``R = 1 - F``; 1 is the exponential, large ``k`` tends to the box).
+    ``shape``: ``"box"`` (plug flow), ``"exponential"`` (a mixed compartment),
+    ``"triangular"`` (transit times uniform from 0 to ``2 mtt``: ``R`` falls linearly to 0
+    at ``2 mtt``, Kudo et al. 2013's third shape) or a number ``k``, the shape of a gamma
+    distribution of transit times with mean ``mtt`` (``R = 1 - F``; 1 is the exponential,
+    large ``k`` tends to the box).
     """
     t = np.asarray(t, dtype=np.float64)
     on = t >= 0
@@ -134,6 +136,8 @@ def residue(t: np.ndarray, mtt: float, shape: str | float) -> np.ndarray:
         return (on & (t < mtt)).astype(np.float64)
     if shape == "exponential":
         return np.where(on, np.exp(-np.clip(t, 0, None) / mtt), 0.0)
+    if shape == "triangular":
+        return np.where(on, np.clip(1.0 - t / (2.0 * mtt), 0.0, None), 0.0)
     k = float(shape)
     return np.where(on, gammaincc(k, k * np.clip(t, 0, None) / mtt), 0.0)
 
