@@ -202,17 +202,37 @@ def _patches(regions, side: int, noise: float):
     return add_noise(frames, noise, seed=7).astype(np.float32), c
 
 
+def test_nlr_onset_bound_below_the_aif_lessens_the_noise_bias() -> None:
+    """Tissue that fills with the AIF (no delay) at 3 HU: with the onset bounded at 0, its
+    true onset, noise can move a voxel's onset only later, and the fit makes up with a
+    shorter box of higher CBF (median CBF 7-8 % high, healthy grey and white matter, each
+    voxel's own fit). Half a frame interval below (`boxnlr.DELAY_MIN_FRAMES`, the default)
+    the bias is halved and the median onset stays within 0.1 s of the truth."""
+    spacing = (1.0, 1.0, 5.0)
+    for region in (Region(60.0, 4.0), Region(25.0, 4.8)):
+        frames, c = _patches([region], 24, 3.0)
+        at_zero, default = (
+            METHODS["nlr"].model(c.aif, c.times, delay_bounds=bounds).fit(frames, spacing=spacing)
+            for bounds in ((0.0, 20.0), None)
+        )
+        b0, b1 = (np.median(f.cbf) / region.cbf - 1 for f in (at_zero, default))
+        assert b0 > 0.05 and 0 < b1 < 0.6 * b0, (b0, b1)
+        assert abs(np.median(default.delay)) < 0.1
+
+
 def test_nlr_neighbourhoods_mtt_removes_the_noise_bias() -> None:
     """At 3 HU a voxel's fitted MTT is biased short (a shorter box follows the noise
     more closely) and its CBF high: healthy grey and white matter (box residues, each a
-    patch of 24 x 24 voxels of 1 mm fitted alone) read their median CBF more than 5 % high
-    with the shape alone taken from the neighbourhood. Fitted with the neighbourhood's MTT
-    and shape where the curve does not reject them (`_residues.adopt_mtt`): within 4 %,
-    a voxel's mean absolute CBF error at most half as large, and noise alone makes fewer
-    than 2 % of these uniform curves reject their neighbourhood (`ADOPT_PENALTY`, the
-    1 % tail of a chi-square of two; at the shape penalty of 4, 6-7 % did, and the error
-    was half). Noise-free, tissue of two MTTs side by side keeps each voxel's own (exact)
-    fit: a curve that differs from its neighbourhood rejects the neighbourhood's MTT."""
+    patch of 24 x 24 voxels of 1 mm fitted alone) read their median CBF more than 2 % high
+    with the shape alone taken from the neighbourhood (more than 5 % with the onset bounded
+    at the AIF's: `test_nlr_onset_bound_below_the_aif_lessens_the_noise_bias`). Fitted
+    with the neighbourhood's MTT and shape where the curve does not reject them
+    (`_residues.adopt_mtt`): within 4 %, a voxel's mean absolute CBF error at most half
+    as large, and noise alone makes fewer than 2 % of these uniform curves reject their
+    neighbourhood (`ADOPT_PENALTY`, the 1 % tail of a chi-square of two; at the shape
+    penalty of 4, 6-7 % did, and the error was half). Noise-free, tissue of two MTTs side
+    by side keeps each voxel's own (exact) fit: a curve that differs from its
+    neighbourhood rejects the neighbourhood's MTT."""
     spacing = (1.0, 1.0, 5.0)
     for region in (Region(60.0, 4.0), Region(25.0, 4.8)):
         frames, c = _patches([region], 24, 3.0)
@@ -223,7 +243,7 @@ def test_nlr_neighbourhoods_mtt_removes_the_noise_bias() -> None:
             for flag in (False, True)
         ]
         b, a = (f.cbf.ravel() / c.truth("cbf")[0] for f in fits)
-        assert np.median(b) > 1.05  # the bias removed
+        assert np.median(b) > 1.02  # the bias removed
         assert np.median(a) == pytest.approx(1.0, abs=0.04)
         assert np.abs(a - 1).mean() < 0.5 * np.abs(b - 1).mean()
         p = fits[1].params

@@ -162,10 +162,11 @@ def test_no_worse_than_the_seeds_simplex() -> None:
 
 
 def test_bounds_and_sign_options() -> None:
-    # A tissue curve earlier than the AIF: the default keeps delay >= 0.
+    # A tissue curve earlier than the AIF: the default keeps the onset at most half a
+    # frame interval before the AIF's.
     data = simulate([40.0], [5.0], -2.0)
     fit = BoxNLRModel(data.aif, data.times).fit(data.curves)
-    assert fit.delay[0] == 0.0
+    assert fit.delay[0] == pytest.approx(-0.5 * np.median(np.diff(data.times)))
     free = BoxNLRModel(data.aif, data.times, delay_bounds=(-5.0, 10.0)).fit(data.curves)
     assert free.delay[0] == pytest.approx(-2.0, abs=0.05)
     assert free.params["sse"][0] < fit.params["sse"][0]

@@ -65,13 +65,6 @@ GRID_EXCESS = 5e-3
 MARGIN = 2.0
 #: Shapes refined per curve at most: the best on the grid.
 REFINED = 3
-#: A shape is kept only for residues at least this many frame intervals long: a shorter
-#: one is sampled too sparsely for its shape to show, and what decides it is then how the
-#: AIF is read between its samples. On OSIPI's DSC reference (1.243 s frames, curves made
-#: by a rectangle-rule convolution at the frame times) residues of MTT 3.4-4 s fitted as
-#: exponentials read their CBF 40 % high; on the same residues made by a fine-grid
-#: convolution (`tests/forward`) their shape is found and CBF is within 5 %.
-MIN_FRAMES = 4.0
 #: Smooth directions of the box's residual tested for misfit, and the F-ratio that flags it
 #: (about the 80 % point of F(4, 82): a fifth of the noise-only curves pass). Chosen
 #: between speed and accuracy (bench_perfusion's study at 3 HU, gamma residues, one
@@ -191,8 +184,7 @@ def select_shapes(model, y: np.ndarray, out: dict, lo, hi, kw: dict) -> None:
     within `MARGIN` noise variances of the box's refined SSE, and not much worse than the
     best shape's on the grid (a coarse grid does not rank close shapes reliably); the
     `REFINED` best of those.
-    The best refined shape is kept where ``SSE_shape + penalty * s2 < SSE_box`` (and its
-    MTT spans `MIN_FRAMES` frame intervals), with
+    The best refined shape is kept where ``SSE_shape + penalty * s2 < SSE_box``, with
     ``s2 = min(SSE) / (t - 3)`` the voxel's noise variance. The penalty keeps the box
     where noise alone would pick another shape: an unpenalised choice lets noise fit
     short-tailed residues of high CBF, which lifted the median CBF of healthy grey matter
@@ -233,8 +225,7 @@ def select_shapes(model, y: np.ndarray, out: dict, lo, hi, kw: dict) -> None:
             best[key][sel[better]] = alt[key][better]
         best["shape"][sel[better]] = k
     noise = np.minimum(best["sse"], box) / dof
-    resolved = best["mtt"] >= MIN_FRAMES * float(np.median(np.diff(model.times)))
-    win = np.flatnonzero((best["sse"] + model.shape_penalty * noise < box) & resolved)
+    win = np.flatnonzero(best["sse"] + model.shape_penalty * noise < box)
     log.debug(
         "shapes: %d of %d voxels misfit, %d refined, %d kept",
         n,
