@@ -189,7 +189,8 @@ Definitions of the maps:
 
 - CBF: fitted residue's height (its value at the onset); CBV ``= CBF * MTT / 60``; MTT:
   fitted mean transit time (the box's width) (NaN where CBF = 0: no signal to fit).
-- delay: fitted residue's onset, relative to the AIF (s).
+- delay: fitted residue's onset, relative to the AIF (s; down to half a frame interval
+  before it, "Bounds").
 - Tmax: the first time the fitted impulse response reaches its maximum, as the truth is
   defined (the first maximum of the effective impulse response): every residue fitted
   here (box or gamma) is highest at its onset, so Tmax is ``delay``. Healthy tissue (no
