@@ -90,7 +90,7 @@ def delay_change(dro: D.DRO, est: np.ndarray, mask: np.ndarray) -> float:
 
 def score(dro: D.DRO, tiles: dict[str, np.ndarray], shape: str) -> dict[str, float]:
     """One method's tiles of one residue shape against the truth."""
-    m = np.array([dro.section_residue[i // 49] == shape for i in range(len(dro.regions))])
+    m = dro.tile_residue == shape
     out = {}
     for k in MAPS:
         t, e = dro.truth(k)[m], tiles[k][m]
@@ -105,7 +105,7 @@ def score(dro: D.DRO, tiles: dict[str, np.ndarray], shape: str) -> dict[str, flo
 
 def constant(dro: D.DRO, shape: str) -> dict[str, float]:
     """The constant predictor's median absolute error (the truth's median over the tiles)."""
-    m = np.array([dro.section_residue[i // 49] == shape for i in range(len(dro.regions))])
+    m = dro.tile_residue == shape
     return {k: mape(np.full(m.sum(), np.median(dro.truth(k)[m])), dro.truth(k)[m]) for k in MAPS}
 
 
@@ -116,7 +116,7 @@ def reading(results: dict, label: str, methods: list[str]) -> list[str]:
         res = results[(label, "nlr")]
         dro, cbf = res["dro"], res["tiles"]["cbf"]
         err = 100 * (cbf / dro.truth("cbf") - 1)
-        shape = np.array([dro.section_residue[i // 49] for i in range(len(dro.regions))])
+        shape = dro.tile_residue
         smooth = shape != "triangular"
         near = np.abs(err[smooth]) <= 5
         worst = np.argmax(np.abs(np.where(smooth, err, 0)))
@@ -171,7 +171,7 @@ def frame_intervals(tmp: Path, tile: int) -> list[str]:
                  for n in ("brain", "aif")}  # fmt: skip
         maps = run_maps(folder / "dicom", masks, folder / "nlr", "nlr", False)
         err = {k: 100 * (dro.tile_medians(maps[k]) / dro.truth(k) - 1) for k in ("cbf", "cbv")}
-        shape = np.array([dro.section_residue[i // 49] for i in range(len(dro.regions))])
+        shape = dro.tile_residue
         cells = [f"{np.median(err['cbf'][shape == r]):+.1f} ({_worst(err['cbf'][shape == r])})"
                  for r in D.RESIDUES]  # fmt: skip
         lines.append(f"| {dt:g} | " + " | ".join(cells)
@@ -195,7 +195,7 @@ def plot(dro: D.DRO, results: dict, label: str, path: Path) -> None:
     methods = [m for (s, m) in results if s == label]
     fig, axes = plt.subplots(len(methods), 3, figsize=(10, 3.1 * len(methods)), squeeze=False)
     colours = {"box": "tab:blue", "exponential": "tab:orange", "triangular": "tab:green"}
-    shapes = np.array([dro.section_residue[i // 49] for i in range(len(dro.regions))])
+    shapes = dro.tile_residue
     for row, method in enumerate(methods):
         tiles = results[(label, method)]["tiles"]
         for col, k in enumerate(MAPS):

@@ -69,6 +69,11 @@ class DRO:
         key = "delay" if name == "tmax" else name
         return np.array([getattr(r, key) for r in self.regions])
 
+    @property
+    def tile_residue(self) -> np.ndarray:
+        """Each tile's residue shape (``box``, ``exponential``, ``triangular``)."""
+        return np.array([r.shape for r in self.regions])
+
     def tile_medians(self, values: np.ndarray) -> np.ndarray:
         """The median of ``values`` (x, y, z) over each tile's inner voxels."""
         idx = np.where(self.inner, self.tile_index, -1)
