@@ -181,6 +181,9 @@ def test_bounds_and_sign_options() -> None:
         BoxNLRModel(data.aif, data.times, mtt_bounds=(0.0, 10.0))
     with pytest.raises(InputError, match="delay_bounds"):
         BoxNLRModel(data.aif, data.times, delay_bounds=(5.0, 1.0))
+    for shapes in ((2.0, 0.0), (-1.5,), (np.inf,)):  # gamma > 0, spreads in [-1, 0)
+        with pytest.raises(InputError, match="shapes"):
+            BoxNLRModel(data.aif, data.times, shapes=shapes)
 
 
 def test_chunks_and_threads_give_the_same_fit() -> None:

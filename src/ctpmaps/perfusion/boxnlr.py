@@ -227,13 +227,14 @@ from ._aifspline import aif_integral, aif_knots
 from ._boxgrid import StartGrid, subspace
 from ._boxsolve import ShiftTable, solve
 from ._residues import (
+    RIVAL,
     adopt_mtt,
     borrow_mtt,
     climb_shapes,
     fit_hinted_shapes,
-    gamma_ramps,
     pooled_fits,
     ramp_curves,
+    residue_ramps,
     select_shapes,
     table_ramp_curves,
 )
@@ -264,8 +265,10 @@ CHUNK = 8192
 SHORT_BOX = 0.1
 #: Refinement: iterations at most; stop when the Newton decrement is below RTOL x SSE.
 MAX_ITER = 15
-#: Residue shapes tried besides the box: gamma transit-time shapes (1 is exponential).
-SHAPES = (32.0, 12.0, 6.0, 3.0, 2.0, 1.4, 1.0)
+#: Residue shapes tried besides the box (keys of `_residues.residue_ramps`): gamma
+#: transit-time shapes (1 is exponential), and transit times spread uniformly by a half,
+#: three quarters and all of the MTT about it (-1, the triangular residue).
+SHAPES = (32.0, 12.0, 6.0, 3.0, 2.0, 1.4, 1.0, -0.5, -0.75, -1.0)
 #: A shape other than the box is kept where it lowers the SSE by more than this many noise
 #: variances (the voxel's smaller SSE / (t - 3)); chosen by measurement (module docstring).
 SHAPE_PENALTY = 4.0
@@ -303,8 +306,9 @@ def box_curves(
     scale : float
         ``rho / kappa / 6000`` (`ctpmaps.physics.tissue_scale`).
     shape : float
-        Residue: ``inf`` the box, else the gamma transit-time shape of a ramp residue
-        (`_residues`).
+        Residue: ``inf`` the box, else the key of a ramp residue
+        (`_residues.residue_ramps`: ``k > 0`` gamma transit times of shape ``k``, ``-1 <= k
+        < 0`` transit times spread uniformly by ``|k|`` of the MTT).
 
     Returns
     -------
@@ -313,7 +317,7 @@ def box_curves(
     """
     cbf, mtt, delay = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (cbf, mtt, delay))
     if not np.isinf(shape):
-        return scale * cbf[:, None] * ramp_curves(times, knots, mtt, delay, gamma_ramps(shape))
+        return scale * cbf[:, None] * ramp_curves(times, knots, mtt, delay, residue_ramps(shape))
     t = np.asarray(times, dtype=np.float64)[None, :]
     a1, _ = aif_integral(t - delay[:, None], *knots)
     a2, _ = aif_integral(t - delay[:, None] - mtt[:, None], *knots)
@@ -343,7 +347,8 @@ class BoxNLRFit(PerfusionFit):
     ----------
     params : dict of ndarray, shape (n_fit,)
         ``cbf`` (mL/100 g/min), ``mtt`` (s), ``delay`` (s), ``sse`` (input unit squared),
-        ``shape`` (gamma transit-time shape of the residue, ``inf`` for the box),
+        ``shape`` (the residue's key, `_residues.residue_ramps`: a gamma transit-time
+        shape > 0, a uniform spread in [-1, 0), ``inf`` for the box),
         ``iterations`` and, when fitted with the voxel spacing, ``borrowed`` (bool: the
         voxel's own fit ended on the lower MTT bound, and its MTT and shape are its
         neighbourhood's, `_residues.borrow_mtt`) and ``adopted`` (bool: its MTT and shape
@@ -450,7 +455,8 @@ class BoxNLRModel(PerfusionModel):
         Constrain CBF >= 0 (default). ``False`` fits plain least squares, as the seed's
         unbounded simplex, where noise can make a negative box the best fit.
     shapes : tuple of float
-        Gamma transit-time shapes tried besides the box (`SHAPES`); ``()`` fits the box
+        Residue shapes tried besides the box (`SHAPES`; gamma transit-time shapes > 0,
+        uniform spreads in [-1, 0), `_residues.residue_ramps`); ``()`` fits the box
         alone, the seed's model.
     shape_penalty : float
         A shape other than the box is kept where it lowers the SSE by more than this many
@@ -527,11 +533,15 @@ class BoxNLRModel(PerfusionModel):
         self.grid_step = float(grid_step)
         self.max_iter = int(max_iter)
         self.nonnegative = bool(nonnegative)
-        if not all(np.isfinite(k) and k > 0 for k in shapes):
-            raise InputError("shapes", f"expected positive gamma shapes, got {shapes!r}")
+        if not all(np.isfinite(k) and (k > 0 or -1 <= k < 0) for k in shapes):
+            raise InputError(
+                "shapes",
+                f"expected gamma shapes > 0 or uniform spreads in [-1, 0), got {shapes!r}",
+            )
         if not (np.isfinite(shape_penalty) and shape_penalty >= 0):
             raise InputError("shape_penalty", f"expected a number >= 0, got {shape_penalty!r}")
-        #: Gamma transit-time shapes tried besides the box, and the penalty of choosing one.
+        #: Residue shapes tried besides the box (keys of `_residues.residue_ramps`), and the
+        #: penalty of choosing one.
         self.shapes = tuple(float(k) for k in shapes)
         self.shape_penalty = float(shape_penalty)
         if not (np.isfinite(shape_pool_mm) and shape_pool_mm >= 0):
@@ -568,7 +578,7 @@ class BoxNLRModel(PerfusionModel):
         dtype = np.dtype(dtype)
         if dtype not in self._tables:
             lo = self.delay_bounds[0]
-            longest = max([1.0] + [gamma_ramps(k).coefs[-1] for k in self.shapes])
+            longest = max([1.0] + [residue_ramps(k).coefs[-1] for k in self.shapes])
             hi = self.delay_bounds[1] + longest * self.mtt_bounds[1]
             self._tables[dtype] = ShiftTable(self.times, self.aif_knots, lo, hi, self.scale, dtype)
         return self._tables[dtype]
@@ -629,7 +639,7 @@ class BoxNLRModel(PerfusionModel):
             if np.isinf(k):
                 g[sel] = table.box(delay[sel], delay[sel] + mtt[sel])[0]
             else:
-                g[sel] = table_ramp_curves(table, delay[sel], mtt[sel], gamma_ramps(float(k)))
+                g[sel] = table_ramp_curves(table, delay[sel], mtt[sel], residue_ramps(k))
         return np.asarray(cbf, dtype=np.float64).astype(dtype)[:, None] * g
 
     # -- fitting
@@ -684,7 +694,8 @@ class BoxNLRModel(PerfusionModel):
 
     def _fit_curves(self, curves: np.ndarray) -> dict[str, Any]:
         n = curves.shape[0]
-        out = {k: np.empty(n) for k in ("cbf", "mtt", "delay", "sse", "shape")}
+        keys = ("cbf", "mtt", "delay", "sse", "shape") + (RIVAL if self.shapes else ())
+        out = {k: np.empty(n) for k in keys}
         out["iterations"] = np.empty(n, dtype=np.int16)
 
         def work(sl: slice) -> None:
