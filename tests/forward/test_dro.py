@@ -39,12 +39,15 @@ def test_the_series_reads_back_on_its_grid(dro_files) -> None:
 @pytest.mark.parametrize("method", ["nlr", "ssvd", "bsvd", "osvd"])
 def test_every_method_on_the_dro(dro_files, method: str, tmp_path) -> None:
     """Noise-free, the AIF given as a mask: CBV within 3 % on every box and exponential
-    tile for every method (within 8 % on the triangular ones); the NLR's CBF within 5 % on
-    every box and exponential tile, MTT 3.4-24 s and delays 0-3 s included. (Before the
-    NLR's onset could lie half a frame before the AIF's, a limit on the shapes of
-    residues shorter than 4 frame intervals read the exponential tiles of MTT 3.4-4.8 s
-    near half their CBF at these frames.) The NLR's triangular tiles read 8-25 % low: no
-    shape it fits has a residue that falls from its onset (docs/accuracy_dro.md)."""
+    tile for every method (within 8 % on the triangular ones); the NLR's CBF within 5 %
+    on every box and exponential tile, MTT 3.4-24 s and delays 0-3 s included, and on
+    every triangular tile of MTT 4 s or more. (Before the NLR's onset could lie half a
+    frame before the AIF's, a limit on the shapes of residues shorter than 4 frame
+    intervals read the exponential tiles of MTT 3.4-4.8 s near half their CBF at these
+    frames; before uniform spreads of transit times were among its shapes, the
+    triangular tiles read 8-25 % low: no residue it fitted fell from its onset. The box's
+    misfit on the triangular tiles of MTT 3.4 s, 0.1 HU rms alternating frame by frame,
+    is not the smooth structure its misfit test looks for: some keep the box.)"""
     d, folder, masks = dro_files
     out = tmp_path / method
     res = runner.invoke(app, ["maps", str(folder / "dicom"), str(out), "--method", method,
@@ -59,4 +62,5 @@ def test_every_method_on_the_dro(dro_files, method: str, tmp_path) -> None:
     assert np.abs(err["cbv"][smooth]).max() < 0.03, err["cbv"][smooth]
     assert np.abs(err["cbv"][~smooth]).max() < 0.08
     if method == "nlr":
-        assert np.abs(err["cbf"][smooth]).max() < 0.05, err["cbf"][smooth]
+        scored = smooth | (d.truth("mtt") >= 4.0)
+        assert np.abs(err["cbf"][scored]).max() < 0.05, err["cbf"][scored]

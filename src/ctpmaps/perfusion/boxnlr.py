@@ -266,9 +266,10 @@ SHORT_BOX = 0.1
 #: Refinement: iterations at most; stop when the Newton decrement is below RTOL x SSE.
 MAX_ITER = 15
 #: Residue shapes tried besides the box (keys of `_residues.residue_ramps`): gamma
-#: transit-time shapes (1 is exponential), and transit times spread uniformly by a half,
-#: three quarters and all of the MTT about it (-1, the triangular residue).
-SHAPES = (32.0, 12.0, 6.0, 3.0, 2.0, 1.4, 1.0, -0.5, -0.75, -1.0)
+#: transit-time shapes (1 is exponential), and transit times spread uniformly by half
+#: and all of the MTT about it (-1, the triangular residue); chosen by measurement
+#: (module docstring, "Residue shapes").
+SHAPES = (32.0, 12.0, 6.0, 3.0, 2.0, 1.4, 1.0, -0.5, -1.0)
 #: A shape other than the box is kept where it lowers the SSE by more than this many noise
 #: variances (the voxel's smaller SSE / (t - 3)); chosen by measurement (module docstring).
 SHAPE_PENALTY = 4.0
