@@ -126,9 +126,10 @@ def residue(t: np.ndarray, mtt: float, shape: str | float) -> np.ndarray:
 
     ``shape``: ``"box"`` (plug flow), ``"exponential"`` (a mixed compartment),
     ``"triangular"`` (transit times uniform from 0 to ``2 mtt``: ``R`` falls linearly to 0
-    at ``2 mtt``, Kudo et al. 2013's third shape) or a number ``k``, the shape of a gamma
-    distribution of transit times with mean ``mtt`` (``R = 1 - F``; 1 is the exponential,
-    large ``k`` tends to the box).
+    at ``2 mtt``, Kudo et al. 2013's third shape), ``"uniform:W"`` (transit times uniform
+    over ``(1 +- W) mtt``, ``0 < W <= 1``: a trapezoid, ``"uniform:1"`` the triangular) or
+    a number ``k``, the shape of a gamma distribution of transit times with mean ``mtt``
+    (``R = 1 - F``; 1 is the exponential, large ``k`` tends to the box).
     """
     t = np.asarray(t, dtype=np.float64)
     on = t >= 0
@@ -137,7 +138,13 @@ def residue(t: np.ndarray, mtt: float, shape: str | float) -> np.ndarray:
     if shape == "exponential":
         return np.where(on, np.exp(-np.clip(t, 0, None) / mtt), 0.0)
     if shape == "triangular":
-        return np.where(on, np.clip(1.0 - t / (2.0 * mtt), 0.0, None), 0.0)
+        shape = "uniform:1"
+    if isinstance(shape, str) and shape.startswith("uniform:"):
+        w = float(shape.split(":", 1)[1])
+        if not 0 < w <= 1:
+            raise ValueError(f"uniform transit times need 0 < W <= 1, got {shape!r}")
+        start, end = (1.0 - w) * mtt, (1.0 + w) * mtt
+        return np.where(on, np.clip((end - t) / (end - start), 0.0, 1.0), 0.0)
     k = float(shape)
     return np.where(on, gammaincc(k, k * np.clip(t, 0, None) / mtt), 0.0)
 

@@ -47,7 +47,9 @@ def test_imports_nothing_from_the_project(source: Path, allowed: set[str]) -> No
     assert names <= {"__future__", "dataclasses"} | allowed, names
 
 
-@pytest.mark.parametrize("shape", ["box", "exponential", "triangular", 1.0, 3.0, 10.0])
+@pytest.mark.parametrize(
+    "shape", ["box", "exponential", "triangular", "uniform:0.5", 1.0, 3.0, 10.0]
+)
 @pytest.mark.parametrize("mtt", [2.0, 6.0, 12.0])
 def test_residues_start_at_one_and_integrate_to_mtt(shape, mtt: float) -> None:
     t = np.arange(0.0, 400.0, FINE_DT / 4)
