@@ -230,6 +230,7 @@ the solver it relies on live in `_boxgrid` and `_boxsolve`.
 
 from __future__ import annotations
 
+import copy
 import threading
 from functools import cached_property
 from typing import Any
@@ -679,7 +680,13 @@ class BoxNLRModel(PerfusionModel):
         lo, hi, kw = self._limits(curves.dtype)
         short = np.flatnonzero((out["mtt"] <= lo[1] * (1 + 1e-6)) & (out["cbf"] > 0))
         pooled = pooled_fits(
-            self, curves, layout, spacing, self.shape_pool_mm, out["delay"], every=short
+            self._neighbourhood_model(),
+            curves,
+            layout,
+            spacing,
+            self.shape_pool_mm,
+            out["delay"],
+            every=short,
         )
         hint = pooled["shape"].copy()
         hint[np.isfinite(out["shape"]) | (out["cbf"] <= 0)] = np.inf  # chosen on its own
@@ -696,6 +703,24 @@ class BoxNLRModel(PerfusionModel):
         if self.neighbourhood_mtt:
             adopt_mtt(self, curves, out, pooled, lo, hi)
         return self.fit_class(self, layout, **out)
+
+    def _neighbourhood_model(self) -> BoxNLRModel:
+        """This model with its gamma shapes only, to fit a neighbourhood's pooled curves
+        (`fit_gathered`; tables and grids shared).
+
+        A pooled curve of box residues whose MTTs differ from voxel to voxel is a spread
+        of transit times, which a uniform spread fits best: chosen there, a spread says
+        that the MTT varies, not that the voxel's residue is spread. Lent to the voxels,
+        spreads lifted the CBF of box-like tissue whose MTT varies (minimal forward model,
+        white matter, log-normal MTT of CV 0.15, gamma 12 residues, 1.2 HU: median 1.05
+        to 1.17 of the truth; phantom at 128, 20 patients: white matter box-like +12 to
+        +14 %); each voxel still chooses a spread on its own curve. The DRO's triangular
+        tiles at 6 HU, filtered, 1 s frames read a median 7 % low with spreads lent, 14 %
+        with spreads on a voxel's own curve only, 18 % low without spreads.
+        """
+        model = copy.copy(self)
+        model.shapes = tuple(k for k in self.shapes if k > 0)
+        return model
 
     def _limits(self, dtype: Any) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
         """Lower and upper (delay, MTT) bounds and the solver's keywords for ``dtype``."""
